@@ -1,0 +1,98 @@
+// Token verification (PROTOCOL §2): HS256 JWTs via jose, mapped to the credentials a
+// connection carries. Any failure is an AuthError whose reason labels the auth metric.
+import { jwtVerify, SignJWT, errors as joseErrors } from 'jose';
+
+export type Role = 'viewer' | 'moderator';
+
+export interface Credentials {
+  uid: string;
+  name?: string;
+  /** Allowed rooms; entries ending in `*` are prefixes. Undefined = any room. */
+  rooms?: readonly string[];
+  role: Role;
+  guest: boolean;
+  /** Token expiry, ms since epoch (Infinity for guests). */
+  expMs: number;
+}
+
+export type AuthFailure = 'missing' | 'expired' | 'signature' | 'malformed' | 'claims';
+
+export class AuthError extends Error {
+  constructor(readonly reason: AuthFailure, message: string) {
+    super(message);
+  }
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Credentials>;
+}
+
+export function createVerifier(secret: string): TokenVerifier {
+  const key = new TextEncoder().encode(secret);
+  return {
+    async verify(token) {
+      let payload: Record<string, unknown>;
+      try {
+        ({ payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['sub', 'exp'] }));
+      } catch (err) {
+        if (err instanceof joseErrors.JWTExpired) throw new AuthError('expired', 'token expired');
+        if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new AuthError('signature', 'bad signature');
+        if (err instanceof joseErrors.JWTClaimValidationFailed) throw new AuthError('claims', err.message);
+        throw new AuthError('malformed', 'malformed token');
+      }
+      return toCredentials(payload);
+    },
+  };
+}
+
+function toCredentials(p: Record<string, unknown>): Credentials {
+  const { sub, exp, name, rooms, role } = p;
+  if (typeof sub !== 'string' || sub.length < 1 || sub.length > 64) throw new AuthError('claims', 'sub must be 1-64 chars');
+  if (sub.startsWith('guest:')) throw new AuthError('claims', 'sub may not use the guest: prefix');
+  if (typeof exp !== 'number') throw new AuthError('claims', 'exp must be a number');
+  if (name !== undefined && (typeof name !== 'string' || name.length > 32)) throw new AuthError('claims', 'name must be at most 32 chars');
+  if (rooms !== undefined && (!Array.isArray(rooms) || !rooms.every((r) => typeof r === 'string' && r.length > 0))) {
+    throw new AuthError('claims', 'rooms must be a list of room ids');
+  }
+  if (role !== undefined && role !== 'viewer' && role !== 'moderator') throw new AuthError('claims', 'role must be viewer or moderator');
+  return {
+    uid: sub,
+    name: name as string | undefined,
+    rooms: rooms as string[] | undefined,
+    role: (role as Role | undefined) ?? 'viewer',
+    guest: false,
+    expMs: exp * 1000,
+  };
+}
+
+export function guestCredentials(sid: string): Credentials {
+  return { uid: `guest:${sid}`, role: 'viewer', guest: true, expMs: Infinity };
+}
+
+/** Whether a token's `rooms` claim lets it join `room`. */
+export function mayJoin(creds: Credentials, room: string): boolean {
+  if (!creds.rooms) return true;
+  return creds.rooms.some((r) => (r.endsWith('*') ? room.startsWith(r.slice(0, -1)) : r === room));
+}
+
+export interface MintOptions {
+  uid: string;
+  name?: string;
+  ttlSec?: number;
+  rooms?: string[];
+  role?: Role;
+}
+
+/** Mints a token as a business backend would (used by `roomcast token` and dev mode). */
+export async function mintToken(secret: string, o: MintOptions): Promise<string> {
+  const claims: Record<string, unknown> = {};
+  if (o.name !== undefined) claims.name = o.name;
+  if (o.rooms !== undefined) claims.rooms = o.rooms;
+  if (o.role !== undefined) claims.role = o.role;
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(o.uid)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (o.ttlSec ?? 3600))
+    .sign(new TextEncoder().encode(secret));
+}

@@ -1,0 +1,45 @@
+// Every option with its default, in one schema that rejects unknown keys. docs/configuration.md
+// mirrors this list (a test checks that every key is documented).
+import { z } from 'zod';
+
+export const configSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).default(8080).describe('TCP port for WebSocket and HTTP'),
+    host: z.string().min(1).default('0.0.0.0').describe('address to listen on'),
+    workers: z
+      .union([z.number().int().min(1).max(256), z.literal('auto')])
+      .default(1)
+      .describe('worker processes; "auto" = one per core; more than one needs --redis'),
+    redis: z.string().nullable().default(null).describe('Redis URL; absent = in-memory bus (single worker)'),
+    secret: z.string().min(1).nullable().default(null).describe('HS256 token secret; absent = dev mode'),
+    apiKey: z.string().min(1).nullable().default(null).describe('bearer key for /v1 routes; dev mode uses "dev" when absent'),
+    allowGuests: z.boolean().default(false).describe('allow read-only guests without a token'),
+    nodeId: z.string().min(1).nullable().default(null).describe('node name in welcome; default hostname'),
+    tickMs: z.number().int().min(5).max(5000).default(50).describe('tick length in ms'),
+    maxTickMs: z.number().int().min(5).max(60000).default(1000).describe('upper bound of the adaptive (stretched) tick'),
+    roomChatBudget: z.number().min(1).default(60).describe('delivered chat messages per second per room'),
+    maxBodyBytes: z.number().int().min(1).max(16384).default(300).describe('chat body size limit (bytes)'),
+    maxFrameBytes: z.number().int().min(1024).max(1048576).default(16384).describe('largest inbound frame; bigger closes the socket (1009)'),
+    maxRoomsPerConn: z.number().int().min(1).default(8).describe('rooms one connection may join'),
+    chatRate: z.number().positive().default(1).describe('chat messages per second per user'),
+    chatBurst: z.number().positive().default(3).describe('chat burst per user'),
+    likeRate: z.number().positive().default(10).describe('likes per second per user'),
+    likeBurst: z.number().positive().default(10).describe('like burst per user'),
+    joinRate: z.number().positive().default(5).describe('joins per second per user'),
+    joinBurst: z.number().positive().default(5).describe('join burst per user'),
+    badFrameLimit: z.number().int().min(1).default(10).describe('bad frames per minute before close 4008'),
+    history: z.number().int().min(1).default(1000).describe('log entries kept per room for recovery'),
+    maxBackpressure: z.number().int().min(1024).default(262144).describe('per-socket send buffer before frames are skipped (bytes)'),
+    compressThreshold: z.number().int().min(0).default(1024).describe('z frames only for encoded frames over this size (bytes)'),
+    idleTimeoutSec: z.number().int().min(8).max(960).default(60).describe('close sockets silent this long (welcome.hb)'),
+    membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
+    kickSeconds: z.number().int().min(0).default(60).describe('rejoin ban after a kick without seconds'),
+    muteSeconds: z.number().int().min(1).default(300).describe('mute length when a mute gives no seconds'),
+    drainMs: z.number().int().min(0).default(5000).describe('max jittered reconnectMs in bye while draining'),
+    metricsTopRooms: z.number().int().min(0).max(1000).default(20).describe('rooms with their own room_members series'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
+  })
+  .strict();
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type ConfigInput = z.input<typeof configSchema>;

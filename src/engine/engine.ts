@@ -1,0 +1,365 @@
+// The worker's engine, independent of the socket library: connection lifecycle, client ops,
+// moderation, member-count pushes. The gateway feeds it frames; the API calls its actions.
+import type { Logger } from 'pino';
+import { randomInt } from 'node:crypto';
+import type { Bus, ControlCommand } from '../bus/bus.js';
+import type { Config } from '../config/schema.js';
+import type { Metrics, MessageResult } from '../metrics/metrics.js';
+import { CLOSE, WireError } from '../protocol/errors.js';
+import { createIngressDecoder } from '../protocol/codec.js';
+import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
+import { peekRef, validateClientOp } from '../protocol/validate.js';
+import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import { Membership } from '../rooms/membership.js';
+import { Moderation } from '../rooms/moderation.js';
+import { mayJoin } from '../auth/tokens.js';
+import { Outboxes, type Outcome } from '../tick/outbox.js';
+import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
+import { RateLimiter } from '../tick/rate-limit.js';
+import { Ticker } from '../tick/ticker.js';
+import { encodeFrame } from '../protocol/codec.js';
+import { Rooms } from './rooms.js';
+
+export interface EngineOptions {
+  config: Config;
+  bus: Bus;
+  publisher: RoomPublisher;
+  metrics: Metrics;
+  log: Logger;
+  nodeId: string;
+  /** Chat that fails review before it is queued (blocklist); the webhook runs per tick. */
+  prefilter?: (room: string, body: string) => boolean;
+  review?: Reviewer;
+  now?: () => number;
+}
+
+/** A message from the server API. */
+export interface ApiMessage {
+  kind: string;
+  body: unknown;
+  uid?: string;
+  name?: string;
+  priority: 'high' | 'normal';
+  x?: Record<string, unknown>;
+}
+
+interface ConnState {
+  badFrames: number;
+  badSince: number;
+  open: boolean;
+}
+
+const BAD_FRAME_WINDOW_MS = 60_000;
+
+export class Engine {
+  readonly membership = new Membership();
+  readonly moderation: Moderation;
+  private readonly outboxes = new Outboxes();
+  private readonly pipeline: TickPipeline;
+  private readonly rooms: Rooms;
+  private readonly ticker: Ticker;
+  private readonly decode: (b: Uint8Array) => unknown;
+  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
+  private readonly state = new WeakMap<Connection, ConnState>();
+  private readonly all = new Set<Connection>();
+  private readonly lastPushed = new Map<string, number>();
+  private readonly now: () => number;
+  private timers: NodeJS.Timeout[] = [];
+  private draining = false;
+
+  constructor(private readonly o: EngineOptions) {
+    const c = o.config;
+    this.now = o.now ?? Date.now;
+    this.moderation = new Moderation(this.now);
+    this.decode = createIngressDecoder(c.maxFrameBytes);
+    this.limits = {
+      chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
+      like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
+      join: new RateLimiter({ rate: c.joinRate, burst: c.joinBurst }, this.now),
+    };
+    this.pipeline = new TickPipeline({
+      bus: o.bus,
+      outboxes: this.outboxes,
+      publisher: o.publisher,
+      metrics: o.metrics,
+      roomChatBudget: c.roomChatBudget,
+      compressThreshold: c.compressThreshold,
+      budgetShare: () => 1,
+      review: o.review,
+      now: this.now,
+    });
+    this.rooms = new Rooms({
+      bus: o.bus,
+      membership: this.membership,
+      pipeline: this.pipeline,
+      maxReplay: c.history,
+      compressThreshold: c.compressThreshold,
+    });
+    this.ticker = new Ticker({
+      tickMs: c.tickMs,
+      maxTickMs: c.maxTickMs,
+      run: () => this.pipeline.tick(),
+      onTick: (workMs, effectiveMs) => {
+        o.metrics.tickDuration.observe(workMs / 1000);
+        o.metrics.effectiveTick.set(effectiveMs / 1000);
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.o.bus.start({
+      onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
+      onControl: (cmd) => this.applyControl(cmd),
+    });
+    this.ticker.start();
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.o.config.membersPushMs, () => this.pushMembers());
+    every(30_000, () => Object.values(this.limits).forEach((l) => l.sweep()));
+  }
+
+  get ready(): boolean {
+    return !this.draining && this.o.bus.available();
+  }
+
+  // ---- connections ----
+
+  /** A new connection; `initial` is the join requested in the upgrade's query. */
+  open(c: Connection, initial?: InitialJoin): void {
+    this.all.add(c);
+    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true });
+    this.membership.addConnection(c);
+    this.o.metrics.connections.inc();
+    c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
+    if (!initial) return;
+    if (!ROOM_RE.test(initial.room)) return this.replyError(c, new WireError('BAD_ROOM'));
+    const since = initial.since === undefined ? undefined : /^\d{1,15}$/.test(initial.since) ? Number(initial.since) : NaN;
+    if (Number.isNaN(since)) return this.replyError(c, new WireError('BAD_FRAME', 'since must be an unsigned integer'));
+    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch });
+  }
+
+  closed(c: Connection): void {
+    const st = this.state.get(c);
+    if (!st?.open) return;
+    st.open = false;
+    this.all.delete(c);
+    this.rooms.dropped(c);
+    this.o.metrics.connections.dec();
+    this.o.metrics.rooms.set(this.membership.roomCount);
+  }
+
+  /** One inbound WebSocket message. Never throws: bad input becomes an `error` frame. */
+  frame(c: Connection, data: Uint8Array, isBinary: boolean): void {
+    if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
+    let decoded: unknown;
+    try {
+      decoded = this.decode(data);
+    } catch {
+      return this.badFrame(c, new WireError('BAD_FRAME', 'not one MessagePack value'));
+    }
+    let op: ClientOp;
+    try {
+      op = validateClientOp(decoded, { maxBodyBytes: this.o.config.maxBodyBytes });
+    } catch (err) {
+      const e = err instanceof WireError ? err : new WireError('BAD_FRAME');
+      const ref = peekRef(decoded);
+      if (e.code === 'BAD_FRAME' || e.code === 'UNKNOWN_OP') return this.badFrame(c, e, ref);
+      this.countSend(decoded, e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
+      return this.replyError(c, e, ref);
+    }
+    void this.handle(c, op);
+  }
+
+  private badFrame(c: Connection, e: WireError, ref?: number): void {
+    this.o.metrics.badFrames.inc({ code: e.code });
+    const st = this.state.get(c);
+    if (!st) return;
+    const t = this.now();
+    if (t - st.badSince > BAD_FRAME_WINDOW_MS) {
+      st.badSince = t;
+      st.badFrames = 0;
+    }
+    this.replyError(c, e, ref);
+    if (++st.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
+  }
+
+  private countSend(decoded: unknown, result: MessageResult): void {
+    const m = decoded as { op?: unknown; kind?: unknown };
+    const opName = m.op instanceof Uint8Array ? Buffer.from(m.op).toString() : '';
+    if (opName !== 'send') return;
+    const kind = m.kind instanceof Uint8Array ? Buffer.from(m.kind).toString() : '';
+    this.o.metrics.messagesReceived.inc({ kind: kind === 'chat' || kind === 'like' ? kind : 'other', result });
+  }
+
+  private replyError(c: Connection, e: WireError, ref?: number): void {
+    if (!this.state.get(c)?.open) return;
+    c.send({ op: 'error', code: e.code, message: e.message, ref, retryMs: e.retryMs });
+  }
+
+  private async handle(c: Connection, op: ClientOp): Promise<void> {
+    try {
+      switch (op.op) {
+        case 'join':
+          return await this.join(c, op);
+        case 'leave':
+          this.rooms.leave(c, op.room);
+          this.o.metrics.rooms.set(this.membership.roomCount);
+          return c.send({ op: 'left', ref: op.ref, room: op.room });
+        case 'send':
+          return this.send(c, op);
+        case 'kick':
+        case 'mute':
+          return await this.moderate(c, op);
+        case 'ping':
+          return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
+      }
+    } catch (err) {
+      if (err instanceof WireError) return this.replyError(c, err, op.ref);
+      this.o.log.error({ err, op: op.op }, 'op failed');
+      this.replyError(c, new WireError('UNAVAILABLE', 'internal error'), op.ref);
+    }
+  }
+
+  private async join(c: Connection, op: Extract<ClientOp, { op: 'join' }>): Promise<void> {
+    const { room } = op;
+    if (!mayJoin(c.creds, room)) throw new WireError('FORBIDDEN', 'token does not allow this room');
+    const banned = this.moderation.bannedFor(room, c.creds.uid);
+    if (banned > 0) throw new WireError('KICKED', 'kicked from this room', banned);
+    if (!c.rooms.has(room) && c.rooms.size >= this.o.config.maxRoomsPerConn) {
+      throw new WireError('TOO_MANY_ROOMS', `at most ${this.o.config.maxRoomsPerConn} rooms per connection`);
+    }
+    const wait = this.limits.join.take(c.creds.uid);
+    if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
+    await this.rooms.join(c, op, () => this.state.get(c)?.open === true);
+    this.o.metrics.rooms.set(this.membership.roomCount);
+    const until = this.moderation.roomMutedUntil(room);
+    if (until > 0) c.send({ op: 'muted', room, until, all: true });
+  }
+
+  private send(c: Connection, op: Extract<ClientOp, { op: 'send' }>): void {
+    const kind = op.kind;
+    const refuse = (e: WireError, result: MessageResult) => {
+      this.o.metrics.messagesReceived.inc({ kind, result });
+      throw e;
+    };
+    if (c.creds.guest) refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
+    if (!c.rooms.has(op.room)) refuse(new WireError('NOT_JOINED'), 'invalid');
+    const muted = this.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
+    if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');
+    const wait = this.limits[kind].take(c.creds.uid);
+    if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
+    if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
+    const reply = (o: Outcome) => {
+      if (!this.state.get(c)?.open) return;
+      if ('error' in o) return this.replyError(c, o.error, op.ref);
+      c.send(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
+    };
+    if (op.kind === 'like') return this.outboxes.addLike(op.room, reply);
+    if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');
+    const msg: Msg = { u: c.creds.uid, k: 'chat', b: op.body, t: this.now() };
+    if (c.creds.name !== undefined) msg.n = c.creds.name;
+    this.outboxes.addNormal(op.room, { msg, reply });
+  }
+
+  private async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
+    if (c.creds.role !== 'moderator') throw new WireError('FORBIDDEN', 'moderators only');
+    if (!c.rooms.has(op.room)) throw new WireError('NOT_JOINED');
+    if (op.op === 'kick') await this.kick(op.room, op.uid, op.seconds, op.reason);
+    else await this.mute(op.room, op.uid, op.seconds ?? this.o.config.muteSeconds);
+    c.send({ op: 'ack', ref: op.ref, shown: true });
+  }
+
+  // ---- actions shared by moderator ops and the server API ----
+
+  /** Kicks `uid` out of the room on every worker and bans rejoining for `seconds`. */
+  async kick(room: string, uid: string, seconds = this.o.config.kickSeconds, reason?: string): Promise<void> {
+    await this.control({ type: 'kick', room, uid, reason, untilMs: this.now() + seconds * 1000 });
+  }
+
+  /** Mutes `uid` (or, without uid, the whole room's chat) for `seconds`; 0 unmutes. */
+  async mute(room: string, uid: string | undefined, seconds: number): Promise<void> {
+    await this.control({ type: 'mute', room, uid, untilMs: seconds > 0 ? this.now() + seconds * 1000 : 0 });
+  }
+
+  /** Queues an API message for the room's next tick; resolves when it is logged (or not). */
+  post(room: string, m: ApiMessage): Promise<Outcome> {
+    if (!this.o.bus.available()) return Promise.resolve({ error: new WireError('UNAVAILABLE') });
+    return new Promise((resolve) => {
+      const msg: Msg = { u: m.uid ?? 'system', k: m.kind, b: m.body, t: this.now() };
+      if (m.name !== undefined) msg.n = m.name;
+      if (m.x !== undefined) msg.x = m.x;
+      const high = m.priority === 'high' || m.kind === 'system' || m.kind === 'gift';
+      if (high) this.outboxes.addHigh(room, { msg, reply: resolve });
+      else this.outboxes.addNormal(room, { msg, reply: resolve });
+    });
+  }
+
+  private async control(cmd: ControlCommand): Promise<void> {
+    try {
+      await this.o.bus.control(cmd);
+    } catch {
+      throw new WireError('UNAVAILABLE', 'control channel unreachable');
+    }
+  }
+
+  /** A control command from the bus, applied to this worker's members. */
+  private applyControl(cmd: ControlCommand): void {
+    const { room } = cmd;
+    if (cmd.type === 'kick') {
+      this.moderation.ban(room, cmd.uid, cmd.untilMs);
+      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
+        if (!c.rooms.has(room)) continue;
+        this.rooms.leave(c, room);
+        c.send(cmd.reason === undefined ? { op: 'kicked', room } : { op: 'kicked', room, reason: cmd.reason });
+      }
+      return;
+    }
+    this.moderation.mute(room, cmd.uid, cmd.untilMs);
+    if (cmd.uid === undefined) {
+      if (this.membership.has(room)) this.o.publisher.publish(room, encodeFrame({ op: 'muted', room, until: cmd.untilMs, all: true }));
+      return;
+    }
+    for (const c of this.membership.connectionsOf(cmd.uid)) {
+      if (c.rooms.has(room)) c.send({ op: 'muted', room, until: cmd.untilMs });
+    }
+  }
+
+  // ---- member counts ----
+
+  private pushMembers(): void {
+    const counts = this.membership.counts();
+    this.o.bus.reportMembers(counts);
+    this.o.metrics.rooms.set(counts.size);
+    for (const room of counts.keys()) {
+      const count = Math.max(this.o.bus.members(room), counts.get(room) ?? 0);
+      if (this.lastPushed.get(room) === count) continue;
+      this.lastPushed.set(room, count);
+      this.o.publisher.publish(room, encodeFrame({ op: 'members', room, count }));
+    }
+    for (const room of this.lastPushed.keys()) if (!counts.has(room)) this.lastPushed.delete(room);
+    const top = this.o.bus.topRooms(this.o.config.metricsTopRooms);
+    this.o.metrics.roomMembers.reset();
+    for (const [room, n] of top) this.o.metrics.roomMembers.set({ room }, n);
+  }
+
+  /** Member count as the API reports it. */
+  membersOf(room: string): number {
+    return Math.max(this.o.bus.members(room), this.membership.membersOf(room).size);
+  }
+
+  // ---- shutdown ----
+
+  /** Draining: `bye` with a jittered reconnect delay to everyone, flush the outboxes, close. */
+  async drain(reason = 'draining'): Promise<void> {
+    this.draining = true;
+    for (const c of this.all) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
+    await this.ticker.stop();
+    await this.ticker.flush();
+    for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
+    for (const t of this.timers) clearInterval(t);
+    await this.o.bus.close();
+  }
+}

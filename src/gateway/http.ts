@@ -1,0 +1,132 @@
+// Neutral HTTP types for route handlers (health, dev, metrics, the /v1 API), and the uWS
+// adapter that reads bodies with a size limit and writes replies safely after aborts.
+import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.js';
+
+export interface HttpReq {
+  method: string;
+  path: string;
+  /** Route parameters by name (`:room` -> params.room), URL-decoded. */
+  params: Record<string, string>;
+  query: URLSearchParams;
+  headers: Record<string, string>;
+  body: Buffer;
+  remoteAddress: string;
+}
+
+export interface HttpReply {
+  status: number;
+  body: string | Uint8Array;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export type HttpHandler = (req: HttpReq) => HttpReply | Promise<HttpReply>;
+
+export interface Route {
+  method: 'get' | 'post' | 'del' | 'put' | 'patch';
+  pattern: string;
+  handler: HttpHandler;
+  /** Label for the http_requests_total metric (the pattern by default). */
+  label?: string;
+}
+
+export function json(status: number, value: unknown): HttpReply {
+  return { status, body: JSON.stringify(value), contentType: 'application/json' };
+}
+
+export function jsonError(status: number, code: string, message: string): HttpReply {
+  return json(status, { error: { code, message } });
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 202: 'Accepted', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden',
+  404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+export function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? 'Unknown'}`;
+}
+
+export interface MountOptions {
+  maxBodyBytes: number;
+  onDone?: (label: string, status: number) => void;
+  onError?: (err: unknown) => void;
+}
+
+/** Registers a route on the uWS app. */
+export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
+  const paramNames = route.pattern.split('/').filter((s) => s.startsWith(':')).map((s) => s.slice(1));
+  const label = route.label ?? route.pattern;
+  app[route.method](route.pattern, (res: HttpResponse, req: HttpRequest) => {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    const params: Record<string, string> = {};
+    paramNames.forEach((name, i) => {
+      params[name] = safeDecode(req.getParameter(i) ?? '');
+    });
+    const base = {
+      method: req.getMethod().toUpperCase(),
+      path: req.getUrl(),
+      params,
+      query: new URLSearchParams(req.getQuery() ?? ''),
+      headers,
+      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+    };
+    const finish = (reply: HttpReply) => {
+      o.onDone?.(label, reply.status);
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(statusLine(reply.status));
+        if (reply.contentType) res.writeHeader('Content-Type', reply.contentType);
+        for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
+        res.end(reply.body);
+      });
+    };
+    const run = (body: Buffer) => {
+      let out: HttpReply | Promise<HttpReply>;
+      try {
+        out = route.handler({ ...base, body });
+      } catch (err) {
+        o.onError?.(err);
+        return finish(jsonError(500, 'INTERNAL', 'internal error'));
+      }
+      if (out instanceof Promise) {
+        out.then(finish, (err) => {
+          o.onError?.(err);
+          finish(jsonError(500, 'INTERNAL', 'internal error'));
+        });
+      } else finish(out);
+    };
+    if (route.method === 'get' || route.method === 'del') return run(Buffer.alloc(0));
+    const declared = Number(headers['content-length'] ?? 0);
+    if (declared > o.maxBodyBytes) return finish(jsonError(413, 'TOO_LARGE', `body over ${o.maxBodyBytes} bytes`));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    res.onData((chunk, isLast) => {
+      if (refused) return;
+      size += chunk.byteLength;
+      if (size > o.maxBodyBytes) {
+        refused = true;
+        return finish(jsonError(413, 'TOO_LARGE', `body over ${o.maxBodyBytes} bytes`));
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) run(Buffer.concat(chunks));
+    });
+  });
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}

@@ -1,0 +1,243 @@
+// The WebSocket gateway: the only code that touches uWS sockets. Upgrades (token checked
+// before any socket exists), frames in to the engine, room frames out through uWS publish.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { AuthError, guestCredentials, type Credentials, type TokenVerifier } from '../auth/tokens.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { compressFrame, encodeFrame } from '../protocol/codec.js';
+import type { ServerOp } from '../protocol/ops.js';
+import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import { loadUws, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.js';
+import { mount, statusLine, type Route } from './http.js';
+
+/** What the gateway calls into (the engine). */
+export interface GatewayHandler {
+  open(c: Connection, initial?: InitialJoin): void;
+  frame(c: Connection, data: Uint8Array, isBinary: boolean): void;
+  closed(c: Connection): void;
+}
+
+export interface GatewayOptions {
+  host: string;
+  port: number;
+  verifier: TokenVerifier;
+  allowGuests: boolean;
+  maxFrameBytes: number;
+  maxHttpBodyBytes: number;
+  idleTimeoutSec: number;
+  maxBackpressure: number;
+  compressThreshold: number;
+  metrics: Metrics;
+  log: Logger;
+}
+
+interface UserData {
+  sid: string;
+  creds: Credentials;
+  compress: boolean;
+  initial?: InitialJoin;
+  conn?: SocketConnection;
+}
+
+const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + room;
+const SLOW_SWEEP_MS = 1000;
+
+class SocketConnection implements Connection {
+  readonly rooms = new Set<string>();
+  closed = false;
+
+  constructor(
+    private readonly ws: WebSocket<UserData>,
+    private readonly gw: Gateway,
+    readonly sid: string,
+    readonly creds: Credentials,
+    readonly compress: boolean,
+  ) {}
+
+  send(op: ServerOp): void {
+    if (this.closed) return;
+    const plain = encodeFrame(op);
+    this.sendEncoded(this.compress && plain.byteLength > this.gw.compressThreshold ? compressFrame(plain) : plain);
+  }
+
+  sendEncoded(frame: Uint8Array): void {
+    if (this.closed) return;
+    if (this.ws.send(frame, true) === 2) this.gw.metrics.backpressureDrops.inc();
+  }
+
+  subscribe(room: string): void {
+    if (!this.closed) this.ws.subscribe(topic(room, this.compress));
+  }
+
+  unsubscribe(room: string): void {
+    if (!this.closed) this.ws.unsubscribe(topic(room, this.compress));
+  }
+
+  bufferedAmount(): number {
+    return this.closed ? 0 : this.ws.getBufferedAmount();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.end(code, reason);
+  }
+}
+
+export class Gateway implements RoomPublisher {
+  readonly app: TemplatedApp;
+  readonly metrics: Metrics;
+  readonly compressThreshold: number;
+  private listenSocket: us_listen_socket | undefined;
+  private handler: GatewayHandler | undefined;
+  private readonly sockets = new Set<SocketConnection>();
+  /** Sockets whose send buffer was over half the limit at the last sweep: drop candidates. */
+  private slow = new Set<SocketConnection>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly uws = loadUws();
+
+  constructor(private readonly o: GatewayOptions) {
+    this.metrics = o.metrics;
+    this.compressThreshold = o.compressThreshold;
+    this.app = this.uws.App();
+  }
+
+  route(r: Route): void {
+    mount(this.app, r, {
+      maxBodyBytes: this.o.maxHttpBodyBytes,
+      onDone: (route, status) => this.metrics.httpRequests.inc({ route, status: String(status) }),
+      onError: (err) => this.o.log.error({ err }, 'http handler failed'),
+    });
+  }
+
+  /** Registers /ws and the fallback 404, then listens. Resolves with the bound port. */
+  async listen(handler: GatewayHandler): Promise<number> {
+    this.handler = handler;
+    this.app.ws<UserData>('/ws', {
+      compression: this.uws.DISABLED,
+      maxPayloadLength: this.o.maxFrameBytes,
+      idleTimeout: this.o.idleTimeoutSec,
+      maxBackpressure: this.o.maxBackpressure,
+      closeOnBackpressureLimit: 0,
+      sendPingsAutomatically: true,
+      upgrade: (res, req, context) => this.upgrade(res, req, context),
+      open: (ws) => {
+        const d = ws.getUserData();
+        const conn = new SocketConnection(ws, this, d.sid, d.creds, d.compress);
+        d.conn = conn;
+        this.sockets.add(conn);
+        this.handler?.open(conn, d.initial);
+      },
+      message: (ws, message, isBinary) => {
+        const conn = ws.getUserData().conn;
+        // uWS neuters the buffer after this callback; the engine decodes synchronously.
+        if (conn) this.handler?.frame(conn, new Uint8Array(message), isBinary);
+      },
+      close: (ws) => {
+        const conn = ws.getUserData().conn;
+        if (!conn) return;
+        conn.closed = true;
+        this.sockets.delete(conn);
+        this.slow.delete(conn);
+        this.handler?.closed(conn);
+      },
+    });
+    this.app.any('/*', (res) => {
+      res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      this.app.listen(this.o.host, this.o.port, (ls) => {
+        if (!ls) return reject(new Error(`cannot listen on ${this.o.host}:${this.o.port}`));
+        this.listenSocket = ls;
+        resolve(this.uws.us_socket_local_port(ls as never));
+      });
+    });
+    this.sweepTimer = setInterval(() => this.sweepSlow(), SLOW_SWEEP_MS);
+    this.sweepTimer.unref();
+    return port;
+  }
+
+  private upgrade(res: import('./uws.js').HttpResponse, req: import('./uws.js').HttpRequest, context: unknown): void {
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const q = new URLSearchParams(req.getQuery() ?? '');
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const sid = randomBytes(9).toString('base64url');
+    const token = q.get('token');
+    const room = q.get('room');
+    const initial: InitialJoin | undefined =
+      room === null ? undefined : { room, since: q.get('since') ?? undefined, epoch: q.get('epoch') ?? undefined };
+    const compress = q.get('compress') === 'deflate';
+    const refuse = (reason: string, message: string) => {
+      this.metrics.authFailures.inc({ reason });
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(statusLine(401)).writeHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message } }), true);
+      });
+    };
+    const accept = (creds: Credentials) => {
+      if (aborted) return;
+      res.cork(() => {
+        res.upgrade<UserData>({ sid, creds, compress, initial }, key, protocol, extensions, context as never);
+      });
+    };
+    if (!token) {
+      if (this.o.allowGuests) return accept(guestCredentials(sid));
+      return refuse('missing', 'token required');
+    }
+    this.o.verifier.verify(token).then(accept, (err: unknown) => {
+      if (err instanceof AuthError) return refuse(err.reason, err.message);
+      this.o.log.error({ err }, 'token verification failed');
+      refuse('malformed', 'token rejected');
+    });
+  }
+
+  // ---- RoomPublisher ----
+
+  publish(room: string, plain: Uint8Array, z?: Uint8Array): { receivers: number; bytes: number } {
+    const p = topic(room, false);
+    const c = topic(room, true);
+    const np = this.app.numSubscribers(p);
+    const nc = this.app.numSubscribers(c);
+    this.countDrops(room);
+    if (np > 0) this.app.publish(p, plain, true);
+    if (nc > 0) this.app.publish(c, z ?? plain, true);
+    return { receivers: np + nc, bytes: np * plain.byteLength + nc * (z ?? plain).byteLength };
+  }
+
+  /** uWS skips sockets over maxBackpressure silently; count what it is about to skip. */
+  private countDrops(room: string): void {
+    if (this.slow.size === 0) return;
+    let drops = 0;
+    for (const s of this.slow) if (s.rooms.has(room) && s.bufferedAmount() > this.o.maxBackpressure) drops++;
+    if (drops > 0) this.metrics.backpressureDrops.inc(drops);
+  }
+
+  private sweepSlow(): void {
+    const slow = new Set<SocketConnection>();
+    const half = this.o.maxBackpressure / 2;
+    for (const s of this.sockets) if (s.bufferedAmount() > half) slow.add(s);
+    this.slow = slow;
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  /** Stops accepting connections (existing sockets stay open). */
+  stopListening(): void {
+    if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = undefined;
+    clearInterval(this.sweepTimer);
+  }
+
+  /** Closes every socket at once (after drain). */
+  closeAll(): void {
+    for (const s of [...this.sockets]) s.close(1001, 'shutting down');
+  }
+}

@@ -1,0 +1,99 @@
+// The composition root: builds and wires one worker (bus, engine, gateway, routes) and owns
+// its start and ordered shutdown.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { createVerifier } from './auth/tokens.js';
+import type { Bus } from './bus/bus.js';
+import { MemoryBus } from './bus/memory-bus.js';
+import type { Config } from './config/schema.js';
+import { devRoutes } from './dev/routes.js';
+import { Engine } from './engine/engine.js';
+import { Gateway } from './gateway/server.js';
+import { json } from './gateway/http.js';
+import { createLogger } from './log.js';
+import { createMetrics } from './metrics/metrics.js';
+
+export interface RoomcastNode {
+  readonly port: number;
+  readonly config: Config;
+  readonly engine: Engine;
+  readonly registry: Registry;
+  /** The secret tokens are verified with (generated in dev mode). */
+  readonly secret: string;
+  readonly devMode: boolean;
+  /** Drain (bye, flush, close) and stop. Idempotent. */
+  stop(reason?: string): Promise<void>;
+}
+
+export interface NodeDeps {
+  log?: Logger;
+  registry?: Registry;
+  bus?: Bus;
+}
+
+const HTTP_BODY_LIMIT = 64 * 1024;
+
+export async function startNode(config: Config, deps: NodeDeps = {}): Promise<RoomcastNode> {
+  const log = deps.log ?? createLogger(config.logLevel);
+  const registry = deps.registry ?? new Registry();
+  const metrics = createMetrics(registry);
+  const devMode = config.secret === null;
+  const secret = config.secret ?? randomBytes(32).toString('hex');
+  if (devMode) {
+    log.warn('DEV MODE: no --secret configured. Anyone can mint tokens at GET /dev/token. Never run this in production.');
+  }
+  const nodeId = config.nodeId ?? hostname();
+  const bus = deps.bus ?? new MemoryBus({ history: config.history });
+  const gateway = new Gateway({
+    host: config.host,
+    port: config.port,
+    verifier: createVerifier(secret),
+    allowGuests: config.allowGuests,
+    maxFrameBytes: config.maxFrameBytes,
+    maxHttpBodyBytes: HTTP_BODY_LIMIT,
+    idleTimeoutSec: config.idleTimeoutSec,
+    maxBackpressure: config.maxBackpressure,
+    compressThreshold: config.compressThreshold,
+    metrics,
+    log,
+  });
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId });
+
+  gateway.route({ method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) });
+  gateway.route({
+    method: 'get',
+    pattern: '/readyz',
+    handler: () => (engine.ready ? json(200, { ready: true }) : json(503, { ready: false })),
+  });
+  gateway.route({
+    method: 'get',
+    pattern: '/metrics',
+    handler: async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType }),
+  });
+  if (devMode) for (const r of devRoutes(secret)) gateway.route(r);
+
+  await engine.start();
+  const port = await gateway.listen(engine);
+  log.info({ port, host: config.host, node: nodeId, bus: bus.kind, tickMs: config.tickMs }, 'roomcast worker listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port,
+    config,
+    engine,
+    registry,
+    secret,
+    devMode,
+    stop(reason = 'draining') {
+      stopping ??= (async () => {
+        gateway.stopListening();
+        await engine.drain(reason);
+        gateway.closeAll();
+        log.info('roomcast worker stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,37 @@
+// The registry of wire error codes (PROTOCOL §5). Each code has a default message and the
+// HTTP status the API uses for it; docs/protocol.md lists the same set (a test checks).
+export const ERRORS = {
+  BAD_FRAME: { status: 400, message: 'frame is not one binary MessagePack map with an op' },
+  UNKNOWN_OP: { status: 400, message: 'unknown op' },
+  BAD_ROOM: { status: 400, message: 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -' },
+  TOO_LARGE: { status: 413, message: 'message too large' },
+  RATE_LIMITED: { status: 429, message: 'rate limit exceeded' },
+  NOT_JOINED: { status: 400, message: 'not joined to this room' },
+  FORBIDDEN: { status: 403, message: 'not allowed' },
+  MUTED: { status: 403, message: 'muted in this room' },
+  KICKED: { status: 403, message: 'kicked from this room' },
+  TOO_MANY_ROOMS: { status: 400, message: 'too many rooms on this connection' },
+  REJECTED: { status: 400, message: 'rejected by content review' },
+  UNAVAILABLE: { status: 503, message: 'room log unavailable; message not sent' },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A rejection carrying a contract error code; thrown or returned by validation and limits. */
+export class WireError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ERRORS[code].message,
+    readonly retryMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** WebSocket close codes roomcast uses (4000-4999 is the application range). */
+export const CLOSE = {
+  /** normal close after `bye` while draining */
+  GOING_AWAY: 1001,
+  /** too many bad frames; do not reconnect with the same client */
+  BAD_FRAMES: 4008,
+} as const;

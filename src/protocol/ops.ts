@@ -1,0 +1,46 @@
+// Types of the v1 wire contract (PROTOCOL §3, §4).
+
+/** One message in a room's stream. */
+export interface Msg {
+  u: string;
+  n?: string;
+  k: string;
+  b: unknown;
+  t: number;
+  x?: Record<string, unknown>;
+}
+
+export type ClientOp =
+  | { op: 'join'; ref?: number; room: string; since?: number; epoch?: string }
+  | { op: 'leave'; ref?: number; room: string }
+  | { op: 'send'; ref?: number; room: string; kind: 'chat'; body: string }
+  | { op: 'send'; ref?: number; room: string; kind: 'like' }
+  | { op: 'kick'; ref?: number; room: string; uid: string; reason?: string; seconds?: number }
+  | { op: 'mute'; ref?: number; room: string; uid?: string; seconds?: number }
+  | { op: 'ping'; ref?: number };
+
+export interface BatchFrame {
+  op: 'batch';
+  room: string;
+  epoch: string;
+  from: number;
+  to: number;
+  msgs: Msg[];
+  likes?: number;
+}
+
+export type ServerOp =
+  | { op: 'welcome'; sid: string; uid: string; node: string; hb: number }
+  | { op: 'joined'; ref?: number; room: string; epoch: string; seq: number; members: number; recovered?: boolean }
+  | { op: 'left'; ref?: number; room: string }
+  | BatchFrame
+  | { op: 'ack'; ref?: number; shown: boolean; seq?: number }
+  | { op: 'members'; room: string; count: number }
+  | { op: 'kicked'; room: string; reason?: string }
+  | { op: 'muted'; room: string; until: number; all?: boolean }
+  | { op: 'error'; code: string; message: string; ref?: number; retryMs?: number }
+  | { op: 'bye'; reason: string; reconnectMs: number }
+  | { op: 'pong'; ref?: number; ts: number }
+  | { op: 'z'; data: Uint8Array };
+
+export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;

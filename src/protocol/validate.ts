@@ -1,0 +1,100 @@
+// Validation of decoded client frames into typed ops. Hand-written rather than a schema
+// library: it runs once per inbound frame on the hot path and must map each failure to the
+// exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE).
+import { isUtf8 } from 'node:buffer';
+import { WireError } from './errors.js';
+import { ROOM_RE, type ClientOp } from './ops.js';
+
+export interface ValidateLimits {
+  maxBodyBytes: number;
+}
+
+type Raw = Record<string, unknown>;
+
+function isMap(v: unknown): v is Raw {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** A string field decoded raw: must be valid UTF-8. Returns undefined when absent. */
+function optStr(m: Raw, key: string): string | undefined {
+  const v = m[key];
+  if (v === undefined || v === null) return undefined;
+  if (!(v instanceof Uint8Array)) throw new WireError('BAD_FRAME', `${key} must be a string`);
+  if (!isUtf8(v)) throw new WireError('BAD_FRAME', `${key} is not valid UTF-8`);
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+}
+
+function reqStr(m: Raw, key: string): string {
+  const s = optStr(m, key);
+  if (s === undefined) throw new WireError('BAD_FRAME', `${key} is required`);
+  return s;
+}
+
+function optUint(m: Raw, key: string): number | undefined {
+  const v = m[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new WireError('BAD_FRAME', `${key} must be an unsigned integer`);
+  }
+  return v;
+}
+
+function room(m: Raw): string {
+  const r = reqStr(m, 'room');
+  if (!ROOM_RE.test(r)) throw new WireError('BAD_ROOM');
+  return r;
+}
+
+/** The `ref` of a frame if it has a usable one, so errors can echo it even when the rest is bad. */
+export function peekRef(decoded: unknown): number | undefined {
+  if (!isMap(decoded)) return undefined;
+  const v = decoded.ref;
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+}
+
+export function validateClientOp(decoded: unknown, limits: ValidateLimits): ClientOp {
+  if (!isMap(decoded)) throw new WireError('BAD_FRAME', 'frame must be a MessagePack map');
+  const op = optStr(decoded, 'op');
+  if (op === undefined) throw new WireError('BAD_FRAME', 'op is required');
+  const ref = optUint(decoded, 'ref');
+  switch (op) {
+    case 'join': {
+      const r = room(decoded);
+      const since = optUint(decoded, 'since');
+      const epoch = optStr(decoded, 'epoch');
+      return { op, ref, room: r, since, epoch };
+    }
+    case 'leave':
+      return { op, ref, room: room(decoded) };
+    case 'send': {
+      const r = room(decoded);
+      const kind = reqStr(decoded, 'kind');
+      if (kind === 'like') return { op, ref, room: r, kind };
+      if (kind !== 'chat') throw new WireError('FORBIDDEN', `clients may send only chat and like, not ${kind}`);
+      const raw = decoded.body;
+      if (raw instanceof Uint8Array && raw.byteLength > limits.maxBodyBytes) {
+        throw new WireError('TOO_LARGE', `chat body is over ${limits.maxBodyBytes} bytes`);
+      }
+      const body = reqStr(decoded, 'body');
+      if (body.length === 0) throw new WireError('BAD_FRAME', 'chat body must not be empty');
+      return { op, ref, room: r, kind, body };
+    }
+    case 'kick': {
+      const r = room(decoded);
+      const uid = reqStr(decoded, 'uid');
+      const reason = optStr(decoded, 'reason');
+      const seconds = optUint(decoded, 'seconds');
+      return { op, ref, room: r, uid, reason, seconds };
+    }
+    case 'mute': {
+      const r = room(decoded);
+      const uid = optStr(decoded, 'uid');
+      const seconds = optUint(decoded, 'seconds');
+      return { op, ref, room: r, uid, seconds };
+    }
+    case 'ping':
+      return { op, ref };
+    default:
+      throw new WireError('UNKNOWN_OP', `unknown op ${JSON.stringify(op.slice(0, 32))}`);
+  }
+}

@@ -1,0 +1,33 @@
+// The neutral connection type the engine works with; the gateway adapts uWS sockets to it.
+import type { Credentials } from '../auth/tokens.js';
+import type { ServerOp } from '../protocol/ops.js';
+
+export interface Connection {
+  readonly sid: string;
+  readonly creds: Credentials;
+  /** Asked for compressed (`z`) frames. */
+  readonly compress: boolean;
+  /** Rooms this connection is in. */
+  readonly rooms: Set<string>;
+  /** Encodes and sends one frame to this connection only. */
+  send(op: ServerOp): void;
+  /** Sends an already encoded frame to this connection only. */
+  sendEncoded(frame: Uint8Array): void;
+  /** Starts / stops receiving the room's published frames. */
+  subscribe(room: string): void;
+  unsubscribe(room: string): void;
+  close(code: number, reason: string): void;
+}
+
+/** Fan-out of one encoded frame to every local member of a room (uWS publish). */
+export interface RoomPublisher {
+  /** `z` is the compressed variant for members that asked for it (absent: they get `plain`). */
+  publish(room: string, plain: Uint8Array, z?: Uint8Array): { receivers: number; bytes: number };
+}
+
+/** The join requested in the upgrade's query string (`room`, `since`, `epoch`), unvalidated. */
+export interface InitialJoin {
+  room: string;
+  since?: string;
+  epoch?: string;
+}

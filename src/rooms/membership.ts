@@ -1,0 +1,73 @@
+// Local membership: which connections are in which room, and who is who, on this worker.
+import type { Connection } from './connection.js';
+
+export class Membership {
+  private readonly byRoom = new Map<string, Set<Connection>>();
+  private readonly byUid = new Map<string, Set<Connection>>();
+  private connections = 0;
+
+  addConnection(c: Connection): void {
+    this.connections++;
+    let set = this.byUid.get(c.creds.uid);
+    if (!set) this.byUid.set(c.creds.uid, (set = new Set()));
+    set.add(c);
+  }
+
+  /** Removes the connection from its rooms; returns the rooms that now have no local member. */
+  removeConnection(c: Connection): string[] {
+    this.connections--;
+    const set = this.byUid.get(c.creds.uid);
+    set?.delete(c);
+    if (set?.size === 0) this.byUid.delete(c.creds.uid);
+    const emptied: string[] = [];
+    for (const room of c.rooms) if (this.leave(c, room)) emptied.push(room);
+    return emptied;
+  }
+
+  /** Returns true when this is the room's first local member. */
+  join(c: Connection, room: string): boolean {
+    c.rooms.add(room);
+    let set = this.byRoom.get(room);
+    const first = !set;
+    if (!set) this.byRoom.set(room, (set = new Set()));
+    set.add(c);
+    return first;
+  }
+
+  /** Returns true when the room has no local member left. */
+  leave(c: Connection, room: string): boolean {
+    c.rooms.delete(room);
+    const set = this.byRoom.get(room);
+    if (!set) return false;
+    set.delete(c);
+    if (set.size > 0) return false;
+    this.byRoom.delete(room);
+    return true;
+  }
+
+  has(room: string): boolean {
+    return this.byRoom.has(room);
+  }
+
+  membersOf(room: string): ReadonlySet<Connection> {
+    return this.byRoom.get(room) ?? new Set();
+  }
+
+  connectionsOf(uid: string): ReadonlySet<Connection> {
+    return this.byUid.get(uid) ?? new Set();
+  }
+
+  counts(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [room, set] of this.byRoom) out.set(room, set.size);
+    return out;
+  }
+
+  get roomCount(): number {
+    return this.byRoom.size;
+  }
+
+  get connectionCount(): number {
+    return this.connections;
+  }
+}

@@ -1,0 +1,47 @@
+// Bans (after kicks) and mutes, per room, with expiry. Shared by the moderator ops and the
+// API; the bus's control channel applies the same commands on every worker.
+export class Moderation {
+  private readonly bans = new Map<string, number>(); // room\0uid -> until ms
+  private readonly mutes = new Map<string, number>(); // room\0uid -> until ms
+  private readonly roomMutes = new Map<string, number>(); // room -> until ms
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  ban(room: string, uid: string, untilMs: number): void {
+    this.bans.set(room + '\0' + uid, untilMs);
+  }
+
+  /** ms left of a ban, or 0. */
+  bannedFor(room: string, uid: string): number {
+    return this.left(this.bans, room + '\0' + uid);
+  }
+
+  mute(room: string, uid: string | undefined, untilMs: number): void {
+    const map = uid === undefined ? this.roomMutes : this.mutes;
+    const key = uid === undefined ? room : room + '\0' + uid;
+    if (untilMs <= this.now()) map.delete(key);
+    else map.set(key, untilMs);
+  }
+
+  /** ms left of the user's mute in the room (user or whole-room), or 0. */
+  mutedFor(room: string, uid: string, exemptFromRoomMute: boolean): number {
+    const own = this.left(this.mutes, room + '\0' + uid);
+    const all = exemptFromRoomMute ? 0 : this.left(this.roomMutes, room);
+    return Math.max(own, all);
+  }
+
+  roomMutedUntil(room: string): number {
+    return this.left(this.roomMutes, room) > 0 ? (this.roomMutes.get(room) ?? 0) : 0;
+  }
+
+  private left(map: Map<string, number>, key: string): number {
+    const until = map.get(key);
+    if (until === undefined) return 0;
+    const ms = until - this.now();
+    if (ms <= 0) {
+      map.delete(key);
+      return 0;
+    }
+    return ms;
+  }
+}

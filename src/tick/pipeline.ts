@@ -1,0 +1,193 @@
+// One tick of a worker: (1) apply each room's budget to its outbox and append one log entry
+// per room to the bus in one round trip, replying to senders when the append resolves;
+// (2) merge what the bus delivered for each followed room into one `batch` frame, encode it
+// once (and compress once when asked and big), and hand it to uWS publish.
+import type { Bus, LogEntry, RoomHead, AppendItem } from '../bus/bus.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { WireError } from '../protocol/errors.js';
+import { compressFrame, encodeFrame } from '../protocol/codec.js';
+import type { BatchFrame, Msg } from '../protocol/ops.js';
+import type { RoomPublisher } from '../rooms/connection.js';
+import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
+import { Budget, sampleFairly } from './sampling.js';
+
+/** Content review of a tick's candidate chat (all rooms at once); returns the refused ones. */
+export type Reviewer = (candidates: ReadonlyArray<{ room: string; msg: Msg }>) => Promise<ReadonlySet<number>>;
+
+export interface PipelineOptions {
+  bus: Bus;
+  outboxes: Outboxes;
+  publisher: RoomPublisher;
+  metrics: Metrics;
+  roomChatBudget: number;
+  compressThreshold: number;
+  /** This worker's share (0..1] of a room's chat budget. */
+  budgetShare: (room: string) => number;
+  review?: Reviewer;
+  now?: () => number;
+}
+
+interface Inbox {
+  epoch: string;
+  entries: LogEntry[];
+}
+
+const BUDGET_IDLE_MS = 10_000;
+
+export class TickPipeline {
+  private readonly budgets = new Map<string, { budget: Budget; used: number }>();
+  private inbox = new Map<string, Inbox>();
+  private readonly delivered = new Map<string, RoomHead>();
+  private readonly now: () => number;
+
+  constructor(private readonly o: PipelineOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  async tick(): Promise<void> {
+    await this.append();
+    this.deliver();
+  }
+
+  // ---- delivery state, per followed room ----
+
+  /** The room is followed from `head`: the next delivered batch starts at head.seq + 1. */
+  followed(room: string, head: RoomHead): void {
+    this.delivered.set(room, head);
+  }
+
+  unfollowed(room: string): void {
+    this.delivered.delete(room);
+    this.inbox.delete(room);
+  }
+
+  /** Last seq published to the room's local members; what a joiner's replay must reach. */
+  lastDelivered(room: string): RoomHead | undefined {
+    return this.delivered.get(room);
+  }
+
+  /** Bus callback: entries of a followed room, kept until the next deliver step. */
+  onEntries(room: string, epoch: string, entries: LogEntry[]): void {
+    if (!this.delivered.has(room)) return;
+    const box = this.inbox.get(room);
+    if (box && box.epoch === epoch) box.entries.push(...entries);
+    else this.inbox.set(room, { epoch, entries: entries.slice() });
+    const t = this.now();
+    for (const e of entries) this.o.metrics.busReadLag.observe(Math.max(0, t - e.ts) / 1000);
+  }
+
+  // ---- step 1: budget + append ----
+
+  private async append(): Promise<void> {
+    const taken = this.o.outboxes.take();
+    if (taken.size === 0) return;
+    const t = this.now();
+    const plans: Array<{ room: string; box: RoomOutbox; kept: Pending[] }> = [];
+    const candidates: Array<{ room: string; p: Pending; plan: number }> = [];
+    for (const [room, box] of taken) {
+      for (const p of this.applyBudget(room, box.normal, t)) candidates.push({ room, p, plan: plans.length });
+      plans.push({ room, box, kept: [] });
+    }
+    const refused = await this.reviewed(candidates);
+    candidates.forEach((c, i) => {
+      if (!refused.has(i)) {
+        plans[c.plan]!.kept.push(c.p);
+        return;
+      }
+      this.o.metrics.messagesReceived.inc({ kind: c.p.msg.k, result: 'rejected' });
+      c.p.reply({ error: new WireError('REJECTED') });
+    });
+    const items: AppendItem[] = [];
+    const owed: Array<{ shown: Pending[]; likes: RoomOutbox['likeReplies'] }> = [];
+    for (const { room, box, kept } of plans) {
+      const shown = box.high.concat(kept);
+      if (shown.length === 0 && box.likes === 0) continue;
+      items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes: box.likes, ts: t } });
+      owed.push({ shown, likes: box.likeReplies });
+    }
+    if (items.length === 0) return;
+    const started = performance.now();
+    let results: Array<RoomHead | Error>;
+    try {
+      results = await this.o.bus.append(items);
+    } catch (err) {
+      results = items.map(() => err as Error);
+    }
+    this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
+    results.forEach((r, i) => {
+      const { shown, likes } = owed[i]!;
+      const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
+      const result = r instanceof Error ? 'unavailable' : 'accepted';
+      for (const p of shown) {
+        this.o.metrics.messagesReceived.inc({ kind: p.msg.k, result });
+        p.reply(outcome);
+      }
+      if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
+      for (const reply of likes) reply(outcome);
+    });
+  }
+
+  /** Applies the room's budget share; sampled-out messages are answered at once. */
+  private applyBudget(room: string, normal: Pending[], t: number): Pending[] {
+    if (normal.length === 0) return normal;
+    let b = this.budgets.get(room);
+    if (!b) this.budgets.set(room, (b = { budget: new Budget(this.o.roomChatBudget * this.o.budgetShare(room), t), used: t }));
+    b.used = t;
+    const [kept, dropped] = sampleFairly(normal, b.budget.available(t), (p) => p.msg.u);
+    b.budget.spend(kept.length);
+    for (const p of dropped) {
+      this.o.metrics.messagesReceived.inc({ kind: p.msg.k, result: 'sampled_out' });
+      p.reply({ shown: false });
+    }
+    return kept;
+  }
+
+  private async reviewed(candidates: ReadonlyArray<{ room: string; p: Pending }>): Promise<ReadonlySet<number>> {
+    if (!this.o.review || candidates.length === 0) return new Set();
+    return this.o.review(candidates.map((c) => ({ room: c.room, msg: c.p.msg })));
+  }
+
+  // ---- step 2: deliver ----
+
+  private deliver(): void {
+    const inbox = this.inbox;
+    this.inbox = new Map();
+    const t = this.now();
+    for (const [room, box] of inbox) {
+      const last = this.delivered.get(room);
+      if (!last) continue;
+      // Drop anything already delivered (a re-read after a reconnect to the bus).
+      const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
+      if (fresh.length === 0) continue;
+      this.publishBatch(room, box.epoch, fresh, t);
+      this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
+    }
+    const cutoff = t - BUDGET_IDLE_MS;
+    for (const [room, b] of this.budgets) if (b.used < cutoff) this.budgets.delete(room);
+  }
+
+  private publishBatch(room: string, epoch: string, entries: LogEntry[], t: number): void {
+    const frame = mergeBatch(room, epoch, entries);
+    const plain = encodeFrame(frame);
+    const z = plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined;
+    const { receivers, bytes } = this.o.publisher.publish(room, plain, z);
+    const m = this.o.metrics;
+    m.batchesPublished.inc();
+    m.deliveries.inc(receivers);
+    m.deliveredBytes.inc(bytes);
+    for (const msg of frame.msgs) m.deliveryLatency.observe(Math.max(0, t - msg.t) / 1000);
+  }
+}
+
+/** One `batch` frame covering consecutive log entries. */
+export function mergeBatch(room: string, epoch: string, entries: readonly LogEntry[]): BatchFrame {
+  const msgs: Msg[] = [];
+  let likes = 0;
+  for (const e of entries) {
+    for (const m of e.msgs) msgs.push(m);
+    likes += e.likes;
+  }
+  const frame: BatchFrame = { op: 'batch', room, epoch, from: entries[0]!.seq, to: entries[entries.length - 1]!.seq, msgs };
+  if (likes > 0) frame.likes = likes;
+  return frame;
+}
