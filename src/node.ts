@@ -8,7 +8,10 @@ import { createVerifier } from './auth/tokens.js';
 import type { Bus } from './bus/bus.js';
 import { MemoryBus } from './bus/memory-bus.js';
 import type { Config } from './config/schema.js';
+import { apiRoutes } from './api/routes.js';
 import { devRoutes } from './dev/routes.js';
+import { createBlocklist } from './review/blocklist.js';
+import { createWebhookReviewer } from './review/webhook.js';
 import { Engine } from './engine/engine.js';
 import { Gateway } from './gateway/server.js';
 import { json } from './gateway/http.js';
@@ -59,7 +62,15 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     metrics,
     log,
   });
-  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId });
+  const review = config.reviewUrl
+    ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, registry, log })
+    : undefined;
+  const prefilter = createBlocklist(config.blocklist);
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter });
+  const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
+  if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
+  if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');
+  for (const r of apiRoutes({ control: engine, apiKey, apiRate: config.apiRate })) gateway.route(r);
 
   gateway.route({ method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) });
   gateway.route({

@@ -36,6 +36,14 @@ export const configSchema = z
     kickSeconds: z.number().int().min(0).default(60).describe('rejoin ban after a kick without seconds'),
     muteSeconds: z.number().int().min(1).default(300).describe('mute length when a mute gives no seconds'),
     drainMs: z.number().int().min(0).default(5000).describe('max jittered reconnectMs in bye while draining'),
+    blocklist: z
+      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((w) => w.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
+      .default([])
+      .describe('words refused in chat (case-insensitive; comma-separated on the CLI)'),
+    reviewUrl: z.url().nullable().default(null).describe('review webhook, called once per tick with all candidate chat'),
+    reviewTimeoutMs: z.number().int().min(10).max(10000).default(300).describe('review webhook timeout'),
+    reviewFailOpen: z.boolean().default(true).describe('when the webhook fails: true = let chat through, false = reject it'),
+    apiRate: z.number().positive().default(1000).describe('API messages per second per room before 429'),
     metricsTopRooms: z.number().int().min(0).max(1000).default(20).describe('rooms with their own room_members series'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
   })

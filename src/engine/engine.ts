@@ -19,6 +19,7 @@ import { RateLimiter } from '../tick/rate-limit.js';
 import { Ticker } from '../tick/ticker.js';
 import { encodeFrame } from '../protocol/codec.js';
 import { Rooms } from './rooms.js';
+import type { ApiMessage } from '../api/routes.js';
 
 export interface EngineOptions {
   config: Config;
@@ -31,16 +32,6 @@ export interface EngineOptions {
   prefilter?: (room: string, body: string) => boolean;
   review?: Reviewer;
   now?: () => number;
-}
-
-/** A message from the server API. */
-export interface ApiMessage {
-  kind: string;
-  body: unknown;
-  uid?: string;
-  name?: string;
-  priority: 'high' | 'normal';
-  x?: Record<string, unknown>;
 }
 
 interface ConnState {
@@ -118,7 +109,10 @@ export class Engine {
       this.timers.push(t);
     };
     every(this.o.config.membersPushMs, () => this.pushMembers());
-    every(30_000, () => Object.values(this.limits).forEach((l) => l.sweep()));
+    every(30_000, () => {
+      Object.values(this.limits).forEach((l) => l.sweep());
+      this.pipeline.rates.sweep();
+    });
   }
 
   get ready(): boolean {
@@ -280,8 +274,10 @@ export class Engine {
   }
 
   /** Mutes `uid` (or, without uid, the whole room's chat) for `seconds`; 0 unmutes. */
-  async mute(room: string, uid: string | undefined, seconds: number): Promise<void> {
-    await this.control({ type: 'mute', room, uid, untilMs: seconds > 0 ? this.now() + seconds * 1000 : 0 });
+  async mute(room: string, uid: string | undefined, seconds: number): Promise<number> {
+    const untilMs = seconds > 0 ? this.now() + seconds * 1000 : 0;
+    await this.control({ type: 'mute', room, uid, untilMs });
+    return untilMs;
   }
 
   /** Queues an API message for the room's next tick; resolves when it is logged (or not). */
@@ -295,6 +291,27 @@ export class Engine {
       if (high) this.outboxes.addHigh(room, { msg, reply: resolve });
       else this.outboxes.addNormal(room, { msg, reply: resolve });
     });
+  }
+
+  /** An API message to every room that has members anywhere in the cluster. */
+  async broadcast(m: ApiMessage): Promise<{ rooms: number; failed: number }> {
+    const rooms = [...new Set([...this.o.bus.topRooms(Number.MAX_SAFE_INTEGER).map(([room]) => room), ...this.membership.counts().keys()])];
+    const outcomes = await Promise.all(rooms.map((room) => this.post(room, m)));
+    return { rooms: rooms.length, failed: outcomes.filter((o) => 'error' in o).length };
+  }
+
+  /** What GET /v1/rooms/:room reports. */
+  async roomInfo(room: string): Promise<{ room: string; members: number; seq: number; epoch: string; ratePerSec: number }> {
+    const head = this.pipeline.lastDelivered(room) ?? (await this.o.bus.head(room));
+    const ratePerSec = Math.round(this.pipeline.rates.perSec(room) * 100) / 100;
+    return { room, members: this.membersOf(room), seq: head.seq, epoch: head.epoch, ratePerSec };
+  }
+
+  /** The largest rooms, cluster-wide. */
+  topRooms(n: number): Array<{ room: string; members: number }> {
+    const counts = new Map(this.o.bus.topRooms(n));
+    for (const [room, local] of this.membership.counts()) counts.set(room, Math.max(local, counts.get(room) ?? 0));
+    return [...counts].sort((a, b) => b[1] - a[1]).slice(0, n).map(([room, members]) => ({ room, members }));
   }
 
   private async control(cmd: ControlCommand): Promise<void> {

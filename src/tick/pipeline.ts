@@ -10,6 +10,7 @@ import type { BatchFrame, Msg } from '../protocol/ops.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { Budget, sampleFairly } from './sampling.js';
+import { RateMeter } from './rate-meter.js';
 
 /** Content review of a tick's candidate chat (all rooms at once); returns the refused ones. */
 export type Reviewer = (candidates: ReadonlyArray<{ room: string; msg: Msg }>) => Promise<ReadonlySet<number>>;
@@ -39,9 +40,12 @@ export class TickPipeline {
   private inbox = new Map<string, Inbox>();
   private readonly delivered = new Map<string, RoomHead>();
   private readonly now: () => number;
+  /** Messages per second per room: from the log for followed rooms, else from local appends. */
+  readonly rates: RateMeter;
 
   constructor(private readonly o: PipelineOptions) {
     this.now = o.now ?? Date.now;
+    this.rates = new RateMeter(this.now);
   }
 
   async tick(): Promise<void> {
@@ -103,6 +107,7 @@ export class TickPipeline {
       const shown = box.high.concat(kept);
       if (shown.length === 0 && box.likes === 0) continue;
       items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes: box.likes, ts: t } });
+      if (!this.delivered.has(room)) this.rates.add(room, shown.length);
       owed.push({ shown, likes: box.likeReplies });
     }
     if (items.length === 0) return;
@@ -160,6 +165,7 @@ export class TickPipeline {
       const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
       this.publishBatch(room, box.epoch, fresh, t);
+      this.rates.add(room, fresh.reduce((n, e) => n + e.msgs.length, 0));
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
     const cutoff = t - BUDGET_IDLE_MS;

@@ -1,0 +1,16 @@
+// Bearer API key check in constant time: both sides are hashed first so neither the
+// content nor the length of the key leaks through timing.
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export function createKeyCheck(apiKey: string | null): (authorization: string | undefined) => boolean {
+  const expected = apiKey === null ? null : digest(apiKey);
+  return (authorization) => {
+    const m = /^Bearer (.+)$/.exec(authorization ?? '');
+    const given = digest(m?.[1] ?? '');
+    // Compare even when no key is configured (or none given), so every path costs the same.
+    const same = timingSafeEqual(given, expected ?? digest('\0no key configured'));
+    return expected !== null && m !== null && same;
+  };
+}

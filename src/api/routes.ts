@@ -1,0 +1,169 @@
+// The server API (PROTOCOL §6) for business backends: JSON over HTTP on the worker's port,
+// every /v1 route behind the bearer API key. Handlers talk to a narrow RoomControl.
+import { encode } from '@msgpack/msgpack';
+import type { z } from 'zod';
+import { json, jsonError, type HttpReply, type HttpReq, type Route } from '../gateway/http.js';
+import { ERRORS, WireError } from '../protocol/errors.js';
+import type { Outcome } from '../tick/outbox.js';
+import { RateLimiter } from '../tick/rate-limit.js';
+import { createKeyCheck } from './auth.js';
+import { broadcastBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery } from './schemas.js';
+
+export interface ApiMessage {
+  kind: string;
+  body: unknown;
+  uid?: string;
+  name?: string;
+  priority: 'high' | 'normal';
+  x?: Record<string, unknown>;
+}
+
+/** What the API needs from the engine. */
+export interface RoomControl {
+  post(room: string, m: ApiMessage): Promise<Outcome>;
+  broadcast(m: ApiMessage): Promise<{ rooms: number; failed: number }>;
+  kick(room: string, uid: string, seconds?: number, reason?: string): Promise<void>;
+  /** Resolves with the mute's end (ms; 0 = unmuted). */
+  mute(room: string, uid: string | undefined, seconds: number): Promise<number>;
+  roomInfo(room: string): Promise<{ room: string; members: number; seq: number; epoch: string; ratePerSec: number }>;
+  topRooms(n: number): Array<{ room: string; members: number }>;
+}
+
+export interface ApiOptions {
+  control: RoomControl;
+  apiKey: string | null;
+  /** API messages per second per room. */
+  apiRate: number;
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+function parse<T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(req.body.toString('utf8'));
+  } catch {
+    throw new ApiError(400, 'BAD_REQUEST', 'body must be JSON');
+  }
+  const res = schema.safeParse(raw);
+  if (!res.success) {
+    const issue = res.error.issues[0];
+    throw new ApiError(400, 'BAD_REQUEST', `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return res.data;
+}
+
+function room(req: HttpReq): string {
+  const r = req.params.room ?? '';
+  if (!roomId.safeParse(r).success) throw new ApiError(400, 'BAD_ROOM', ERRORS.BAD_ROOM.message);
+  return r;
+}
+
+function checkSizes(m: { body: unknown; x?: Record<string, unknown> }): void {
+  if (encode(m.body).byteLength > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
+  if (m.x !== undefined && encode(m.x).byteLength > MAX_X_ENCODED) throw new ApiError(413, 'TOO_LARGE', `x over ${MAX_X_ENCODED} bytes encoded`);
+}
+
+function outcomeReply(o: Outcome): HttpReply {
+  if ('error' in o) {
+    const code = o.error.code;
+    return jsonError(ERRORS[code].status, code, o.error.message);
+  }
+  return o.shown ? json(202, { seq: o.seq, shown: true }) : json(202, { shown: false });
+}
+
+export function apiRoutes(o: ApiOptions): Route[] {
+  const authorized = createKeyCheck(o.apiKey);
+  const limiter = new RateLimiter({ rate: o.apiRate, burst: o.apiRate });
+  const guard =
+    (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
+    async (req: HttpReq): Promise<HttpReply> => {
+      if (!authorized(req.headers.authorization)) return jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
+      try {
+        return await fn(req);
+      } catch (err) {
+        if (err instanceof WireError) return jsonError(ERRORS[err.code].status, err.code, err.message);
+        if (!(err instanceof ApiError)) throw err;
+        const reply = jsonError(err.status, err.code, err.message);
+        if (err.retryMs !== undefined) reply.headers = { 'Retry-After': String(Math.ceil(err.retryMs / 1000)) };
+        return reply;
+      }
+    };
+  const limit = (key: string) => {
+    const wait = limiter.take(key);
+    if (wait > 0) throw new ApiError(429, 'RATE_LIMITED', 'too many API messages for this room', wait);
+  };
+
+  return [
+    {
+      method: 'post',
+      pattern: '/v1/rooms/:room/messages',
+      handler: guard(async (req) => {
+        const r = room(req);
+        const m = parse(messageBody, req);
+        checkSizes(m);
+        limit(r);
+        const high = m.kind === 'system' || m.kind === 'gift';
+        return outcomeReply(await o.control.post(r, { ...m, priority: m.priority ?? (high ? 'high' : 'normal') }));
+      }),
+    },
+    {
+      method: 'post',
+      pattern: '/v1/broadcast',
+      handler: guard(async (req) => {
+        const m = parse(broadcastBody, req);
+        checkSizes(m);
+        limit('\0broadcast');
+        const res = await o.control.broadcast({ ...m, priority: 'high' });
+        if (res.rooms > 0 && res.failed === res.rooms) return jsonError(503, 'UNAVAILABLE', ERRORS.UNAVAILABLE.message);
+        return json(202, res);
+      }),
+    },
+    {
+      method: 'get',
+      pattern: '/v1/rooms/:room',
+      handler: guard(async (req) => {
+        const info = await o.control.roomInfo(room(req));
+        if (info.members === 0 && info.seq === 0) return jsonError(404, 'NOT_FOUND', 'room has no members and no log');
+        return json(200, info);
+      }),
+    },
+    {
+      method: 'get',
+      pattern: '/v1/rooms',
+      handler: guard((req) => {
+        const top = topQuery.safeParse(req.query.get('top') ?? undefined);
+        if (!top.success) throw new ApiError(400, 'BAD_REQUEST', 'top must be an integer 1-1000');
+        return json(200, { rooms: o.control.topRooms(top.data) });
+      }),
+    },
+    {
+      method: 'post',
+      pattern: '/v1/rooms/:room/kick',
+      handler: guard(async (req) => {
+        const r = room(req);
+        const b = parse(kickBody, req);
+        await o.control.kick(r, b.uid, b.seconds, b.reason);
+        return json(200, { ok: true });
+      }),
+    },
+    {
+      method: 'post',
+      pattern: '/v1/rooms/:room/mute',
+      handler: guard(async (req) => {
+        const r = room(req);
+        const b = parse(muteBody, req);
+        return json(200, { ok: true, until: await o.control.mute(r, b.uid, b.seconds) });
+      }),
+    },
+  ];
+}

@@ -1,0 +1,44 @@
+// Request bodies of the server API (PROTOCOL §6), validated with zod.
+import { z } from 'zod';
+import { ROOM_RE } from '../protocol/ops.js';
+
+export const MAX_BODY_ENCODED = 4096;
+export const MAX_X_ENCODED = 1024;
+
+export const roomId = z.string().regex(ROOM_RE, 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -');
+const kind = z
+  .string()
+  .regex(/^[a-z0-9_-]{1,32}$/, 'kind must be 1-32 chars of a-z 0-9 _ -')
+  .refine((k) => k !== 'like', 'likes are aggregated counts; the API cannot send them');
+const body = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
+const extras = z.record(z.string(), z.unknown());
+
+export const messageBody = z
+  .object({
+    kind,
+    body,
+    uid: z.string().min(1).max(64).optional(),
+    name: z.string().min(1).max(32).optional(),
+    priority: z.enum(['high', 'normal']).optional(),
+    x: extras.optional(),
+  })
+  .strict();
+
+export const broadcastBody = z.object({ kind, body, x: extras.optional() }).strict();
+
+export const kickBody = z
+  .object({
+    uid: z.string().min(1).max(64),
+    reason: z.string().max(200).optional(),
+    seconds: z.number().int().min(0).max(365 * 86400).optional(),
+  })
+  .strict();
+
+export const muteBody = z
+  .object({
+    uid: z.string().min(1).max(64).optional(),
+    seconds: z.number().int().min(0).max(365 * 86400),
+  })
+  .strict();
+
+export const topQuery = z.coerce.number().int().min(1).max(1000).default(10);
