@@ -5,6 +5,8 @@ import { ConfigError, envName, loadConfig } from './config/load.js';
 import { configSchema } from './config/schema.js';
 import { mintToken, type Role } from './auth/tokens.js';
 import { startNode } from './node.js';
+import { startSupervisor } from './cluster/supervisor.js';
+import { createLogger } from './log.js';
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
@@ -35,13 +37,18 @@ start.action(async (opts: Record<string, string | boolean>) => {
     }
     throw err;
   }
-  if (config.workers !== 1 || config.redis !== null) {
-    console.error('roomcast: --workers > 1 and --redis are not available in this build yet; run one worker with the in-memory bus.');
+  if (config.workers !== 1 && config.redis === null) {
+    console.error('roomcast: more than one worker needs --redis (workers share rooms through Redis streams)');
     process.exit(2);
   }
-  const node = await startNode(config);
+  // With Redis, a supervisor runs the workers (even one: it restarts it); without, one
+  // in-process worker with the in-memory bus is the embedded default.
+  const stop =
+    config.redis === null
+      ? (await startNode(config)).stop
+      : (await startSupervisor(config, createLogger(config.logLevel, { role: 'supervisor' }))).stop;
   const shutdown = (signal: string) => {
-    void node.stop(`node ${signal === 'SIGINT' ? 'stopping' : 'draining'}`).then(() => process.exit(0));
+    void stop(`node ${signal === 'SIGINT' ? 'stopping' : 'draining'}`).then(() => process.exit(0));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

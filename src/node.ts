@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createVerifier } from './auth/tokens.js';
 import type { Bus } from './bus/bus.js';
-import { MemoryBus } from './bus/memory-bus.js';
+import { createBus } from './bus/create.js';
 import type { Config } from './config/schema.js';
 import { apiRoutes } from './api/routes.js';
 import { devRoutes } from './dev/routes.js';
@@ -34,6 +34,8 @@ export interface NodeDeps {
   log?: Logger;
   registry?: Registry;
   bus?: Bus;
+  /** Text for GET /metrics (in a cluster: the node-wide aggregate); default: this registry. */
+  metricsText?: () => Promise<string>;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;
@@ -48,7 +50,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     log.warn('DEV MODE: no --secret configured. Anyone can mint tokens at GET /dev/token. Never run this in production.');
   }
   const nodeId = config.nodeId ?? hostname();
-  const bus = deps.bus ?? new MemoryBus({ history: config.history });
+  const bus = deps.bus ?? createBus(config, nodeId, log);
   const gateway = new Gateway({
     host: config.host,
     port: config.port,
@@ -81,7 +83,11 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   gateway.route({
     method: 'get',
     pattern: '/metrics',
-    handler: async () => ({ status: 200, body: await registry.metrics(), contentType: registry.contentType }),
+    handler: async () => ({
+      status: 200,
+      body: await (deps.metricsText ?? (() => registry.metrics()))(),
+      contentType: registry.contentType,
+    }),
   });
   if (devMode) for (const r of devRoutes(secret)) gateway.route(r);
 

@@ -75,7 +75,7 @@ export class Engine {
       metrics: o.metrics,
       roomChatBudget: c.roomChatBudget,
       compressThreshold: c.compressThreshold,
-      budgetShare: () => 1,
+      budgetShare: (room) => this.budgetShare(room),
       review: o.review,
       now: this.now,
     });
@@ -360,6 +360,17 @@ export class Engine {
     const top = this.o.bus.topRooms(this.o.config.metricsTopRooms);
     this.o.metrics.roomMembers.reset();
     for (const [room, n] of top) this.o.metrics.roomMembers.set({ room }, n);
+  }
+
+  /**
+   * This worker's share of a room's chat budget: its fraction of the room's members (the
+   * kernel spreads members, and so senders, evenly), at least 10% so a worker without
+   * members can still pass API messages of normal priority.
+   */
+  private budgetShare(room: string): number {
+    const local = this.membership.membersOf(room).size;
+    const all = Math.max(this.o.bus.members(room), local);
+    return all === 0 ? 1 : Math.min(1, Math.max(0.1, local / all));
   }
 
   /** Member count as the API reports it. */

@@ -136,9 +136,10 @@ export class TickPipeline {
   private applyBudget(room: string, normal: Pending[], t: number): Pending[] {
     if (normal.length === 0) return normal;
     let b = this.budgets.get(room);
-    if (!b) this.budgets.set(room, (b = { budget: new Budget(this.o.roomChatBudget * this.o.budgetShare(room), t), used: t }));
+    if (!b) this.budgets.set(room, (b = { budget: new Budget(), used: t }));
     b.used = t;
-    const [kept, dropped] = sampleFairly(normal, b.budget.available(t), (p) => p.msg.u);
+    const allowed = b.budget.available(t, this.o.roomChatBudget * this.o.budgetShare(room));
+    const [kept, dropped] = sampleFairly(normal, allowed, (p) => p.msg.u);
     b.budget.spend(kept.length);
     for (const p of dropped) {
       this.o.metrics.messagesReceived.inc({ kind: p.msg.k, result: 'sampled_out' });

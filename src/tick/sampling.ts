@@ -36,20 +36,12 @@ export function sampleFairly<T>(items: readonly T[], budget: number, senderOf: (
 
 /** A per-room allowance that refills at `perSec` and may bank at most one second's worth. */
 export class Budget {
-  private tokens: number;
-  private at: number;
+  private tokens = Number.NaN;
+  private at = 0;
 
-  constructor(
-    private readonly perSec: number,
-    now: number,
-  ) {
-    this.tokens = perSec;
-    this.at = now;
-  }
-
-  /** Whole messages that may be shown now. */
-  available(now: number): number {
-    this.tokens = Math.min(this.perSec, this.tokens + ((now - this.at) / 1000) * this.perSec);
+  /** Whole messages that may be shown now; `perSec` may change between calls (cluster share). */
+  available(now: number, perSec: number): number {
+    this.tokens = Number.isNaN(this.tokens) ? perSec : Math.min(perSec, this.tokens + ((now - this.at) / 1000) * perSec);
     this.at = now;
     return Math.floor(this.tokens);
   }

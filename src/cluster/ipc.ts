@@ -1,0 +1,17 @@
+// Messages between the supervisor and its worker processes (Node IPC channel).
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { Config } from '../config/schema.js';
+
+export type MetricJson = MetricObjectWithValues<MetricValue<string>>;
+
+export type ToWorker =
+  | { type: 'start'; config: Config; workerId: string }
+  | { type: 'drain' }
+  | { type: 'collect'; id: number }
+  | { type: 'metrics'; id: number; text: string };
+
+export type ToSupervisor =
+  | { type: 'ready'; port: number }
+  | { type: 'collected'; id: number; metrics: MetricJson[] }
+  /** A worker serving GET /metrics asks for the node-wide aggregate. */
+  | { type: 'metrics?'; id: number };

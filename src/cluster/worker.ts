@@ -1,0 +1,63 @@
+// A worker process of the supervisor: waits for its config over IPC, runs one roomcast node
+// on the shared port with the Redis bus, and drains when told to (or when orphaned).
+import { Registry } from 'prom-client';
+import { createBus } from '../bus/create.js';
+import { createLogger } from '../log.js';
+import { startNode, type RoomcastNode } from '../node.js';
+import type { ToSupervisor, ToWorker } from './ipc.js';
+
+const send = (m: ToSupervisor) => process.send?.(m);
+let node: RoomcastNode | undefined;
+let seq = 0;
+const waiting = new Map<number, (text: string) => void>();
+
+/** GET /metrics on any worker answers with the node-wide aggregate from the supervisor. */
+function nodeMetrics(): Promise<string> {
+  const id = ++seq;
+  return new Promise((resolve) => {
+    waiting.set(id, resolve);
+    send({ type: 'metrics?', id });
+  });
+}
+
+async function drain(): Promise<void> {
+  await node?.stop('node draining');
+  process.exit(0);
+}
+
+process.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'start': {
+      const log = createLogger(m.config.logLevel, { worker: m.workerId });
+      const registry = new Registry();
+      registry.setDefaultLabels({ worker: m.workerId });
+      const bus = createBus(m.config, m.workerId, log);
+      void startNode(m.config, { log, registry, bus, metricsText: nodeMetrics }).then(
+        (n) => {
+          node = n;
+          send({ type: 'ready', port: n.port });
+        },
+        (err: unknown) => {
+          log.fatal({ err }, 'worker failed to start');
+          process.exit(1);
+        },
+      );
+      return;
+    }
+    case 'drain':
+      void drain();
+      return;
+    case 'collect':
+      if (node) void node.registry.getMetricsAsJSON().then((metrics) => send({ type: 'collected', id: m.id, metrics }));
+      return;
+    case 'metrics':
+      waiting.get(m.id)?.(m.text);
+      waiting.delete(m.id);
+      return;
+  }
+});
+
+// The supervisor is gone: nobody will restart or drain us, so drain ourselves.
+process.on('disconnect', () => void drain());
+process.on('SIGTERM', () => void drain());
+process.on('SIGINT', () => undefined); // the supervisor relays Ctrl-C as a drain
