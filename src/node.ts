@@ -56,6 +56,8 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     port: config.port,
     verifier: createVerifier(secret),
     allowGuests: config.allowGuests,
+    connectRate: config.connectRate,
+    connectBurst: config.connectBurst,
     maxFrameBytes: config.maxFrameBytes,
     maxHttpBodyBytes: HTTP_BODY_LIMIT,
     idleTimeoutSec: config.idleTimeoutSec,

@@ -27,6 +27,8 @@ export const configSchema = z
     likeBurst: z.number().positive().default(10).describe('like burst per user'),
     joinRate: z.number().positive().default(5).describe('joins per second per user'),
     joinBurst: z.number().positive().default(5).describe('join burst per user'),
+    connectRate: z.number().min(0).default(50).describe('WebSocket upgrades per second per client IP (0 = no limit)'),
+    connectBurst: z.number().min(1).default(200).describe('upgrade burst per client IP'),
     badFrameLimit: z.number().int().min(1).default(10).describe('bad frames per minute before close 4008'),
     history: z.number().int().min(1).default(1000).describe('log entries kept per room for recovery'),
     maxBackpressure: z.number().int().min(1024).default(262144).describe('per-socket send buffer before frames are skipped (bytes)'),

@@ -12,7 +12,7 @@ const publicDir = join(packageRoot, 'public');
 
 function asset(path: string, contentType: string): Route['handler'] {
   const body = readFileSync(path);
-  return () => ({ status: 200, body, contentType });
+  return () => ({ status: 200, body, contentType, headers: { 'Cache-Control': 'no-cache' } });
 }
 
 export function devRoutes(secret: string): Route[] {

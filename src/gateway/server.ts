@@ -9,6 +9,7 @@ import type { ServerOp } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.js';
 import { mount, statusLine, type Route } from './http.js';
+import { RateLimiter } from '../tick/rate-limit.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
@@ -22,6 +23,9 @@ export interface GatewayOptions {
   port: number;
   verifier: TokenVerifier;
   allowGuests: boolean;
+  /** Upgrades per second per client IP (0 = unlimited) and the burst. */
+  connectRate: number;
+  connectBurst: number;
   maxFrameBytes: number;
   maxHttpBodyBytes: number;
   idleTimeoutSec: number;
@@ -94,11 +98,13 @@ export class Gateway implements RoomPublisher {
   private slow = new Set<SocketConnection>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly uws = loadUws();
+  private readonly perIp: RateLimiter | undefined;
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = o.metrics;
     this.compressThreshold = o.compressThreshold;
     this.app = this.uws.App();
+    this.perIp = o.connectRate > 0 ? new RateLimiter({ rate: o.connectRate, burst: o.connectBurst }) : undefined;
   }
 
   route(r: Route): void {
@@ -152,7 +158,10 @@ export class Gateway implements RoomPublisher {
         resolve(this.uws.us_socket_local_port(ls as never));
       });
     });
-    this.sweepTimer = setInterval(() => this.sweepSlow(), SLOW_SWEEP_MS);
+    this.sweepTimer = setInterval(() => {
+      this.sweepSlow();
+      this.perIp?.sweep();
+    }, SLOW_SWEEP_MS);
     this.sweepTimer.unref();
     return port;
   }
@@ -166,6 +175,15 @@ export class Gateway implements RoomPublisher {
     const key = req.getHeader('sec-websocket-key');
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
+    if (this.perIp) {
+      const wait = this.perIp.take(Buffer.from(res.getRemoteAddressAsText()).toString());
+      if (wait > 0) {
+        this.metrics.authFailures.inc({ reason: 'rate_limited' });
+        res.writeStatus(statusLine(429)).writeHeader('Retry-After', String(Math.ceil(wait / 1000)));
+        res.end(JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'too many connections from this address' } }), true);
+        return;
+      }
+    }
     const sid = randomBytes(9).toString('base64url');
     const token = q.get('token');
     const room = q.get('room');
