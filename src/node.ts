@@ -36,6 +36,8 @@ export interface NodeDeps {
   bus?: Bus;
   /** Text for GET /metrics (in a cluster: the node-wide aggregate); default: this registry. */
   metricsText?: () => Promise<string>;
+  /** Dev mode's token secret, shared by all workers of a node (default: random). */
+  devSecret?: string;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;
@@ -45,7 +47,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const registry = deps.registry ?? new Registry();
   const metrics = createMetrics(registry);
   const devMode = config.secret === null;
-  const secret = config.secret ?? randomBytes(32).toString('hex');
+  const secret = config.secret ?? deps.devSecret ?? randomBytes(32).toString('hex');
   if (devMode) {
     log.warn('DEV MODE: no --secret configured. Anyone can mint tokens at GET /dev/token. Never run this in production.');
   }

@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 export type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 
 export type ToWorker =
-  | { type: 'start'; config: Config; workerId: string }
+  | { type: 'start'; config: Config; workerId: string; devSecret: string }
   | { type: 'drain' }
   | { type: 'collect'; id: number }
   | { type: 'metrics'; id: number; text: string };

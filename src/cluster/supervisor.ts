@@ -3,6 +3,7 @@
 // jittered backoff, serves the node-wide /metrics aggregate to its workers over IPC, and
 // drains every worker on SIGTERM/SIGINT.
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,8 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const count = config.workers === 'auto' ? cpus().length : config.workers;
   const port = config.port === 0 ? await freePort(config.host) : config.port;
   const workerConfig: Config = { ...config, port, workers: 1 };
+  // In dev mode every worker must verify the tokens any of them minted.
+  const devSecret = randomBytes(32).toString('hex');
   const registry = new Registry();
   registry.setDefaultLabels({ worker: 'supervisor' });
   const restarts = new Counter({
@@ -103,7 +106,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
       log.error({ worker: slot.id, code, signal, restartInMs: delay }, 'worker exited; restarting');
       slot.restartTimer = setTimeout(() => spawn(slot), delay);
     });
-    send(child, { type: 'start', config: workerConfig, workerId: slot.id });
+    send(child, { type: 'start', config: workerConfig, workerId: slot.id, devSecret });
   }
 
   slots.forEach(spawn);

@@ -32,7 +32,7 @@ process.on('message', (m: ToWorker) => {
       const registry = new Registry();
       registry.setDefaultLabels({ worker: m.workerId });
       const bus = createBus(m.config, m.workerId, log);
-      void startNode(m.config, { log, registry, bus, metricsText: nodeMetrics }).then(
+      void startNode(m.config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });

@@ -11,6 +11,7 @@ export const configSchema = z
       .default(1)
       .describe('worker processes; "auto" = one per core; more than one needs --redis'),
     redis: z.string().nullable().default(null).describe('Redis URL; absent = in-memory bus (single worker)'),
+    redisPrefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/).default('rc').describe('Redis key prefix; one prefix = one roomcast cluster'),
     secret: z.string().min(1).nullable().default(null).describe('HS256 token secret; absent = dev mode'),
     apiKey: z.string().min(1).nullable().default(null).describe('bearer key for /v1 routes; dev mode uses "dev" when absent'),
     allowGuests: z.boolean().default(false).describe('allow read-only guests without a token'),

@@ -6,7 +6,7 @@ import type { Bus, ControlCommand } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
 import type { Metrics, MessageResult } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
-import { createIngressDecoder } from '../protocol/codec.js';
+import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
 import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
 import { peekRef, validateClientOp } from '../protocol/validate.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
@@ -49,7 +49,7 @@ export class Engine {
   private readonly pipeline: TickPipeline;
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
-  private readonly decode: (b: Uint8Array) => unknown;
+  private readonly decoder: IngressDecoder;
   private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
   private readonly state = new WeakMap<Connection, ConnState>();
   private readonly all = new Set<Connection>();
@@ -62,7 +62,7 @@ export class Engine {
     const c = o.config;
     this.now = o.now ?? Date.now;
     this.moderation = new Moderation(this.now);
-    this.decode = createIngressDecoder(c.maxFrameBytes);
+    this.decoder = createIngressDecoder(c.maxFrameBytes);
     this.limits = {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
@@ -85,6 +85,7 @@ export class Engine {
       pipeline: this.pipeline,
       maxReplay: c.history,
       compressThreshold: c.compressThreshold,
+      replayBufferBytes: Math.floor(c.maxBackpressure / 4),
     });
     this.ticker = new Ticker({
       tickMs: c.tickMs,
@@ -101,7 +102,13 @@ export class Engine {
     await this.o.bus.start({
       onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
       onControl: (cmd) => this.applyControl(cmd),
+      onAvailability: (up) => {
+        this.o.metrics.busAvailable.set(up ? 1 : 0);
+        if (up) this.o.log.info('bus reachable again');
+        else this.o.log.error('bus unreachable: sends get UNAVAILABLE, /readyz is 503');
+      },
     });
+    this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
     this.ticker.start();
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
@@ -150,13 +157,13 @@ export class Engine {
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
     let decoded: unknown;
     try {
-      decoded = this.decode(data);
+      decoded = this.decoder.decode(data);
     } catch {
       return this.badFrame(c, new WireError('BAD_FRAME', 'not one MessagePack value'));
     }
     let op: ClientOp;
     try {
-      op = validateClientOp(decoded, { maxBodyBytes: this.o.config.maxBodyBytes });
+      op = validateClientOp(decoded, { maxBodyBytes: this.o.config.maxBodyBytes }, () => this.decoder.decodeRaw(data));
     } catch (err) {
       const e = err instanceof WireError ? err : new WireError('BAD_FRAME');
       const ref = peekRef(decoded);
@@ -182,9 +189,8 @@ export class Engine {
 
   private countSend(decoded: unknown, result: MessageResult): void {
     const m = decoded as { op?: unknown; kind?: unknown };
-    const opName = m.op instanceof Uint8Array ? Buffer.from(m.op).toString() : '';
-    if (opName !== 'send') return;
-    const kind = m.kind instanceof Uint8Array ? Buffer.from(m.kind).toString() : '';
+    if (m.op !== 'send') return;
+    const kind = m.kind;
     this.o.metrics.messagesReceived.inc({ kind: kind === 'chat' || kind === 'like' ? kind : 'other', result });
   }
 

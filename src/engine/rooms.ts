@@ -1,6 +1,7 @@
 // Joining and leaving rooms: following a room on the bus while it has local members, and
-// recovery — replaying the log after `since` so a joiner's stream has no gap before the
-// live batches that follow.
+// recovery — replaying the log after `since`, at the pace the member's socket drains, until
+// it has caught up with the live stream; only then is it subscribed to live batches, so its
+// stream is contiguous and in order.
 import type { Bus, LogEntry, RoomHead } from '../bus/bus.js';
 import { WireError } from '../protocol/errors.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
@@ -12,9 +13,11 @@ export interface RoomsOptions {
   bus: Bus;
   membership: Membership;
   pipeline: TickPipeline;
-  /** Largest recovery replay, in log entries (beyond it: recovered:false). */
+  /** Largest recovery gap, in log entries (beyond it: recovered:false). */
   maxReplay: number;
   compressThreshold: number;
+  /** A replay pauses while the member's send buffer holds more than this (bytes). */
+  replayBufferBytes: number;
 }
 
 export interface JoinRequest {
@@ -24,38 +27,34 @@ export interface JoinRequest {
   ref?: number;
 }
 
-const REPLAY_CHUNK = 100; // log entries per replayed batch frame
-const RANGE_ATTEMPTS = 3;
+/** Replay frames hold at most this many entries or (roughly) bytes of messages. */
+const REPLAY_MAX_ENTRIES = 100;
+const REPLAY_MAX_BYTES = 64 * 1024;
+const RANGE_PAGE = 500;
 
 export class Rooms {
   private readonly following = new Map<string, Promise<RoomHead>>();
 
   constructor(private readonly o: RoomsOptions) {}
 
-  /** Subscribes `c` to the room and sends `joined` (and the replay); throws WireError. */
+  /** Joins `c` to the room: `joined`, then the replay when recovering, then live batches. Throws WireError. */
   async join(c: Connection, req: JoinRequest, isOpen: () => boolean): Promise<void> {
     const { room } = req;
     await this.ensureFollowed(room);
-    let replay: LogEntry[] | undefined;
-    let recovered: boolean | undefined;
-    if (req.since !== undefined) {
-      replay = await this.recoverable(room, req.since, req.epoch);
-      recovered = replay !== undefined;
-    }
-    if (!isOpen()) {
-      this.release(room);
-      return;
-    }
-    // From here on everything is synchronous: the replay reaches exactly the last seq
-    // delivered, and live batches published after this point continue from it.
+    if (!isOpen()) return this.release(room);
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
-    const wasMember = c.rooms.has(room);
+    const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
+    const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
+    if (req.since === undefined || !recoverable) {
+      this.enter(c, room);
+      c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: req.since === undefined ? undefined : false });
+      return;
+    }
+    // Recovering: a member of the room (so it stays followed) but not yet subscribed.
     this.o.membership.join(c, room);
-    if (!wasMember) c.subscribe(room);
-    const members = Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
-    c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members, recovered });
-    if (replay) this.sendReplay(c, room, last.epoch, replay.filter((e) => e.seq <= last.seq));
+    c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: true });
+    await this.catchUp(c, room, last.epoch, req.since, isOpen);
   }
 
   leave(c: Connection, room: string): void {
@@ -67,6 +66,45 @@ export class Rooms {
   /** The connection closed: it is out of all its rooms. */
   dropped(c: Connection): void {
     for (const room of this.o.membership.removeConnection(c)) this.unfollow(room);
+  }
+
+  /** Member and subscribed to live batches (idempotent for a member re-joining). */
+  private enter(c: Connection, room: string): void {
+    if (!c.subscribed(room)) c.subscribe(room);
+    this.o.membership.join(c, room);
+  }
+
+  private recoverable(last: RoomHead, since: number, epoch: string | undefined): boolean {
+    return (epoch === undefined || epoch === last.epoch) && since <= last.seq && last.seq - since <= this.o.maxReplay;
+  }
+
+  /**
+   * Sends the log after `since` until it reaches the last delivered seq, then subscribes —
+   * in one synchronous step, so live batches continue exactly after the replay. If the log
+   * can no longer fill the gap (trimmed while a slow member read), it subscribes anyway: the
+   * member sees the gap and re-joins, getting recovered:false.
+   */
+  private async catchUp(c: Connection, room: string, epoch: string, since: number, isOpen: () => boolean): Promise<void> {
+    let after = since;
+    for (;;) {
+      if (!isOpen() || !c.rooms.has(room)) return;
+      const last = this.o.pipeline.lastDelivered(room);
+      if (!last || last.epoch !== epoch || after >= last.seq) return this.enter(c, room);
+      let res;
+      try {
+        res = await this.o.bus.range(room, after, Math.min(RANGE_PAGE, last.seq - after));
+      } catch {
+        return this.enter(c, room); // the bus is down; live batches (and a later re-join) take over
+      }
+      const next = res.entries.filter((e) => e.seq > after);
+      if (res.epoch !== epoch || res.oldest > after + 1 || next[0]?.seq !== after + 1) return this.enter(c, room);
+      for (const frame of chunks(next)) {
+        await c.drained(this.o.replayBufferBytes);
+        if (!isOpen() || !c.rooms.has(room)) return;
+        this.sendReplay(c, room, epoch, frame);
+        after = frame[frame.length - 1]!.seq;
+      }
+    }
   }
 
   private async ensureFollowed(room: string): Promise<void> {
@@ -100,43 +138,33 @@ export class Rooms {
     this.o.pipeline.unfollowed(room);
   }
 
-  /** Entries after `since` up to at least the last delivered seq, or undefined if the log cannot fill the gap. */
-  private async recoverable(room: string, since: number, epoch: string | undefined): Promise<LogEntry[] | undefined> {
-    const entries: LogEntry[] = [];
-    let after = since;
-    for (let attempt = 0; attempt < RANGE_ATTEMPTS; attempt++) {
-      const last = this.o.pipeline.lastDelivered(room);
-      if (!last || (epoch !== undefined && epoch !== last.epoch) || since > last.seq) return undefined;
-      if (after >= last.seq) return entries;
-      if (last.seq - since > this.o.maxReplay) return undefined;
-      let res;
-      try {
-        res = await this.o.bus.range(room, after, last.seq - after);
-      } catch {
-        throw new WireError('UNAVAILABLE', 'room log unreachable');
-      }
-      if (res.epoch !== last.epoch || res.oldest > since + 1) return undefined;
-      for (const e of res.entries) if (e.seq === after + 1) {
-        entries.push(e);
-        after = e.seq;
-      }
-      if (res.head <= after) break;
-    }
-    const last = this.o.pipeline.lastDelivered(room);
-    return last && after >= last.seq ? entries : undefined;
-  }
-
   private sendReplay(c: Connection, room: string, epoch: string, entries: LogEntry[]): void {
-    for (let i = 0; i < entries.length; i += REPLAY_CHUNK) {
-      const frame = mergeBatch(room, epoch, entries.slice(i, i + REPLAY_CHUNK));
-      if (c.compress) {
-        const plain = encodeFrame(frame);
-        if (plain.byteLength > this.o.compressThreshold) {
-          c.sendEncoded(compressFrame(plain));
-          continue;
-        }
-      }
-      c.send(frame);
-    }
+    const frame = mergeBatch(room, epoch, entries);
+    if (!c.compress) return c.send(frame);
+    const plain = encodeFrame(frame);
+    c.sendEncoded(plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : plain);
   }
+}
+
+/** Splits consecutive entries into replay frames of bounded size. */
+function* chunks(entries: LogEntry[]): Generator<LogEntry[]> {
+  let cur: LogEntry[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    const size = approxSize(e);
+    if (cur.length > 0 && (cur.length >= REPLAY_MAX_ENTRIES || bytes + size > REPLAY_MAX_BYTES)) {
+      yield cur;
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(e);
+    bytes += size;
+  }
+  if (cur.length > 0) yield cur;
+}
+
+function approxSize(e: LogEntry): number {
+  let n = 16;
+  for (const m of e.msgs) n += 48 + (typeof m.b === 'string' ? m.b.length : 256);
+  return n;
 }

@@ -49,6 +49,8 @@ const SLOW_SWEEP_MS = 1000;
 class SocketConnection implements Connection {
   readonly rooms = new Set<string>();
   closed = false;
+  private readonly topics = new Set<string>();
+  private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> = [];
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -70,11 +72,31 @@ class SocketConnection implements Connection {
   }
 
   subscribe(room: string): void {
-    if (!this.closed) this.ws.subscribe(topic(room, this.compress));
+    if (this.closed) return;
+    this.topics.add(room);
+    this.ws.subscribe(topic(room, this.compress));
   }
 
   unsubscribe(room: string): void {
-    if (!this.closed) this.ws.unsubscribe(topic(room, this.compress));
+    if (this.closed || !this.topics.delete(room)) return;
+    this.ws.unsubscribe(topic(room, this.compress));
+  }
+
+  subscribed(room: string): boolean {
+    return this.topics.has(room);
+  }
+
+  drained(maxBytes: number): Promise<void> {
+    if (this.closed || this.ws.getBufferedAmount() <= maxBytes) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push({ maxBytes, resolve }));
+  }
+
+  /** uWS drain (or close): wake the waiters whose threshold is met. */
+  onDrain(): void {
+    const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
+    const still: typeof this.drainWaiters = [];
+    for (const w of this.drainWaiters) (buffered <= w.maxBytes ? w.resolve() : still.push(w));
+    this.drainWaiters = still;
   }
 
   bufferedAmount(): number {
@@ -138,10 +160,12 @@ export class Gateway implements RoomPublisher {
         // uWS neuters the buffer after this callback; the engine decodes synchronously.
         if (conn) this.handler?.frame(conn, new Uint8Array(message), isBinary);
       },
+      drain: (ws) => ws.getUserData().conn?.onDrain(),
       close: (ws) => {
         const conn = ws.getUserData().conn;
         if (!conn) return;
         conn.closed = true;
+        conn.onDrain();
         this.sockets.delete(conn);
         this.slow.delete(conn);
         this.handler?.closed(conn);

@@ -27,6 +27,7 @@ export interface Metrics {
   busAppend: Histogram;
   busReadLag: Histogram;
   backpressureDrops: Counter;
+  busAvailable: Gauge;
   authFailures: Counter<'reason'>;
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
@@ -72,6 +73,7 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       registers,
     }),
     backpressureDrops: new Counter({ name: P + 'backpressure_drops_total', help: 'frames skipped for slow sockets', registers }),
+    busAvailable: new Gauge({ name: P + 'bus_available', help: '1 while the bus (Redis) is reachable', registers }),
     authFailures: new Counter({ name: P + 'auth_failures_total', help: 'refused upgrades by reason', labelNames: ['reason'], registers }),
     httpRequests: new Counter({
       name: P + 'http_requests_total',

@@ -19,15 +19,20 @@ export function inflateZ(data: Uint8Array): Uint8Array {
   return inflateRawSync(data);
 }
 
-/** Decodes one client frame; strings stay as bytes (see validate.ts). Throws on anything but one value. */
-export function createIngressDecoder(maxBytes: number): (bytes: Uint8Array) => unknown {
-  const decoder = new Decoder({
-    rawStrings: true,
-    maxStrLength: maxBytes,
-    maxBinLength: maxBytes,
-    maxArrayLength: maxBytes,
-    maxMapLength: 64,
-    maxExtLength: maxBytes,
-  });
-  return (bytes) => decoder.decode(bytes);
+export interface IngressDecoder {
+  /** Decodes one client frame; throws on anything but exactly one MessagePack value. */
+  decode(bytes: Uint8Array): unknown;
+  /**
+   * The same frame with strings left as bytes. The default string decoding is lenient
+   * (invalid UTF-8 becomes other characters), so fields whose content matters (chat bodies)
+   * are checked against their raw bytes. Used only for those ops, not per frame.
+   */
+  decodeRaw(bytes: Uint8Array): unknown;
+}
+
+export function createIngressDecoder(maxBytes: number): IngressDecoder {
+  const limits = { maxStrLength: maxBytes, maxBinLength: maxBytes, maxArrayLength: maxBytes, maxMapLength: 64, maxExtLength: maxBytes };
+  const typed = new Decoder(limits);
+  const raw = new Decoder({ ...limits, rawStrings: true });
+  return { decode: (b) => typed.decode(b), decodeRaw: (b) => raw.decode(b) };
 }

@@ -1,6 +1,6 @@
 // Validation of decoded client frames into typed ops. Hand-written rather than a schema
 // library: it runs once per inbound frame on the hot path and must map each failure to the
-// exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE).
+// exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN).
 import { isUtf8 } from 'node:buffer';
 import { WireError } from './errors.js';
 import { ROOM_RE, type ClientOp } from './ops.js';
@@ -15,19 +15,25 @@ function isMap(v: unknown): v is Raw {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
-/** A string field decoded raw: must be valid UTF-8. Returns undefined when absent. */
 function optStr(m: Raw, key: string): string | undefined {
   const v = m[key];
   if (v === undefined || v === null) return undefined;
-  if (!(v instanceof Uint8Array)) throw new WireError('BAD_FRAME', `${key} must be a string`);
-  if (!isUtf8(v)) throw new WireError('BAD_FRAME', `${key} is not valid UTF-8`);
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8');
+  if (typeof v !== 'string') throw new WireError('BAD_FRAME', `${key} must be a string`);
+  return v;
 }
 
 function reqStr(m: Raw, key: string): string {
   const s = optStr(m, key);
   if (s === undefined) throw new WireError('BAD_FRAME', `${key} is required`);
   return s;
+}
+
+/** A string field whose raw bytes must be valid UTF-8; returns its byte length. */
+function utf8Bytes(raw: () => unknown, key: string): number {
+  const m = raw();
+  const bytes = isMap(m) ? m[key] : undefined;
+  if (!(bytes instanceof Uint8Array) || !isUtf8(bytes)) throw new WireError('BAD_FRAME', `${key} is not valid UTF-8`);
+  return bytes.byteLength;
 }
 
 function optUint(m: Raw, key: string): number | undefined {
@@ -52,7 +58,11 @@ export function peekRef(decoded: unknown): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
 }
 
-export function validateClientOp(decoded: unknown, limits: ValidateLimits): ClientOp {
+/**
+ * `decoded` is the frame as decoded with typed strings; `raw` decodes it again with strings
+ * as bytes, for the fields whose UTF-8 validity matters.
+ */
+export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: () => unknown): ClientOp {
   if (!isMap(decoded)) throw new WireError('BAD_FRAME', 'frame must be a MessagePack map');
   const op = optStr(decoded, 'op');
   if (op === undefined) throw new WireError('BAD_FRAME', 'op is required');
@@ -70,19 +80,20 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits): Clie
       const r = room(decoded);
       const kind = reqStr(decoded, 'kind');
       if (kind === 'like') return { op, ref, room: r, kind };
-      if (kind !== 'chat') throw new WireError('FORBIDDEN', `clients may send only chat and like, not ${kind}`);
-      const raw = decoded.body;
-      if (raw instanceof Uint8Array && raw.byteLength > limits.maxBodyBytes) {
-        throw new WireError('TOO_LARGE', `chat body is over ${limits.maxBodyBytes} bytes`);
-      }
+      if (kind !== 'chat') throw new WireError('FORBIDDEN', `clients may send only chat and like, not ${kind.slice(0, 32)}`);
       const body = reqStr(decoded, 'body');
       if (body.length === 0) throw new WireError('BAD_FRAME', 'chat body must not be empty');
+      // Cheap upper bound first: a UTF-16 length over the limit is over it in bytes too.
+      if (body.length > limits.maxBodyBytes || utf8Bytes(raw, 'body') > limits.maxBodyBytes) {
+        throw new WireError('TOO_LARGE', `chat body is over ${limits.maxBodyBytes} bytes`);
+      }
       return { op, ref, room: r, kind, body };
     }
     case 'kick': {
       const r = room(decoded);
       const uid = reqStr(decoded, 'uid');
       const reason = optStr(decoded, 'reason');
+      if (reason !== undefined) utf8Bytes(raw, 'reason');
       const seconds = optUint(decoded, 'seconds');
       return { op, ref, room: r, uid, reason, seconds };
     }

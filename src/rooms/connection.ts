@@ -15,6 +15,9 @@ export interface Connection {
   sendEncoded(frame: Uint8Array): void;
   /** Starts / stops receiving the room's published frames. */
   subscribe(room: string): void;
+  subscribed(room: string): boolean;
+  /** Resolves once this connection's send buffer holds at most `maxBytes` (or it closed). */
+  drained(maxBytes: number): Promise<void>;
   unsubscribe(room: string): void;
   close(code: number, reason: string): void;
 }
