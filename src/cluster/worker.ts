@@ -1,5 +1,6 @@
 // A worker process of the supervisor: waits for its config over IPC, runs one roomcast node
 // on the shared port with the Redis bus, and drains when told to (or when orphaned).
+import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
 import { createBus } from '../bus/create.js';
 import { createLogger } from '../log.js';
@@ -31,8 +32,10 @@ process.on('message', (m: ToWorker) => {
       const log = createLogger(m.config.logLevel, { worker: m.workerId });
       const registry = new Registry();
       registry.setDefaultLabels({ worker: m.workerId });
-      const bus = createBus(m.config, m.workerId, log);
-      void startNode(m.config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
+      // welcome.node names the worker too, so a member knows which process serves it.
+      const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
+      const bus = createBus(config, m.workerId, log);
+      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });
