@@ -217,6 +217,7 @@ export class Engine {
           return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
       }
     } catch (err) {
+      if (op.op === 'join') this.o.metrics.joins.inc({ result: 'refused' });
       if (err instanceof WireError) return this.replyError(c, err, op.ref);
       this.o.log.error({ err, op: op.op }, 'op failed');
       this.replyError(c, new WireError('UNAVAILABLE', 'internal error'), op.ref);

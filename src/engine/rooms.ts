@@ -37,24 +37,32 @@ export class Rooms {
 
   constructor(private readonly o: RoomsOptions) {}
 
-  /** Joins `c` to the room: `joined`, then the replay when recovering, then live batches. Throws WireError. */
-  async join(c: Connection, req: JoinRequest, isOpen: () => boolean): Promise<void> {
+  /**
+   * Joins `c` to the room: `joined`, then the replay when recovering, then live batches.
+   * Resolves with `recovered` (undefined without `since`). Throws WireError.
+   */
+  async join(c: Connection, req: JoinRequest, isOpen: () => boolean): Promise<boolean | undefined> {
     const { room } = req;
     await this.ensureFollowed(room);
-    if (!isOpen()) return this.release(room);
+    if (!isOpen()) {
+      this.release(room);
+      return undefined;
+    }
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
     const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
     const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
     if (req.since === undefined || !recoverable) {
       this.enter(c, room);
-      c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: req.since === undefined ? undefined : false });
-      return;
+      const recovered = req.since === undefined ? undefined : false;
+      c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered });
+      return recovered;
     }
     // Recovering: a member of the room (so it stays followed) but not yet subscribed.
     this.o.membership.join(c, room);
     c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: true });
     await this.catchUp(c, room, last.epoch, req.since, isOpen);
+    return true;
   }
 
   leave(c: Connection, room: string): void {

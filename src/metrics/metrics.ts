@@ -31,6 +31,7 @@ export interface Metrics {
   authFailures: Counter<'reason'>;
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
+  joins: Counter<'result'>;
 }
 
 const P = 'roomcast_';
@@ -79,6 +80,12 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       name: P + 'http_requests_total',
       help: 'HTTP requests by route and status',
       labelNames: ['route', 'status'],
+      registers,
+    }),
+    joins: new Counter({
+      name: P + 'joins_total',
+      help: 'joins by result (joined, recovered, unrecovered, refused)',
+      labelNames: ['result'],
       registers,
     }),
     badFrames: new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
