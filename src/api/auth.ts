@@ -7,7 +7,7 @@ const digest = (s: string) => createHash('sha256').update(s).digest();
 export function createKeyCheck(apiKey: string | null): (authorization: string | undefined) => boolean {
   const expected = apiKey === null ? null : digest(apiKey);
   return (authorization) => {
-    const m = /^Bearer (.+)$/.exec(authorization ?? '');
+    const m = /^Bearer +(.+)$/i.exec(authorization ?? '');
     const given = digest(m?.[1] ?? '');
     // Compare even when no key is configured (or none given), so every path costs the same.
     const same = timingSafeEqual(given, expected ?? digest('\0no key configured'));

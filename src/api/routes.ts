@@ -83,7 +83,9 @@ function outcomeReply(o: Outcome): HttpReply {
 
 export function apiRoutes(o: ApiOptions): Route[] {
   const authorized = createKeyCheck(o.apiKey);
-  const limiter = new RateLimiter({ rate: o.apiRate, burst: o.apiRate });
+  // A burst below one token would never allow anything.
+  const limiter = new RateLimiter({ rate: o.apiRate, burst: Math.max(1, o.apiRate) });
+  setInterval(() => limiter.sweep(), 30_000).unref();
   const guard =
     (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
     async (req: HttpReq): Promise<HttpReply> => {

@@ -71,6 +71,8 @@ export interface ConnectOptions {
   pongTimeoutMs?: number;
   /** Most live batches kept while a gap is being recovered. */
   maxQueuedBatches?: number;
+  /** A recovery replay that delivers nothing for this long while a gap remains is retried. */
+  recoveryStallMs?: number;
   /** Join the first room through the URL query on reconnect (saves a round trip). */
   joinInUrl?: boolean;
 }
@@ -84,6 +86,7 @@ const DEFAULTS = {
   requestTimeoutMs: 10_000,
   pongTimeoutMs: 10_000,
   maxQueuedBatches: 1_000,
+  recoveryStallMs: 3_000,
 };
 /** Close code the server uses after too many bad frames: do not reconnect. */
 const CLOSE_BAD_FRAMES = 4008;
@@ -126,8 +129,13 @@ interface RoomState {
   deferred: Array<() => void>;
   /** live batches that arrived after a gap, ordered by `from` */
   queue: QueuedBatch[];
-  /** while a recovery replay is expected: the seq it ends at */
-  replayUntil?: number;
+  /**
+   * Set by a `joined` with recovered:true while the replay has not reached its seq: the
+   * replay may interleave with live batches (a member re-joining to fill a gap stays
+   * subscribed) and may run past that seq, so until it is caught up, gaps and overlaps are
+   * held in the queue rather than answered with another join.
+   */
+  catchUp?: { until: number; stall?: TimerHandle };
   mutedUntil: number;
   roomMutedUntil: number;
 }
@@ -552,7 +560,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
       if (r.joinRetry !== undefined) this.clock.clearTimeout(r.joinRetry);
       r.joinRetry = undefined;
       r.queue = [];
-      r.replayUntil = undefined;
+      this.endCatchUp(r);
       for (const d of r.deferred.splice(0)) d();
     }
     if (why.code === CLOSE_BAD_FRAMES) {
@@ -774,17 +782,20 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     const seq = num(f.seq);
     r.members = num(f.members);
     const recovered = typeof f.recovered === 'boolean' ? f.recovered : undefined;
+    this.endCatchUp(r);
     if (asked !== undefined && recovered === true) {
-      // The replay (asked+1 .. seq) follows as batch frames; live batches queued meanwhile are in it.
+      // The replay (asked+1 .. at least seq) follows as batch frames.
       r.epoch = epoch;
-      r.queue = r.queue.filter((b) => b.epoch === epoch && b.to > seq);
-      r.replayUntil = (r.lastSeq ?? asked) < seq ? seq : undefined;
+      r.queue = r.queue.filter((b) => b.epoch === epoch);
+      if ((r.lastSeq ?? asked) < seq) {
+        r.catchUp = { until: seq };
+        this.armStall(r);
+      }
     } else if (asked !== undefined) {
       const previousEpoch = r.epoch;
       const previousSeq = r.lastSeq;
       r.epoch = epoch;
       r.lastSeq = seq;
-      r.replayUntil = undefined;
       r.queue = r.queue.filter((b) => b.epoch === epoch && b.to > seq);
       const ev: ClientEvents['reset'] = { room, epoch, seq, reason: 'not-recovered' };
       if (previousEpoch !== undefined) ev.previousEpoch = previousEpoch;
@@ -794,7 +805,6 @@ export class RoomcastClient extends Emitter<ClientEvents> {
       r.epoch = epoch;
       r.lastSeq = seq;
       r.queue = [];
-      r.replayUntil = undefined;
     }
     const result: JoinResult = { room, epoch, seq, members: r.members };
     if (recovered !== undefined) result.recovered = recovered;
@@ -825,24 +835,20 @@ export class RoomcastClient extends Emitter<ClientEvents> {
       r.epoch = b.epoch;
       r.lastSeq = b.from - 1;
       r.queue = [];
-      r.replayUntil = undefined;
+      this.endCatchUp(r);
       this.emit('reset', ev);
     }
     r.epoch ??= b.epoch;
     const last = r.lastSeq!;
     if (b.to <= last) return; // a duplicate (already delivered)
-    if (b.from <= last) {
-      // Overlaps what was delivered and cannot be split by seq: refetch from `last`.
-      this.recover(r);
-      return;
-    }
-    if (b.from > last + 1) {
-      if (r.queue.length === 0 && r.joinGen === undefined) this.emit('gap', { room, expected: last + 1, got: b.from });
-      this.enqueue(r, b);
-      if (r.replayUntil === undefined || b.from > r.replayUntil) {
-        r.replayUntil = undefined;
-        this.recover(r);
+    if (b.from !== last + 1) {
+      // A gap, or an overlap with what was delivered (a batch cannot be split by seq):
+      // hold it; outside a catch-up, rejoin with since = last to fetch what is missing.
+      if (b.from > last + 1 && r.queue.length === 0 && r.joinGen === undefined && !r.catchUp) {
+        this.emit('gap', { room, expected: last + 1, got: b.from });
       }
+      this.enqueue(r, b);
+      if (!r.catchUp) this.recover(r);
       return;
     }
     this.deliver(r, b);
@@ -851,10 +857,29 @@ export class RoomcastClient extends Emitter<ClientEvents> {
 
   private deliver(r: RoomState, b: QueuedBatch): void {
     r.lastSeq = b.to;
-    const replay = r.replayUntil !== undefined && b.to <= r.replayUntil;
-    if (r.replayUntil !== undefined && b.to >= r.replayUntil) r.replayUntil = undefined;
+    const replay = r.catchUp !== undefined && b.to <= r.catchUp.until;
+    if (r.catchUp) this.armStall(r);
     const batch: Batch = { room: r.room, epoch: b.epoch, from: b.from, to: b.to, msgs: b.msgs, likes: b.likes, replay };
     this.emit('batch', batch);
+  }
+
+  /** (Re)starts the timer that gives up on a catch-up replay that stopped delivering. */
+  private armStall(r: RoomState): void {
+    const cu = r.catchUp;
+    if (!cu) return;
+    if (cu.stall !== undefined) this.clock.clearTimeout(cu.stall);
+    cu.stall = this.clock.setTimeout(() => {
+      if (r.catchUp !== cu) return;
+      cu.stall = undefined;
+      const stuck = r.queue.length > 0 || (r.lastSeq ?? 0) < cu.until;
+      this.endCatchUp(r);
+      if (stuck && this.roomStates.get(r.room) === r && r.active) this.recover(r);
+    }, this.opt.recoveryStallMs);
+  }
+
+  private endCatchUp(r: RoomState): void {
+    if (r.catchUp?.stall !== undefined) this.clock.clearTimeout(r.catchUp.stall);
+    r.catchUp = undefined;
   }
 
   private enqueue(r: RoomState, b: QueuedBatch): void {
@@ -865,7 +890,10 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     if (r.queue.length > this.opt.maxQueuedBatches) r.queue.shift();
   }
 
-  /** Delivers queued batches that now follow on; starts a recovery if a gap remains. */
+  /**
+   * Delivers queued batches that now follow on. While catching up, whatever does not follow
+   * on yet waits for the replay; otherwise a remaining gap or overlap starts a recovery.
+   */
   private drainQueue(r: RoomState): void {
     while (r.queue.length > 0 && this.roomStates.get(r.room) === r) {
       const head = r.queue[0]!;
@@ -879,19 +907,16 @@ export class RoomcastClient extends Emitter<ClientEvents> {
         this.deliver(r, head);
         continue;
       }
-      if (head.from <= last) {
-        r.queue.shift();
-        this.recover(r);
-        return;
-      }
-      if (r.replayUntil === undefined) this.recover(r);
+      if (!r.catchUp) this.recover(r);
       return;
     }
+    const cu = r.catchUp;
+    if (cu && r.queue.length === 0 && (r.lastSeq ?? 0) >= cu.until) this.endCatchUp(r);
   }
 
   /** Rejoins with since = the last delivered seq (once per gap: not while a join is in flight). */
   private recover(r: RoomState): void {
-    if (r.joinGen !== undefined || r.joinRetry !== undefined) return;
+    if (r.joinGen !== undefined || r.joinRetry !== undefined || r.catchUp) return;
     this.sendJoin(r, 'gap');
   }
 
@@ -980,6 +1005,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     r.joinRetry = undefined;
     r.active = false;
     r.queue = [];
+    this.endCatchUp(r);
     for (const w of r.waiters.splice(0)) w.reject(err);
     for (const d of r.deferred.splice(0)) d();
   }

@@ -119,6 +119,7 @@ export class Engine {
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.pipeline.rates.sweep();
+      this.moderation.sweep();
     });
   }
 
@@ -262,7 +263,7 @@ export class Engine {
     if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');
     const msg: Msg = { u: c.creds.uid, k: 'chat', b: op.body, t: this.now() };
     if (c.creds.name !== undefined) msg.n = c.creds.name;
-    this.outboxes.addNormal(op.room, { msg, reply });
+    this.outboxes.addNormal(op.room, { msg, reply, review: true });
   }
 
   private async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
@@ -309,7 +310,14 @@ export class Engine {
 
   /** What GET /v1/rooms/:room reports. */
   async roomInfo(room: string): Promise<{ room: string; members: number; seq: number; epoch: string; ratePerSec: number }> {
-    const head = this.pipeline.lastDelivered(room) ?? (await this.o.bus.head(room));
+    let head = this.pipeline.lastDelivered(room);
+    if (!head) {
+      try {
+        head = await this.o.bus.head(room);
+      } catch {
+        throw new WireError('UNAVAILABLE', 'room log unreachable');
+      }
+    }
     const ratePerSec = Math.round(this.pipeline.rates.perSec(room) * 100) / 100;
     return { room, members: this.membersOf(room), seq: head.seq, epoch: head.epoch, ratePerSec };
   }

@@ -45,6 +45,16 @@ function optUint(m: Raw, key: string): number | undefined {
   return v;
 }
 
+/** Moderation lengths: the same bounds as the server API. */
+const MAX_REASON = 200;
+const MAX_SECONDS = 365 * 86400;
+
+function optSeconds(m: Raw): number | undefined {
+  const s = optUint(m, 'seconds');
+  if (s !== undefined && s > MAX_SECONDS) throw new WireError('BAD_FRAME', `seconds must be at most ${MAX_SECONDS}`);
+  return s;
+}
+
 function room(m: Raw): string {
   const r = reqStr(m, 'room');
   if (!ROOM_RE.test(r)) throw new WireError('BAD_ROOM');
@@ -93,14 +103,16 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: 
       const r = room(decoded);
       const uid = reqStr(decoded, 'uid');
       const reason = optStr(decoded, 'reason');
-      if (reason !== undefined) utf8Bytes(raw, 'reason');
-      const seconds = optUint(decoded, 'seconds');
+      if (reason !== undefined && (reason.length > MAX_REASON || utf8Bytes(raw, 'reason') > MAX_REASON * 4)) {
+        throw new WireError('BAD_FRAME', `reason must be at most ${MAX_REASON} chars`);
+      }
+      const seconds = optSeconds(decoded);
       return { op, ref, room: r, uid, reason, seconds };
     }
     case 'mute': {
       const r = room(decoded);
       const uid = optStr(decoded, 'uid');
-      const seconds = optUint(decoded, 'seconds');
+      const seconds = optSeconds(decoded);
       return { op, ref, room: r, uid, seconds };
     }
     case 'ping':

@@ -33,7 +33,10 @@ export function createWebhookReviewer(o: WebhookOptions): Reviewer {
         body: JSON.stringify({ messages }),
         signal: AbortSignal.timeout(o.timeoutMs),
       });
-      if (!res.ok) throw new Error(`reviewer answered ${res.status}`);
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new Error(`reviewer answered ${res.status}`);
+      }
       const answer = (await res.json()) as { reject?: unknown };
       if (!Array.isArray(answer.reject)) throw new Error('reviewer answer has no reject list');
       calls.inc({ outcome: 'ok' });

@@ -34,6 +34,12 @@ export class Moderation {
     return this.left(this.roomMutes, room) > 0 ? (this.roomMutes.get(room) ?? 0) : 0;
   }
 
+  /** Forgets expired bans and mutes (they are otherwise dropped only when read). */
+  sweep(): void {
+    const t = this.now();
+    for (const map of [this.bans, this.mutes, this.roomMutes]) for (const [k, until] of map) if (until <= t) map.delete(k);
+  }
+
   private left(map: Map<string, number>, key: string): number {
     const until = map.get(key);
     if (until === undefined) return 0;

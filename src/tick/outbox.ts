@@ -9,6 +9,8 @@ export type Outcome = { shown: true; seq: number } | { shown: false } | { error:
 export interface Pending {
   msg: Msg;
   reply: (o: Outcome) => void;
+  /** Client chat goes through content review; API messages are trusted. */
+  review?: boolean;
 }
 
 export interface RoomOutbox {

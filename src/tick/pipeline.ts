@@ -89,8 +89,12 @@ export class TickPipeline {
     const plans: Array<{ room: string; box: RoomOutbox; kept: Pending[] }> = [];
     const candidates: Array<{ room: string; p: Pending; plan: number }> = [];
     for (const [room, box] of taken) {
-      for (const p of this.applyBudget(room, box.normal, t)) candidates.push({ room, p, plan: plans.length });
-      plans.push({ room, box, kept: [] });
+      const kept: Pending[] = [];
+      for (const p of this.applyBudget(room, box.normal, t)) {
+        if (p.review) candidates.push({ room, p, plan: plans.length });
+        else kept.push(p);
+      }
+      plans.push({ room, box, kept });
     }
     const refused = await this.reviewed(candidates);
     candidates.forEach((c, i) => {
