@@ -535,7 +535,11 @@ export class RoomcastClient extends Emitter<ClientEvents> {
         this.forceRefresh = true;
       } else {
         error ??= new RoomcastError('DISCONNECTED', `cannot connect to ${conn.url}${conn.errorText ? `: ${conn.errorText}` : ''}`);
-        if (++this.unexplainedFailures >= SUSPECT_TOKEN_AFTER && now - this.tokenAt >= SUSPECT_TOKEN_MIN_AGE_MS) this.forceRefresh = true;
+        // Browsers never expose the upgrade's status: a refused token looks like a socket
+        // closed before `welcome` for no stated reason (not a timeout, not a known status).
+        if (conn.status === undefined && why.error === undefined && ++this.unexplainedFailures >= SUSPECT_TOKEN_AFTER && now - this.tokenAt >= SUSPECT_TOKEN_MIN_AGE_MS) {
+          this.forceRefresh = true;
+        }
       }
     } else {
       if (now - conn.openedAt >= this.opt.stableAfterMs) this.failures = 0;

@@ -4,12 +4,12 @@
 // drains every worker on SIGTERM/SIGINT.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import { freePort } from '../gateway/free-port.js';
 import { restartDelayMs } from './backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
 
@@ -134,15 +134,4 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
       log.info('roomcast supervisor stopped');
     },
   };
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }

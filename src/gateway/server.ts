@@ -10,6 +10,7 @@ import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection
 import { loadUws, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.js';
 import { mount, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../tick/rate-limit.js';
+import { freePort } from './free-port.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
@@ -175,9 +176,10 @@ export class Gateway implements RoomPublisher {
       res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
     });
+    const wanted = this.o.port === 0 ? await freePort(this.o.host) : this.o.port;
     const port = await new Promise<number>((resolve, reject) => {
-      this.app.listen(this.o.host, this.o.port, (ls) => {
-        if (!ls) return reject(new Error(`cannot listen on ${this.o.host}:${this.o.port}`));
+      this.app.listen(this.o.host, wanted, (ls) => {
+        if (!ls) return reject(new Error(`cannot listen on ${this.o.host}:${wanted}`));
         this.listenSocket = ls;
         resolve(this.uws.us_socket_local_port(ls as never));
       });
