@@ -1,6 +1,6 @@
 // Dev-mode routes: token minting for newcomers and the demo page. Registered only when no
 // secret is configured, so with a secret /dev/* does not exist.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { mintToken } from '../auth/tokens.js';
@@ -10,9 +10,14 @@ import { packageRoot } from '../package-root.js';
 const require = createRequire(import.meta.url);
 const publicDir = join(packageRoot, 'public');
 
+/** Serves a file, read on first request (the SDK bundle exists only after `npm run build`). */
 function asset(path: string, contentType: string): Route['handler'] {
-  const body = readFileSync(path);
-  return () => ({ status: 200, body, contentType, headers: { 'Cache-Control': 'no-cache' } });
+  let body: Buffer | undefined;
+  return () => {
+    if (!existsSync(path)) return jsonError(404, 'NOT_FOUND', `${path} is missing: run npm run build`);
+    body ??= readFileSync(path);
+    return { status: 200, body, contentType, headers: { 'Cache-Control': 'no-cache' } };
+  };
 }
 
 export function devRoutes(secret: string): Route[] {
@@ -30,6 +35,7 @@ export function devRoutes(secret: string): Route[] {
       },
     },
     { method: 'get', pattern: '/', handler: asset(join(publicDir, 'index.html'), 'text/html; charset=utf-8') },
+    { method: 'get', pattern: '/roomcast.js', handler: asset(join(publicDir, 'roomcast.js'), 'text/javascript') },
     {
       method: 'get',
       pattern: '/vendor/msgpack.min.js',
