@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, Counter, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { freePort } from '../gateway/free-port.js';
 import { restartDelayMs } from './backoff.js';
@@ -41,6 +41,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const devSecret = randomBytes(32).toString('hex');
   const registry = new Registry();
   registry.setDefaultLabels({ worker: 'supervisor' });
+  collectDefaultMetrics({ register: registry, prefix: 'roomcast_' });
   const restarts = new Counter({
     name: 'roomcast_worker_restarts_total',
     help: 'worker processes restarted after a crash',

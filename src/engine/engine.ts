@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { randomInt } from 'node:crypto';
 import type { Bus, ControlCommand } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
-import type { Metrics, MessageResult } from '../metrics/metrics.js';
+import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
 import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
@@ -87,6 +87,7 @@ export class Engine {
       compressThreshold: c.compressThreshold,
       replayBufferBytes: Math.floor(c.maxBackpressure / 4),
     });
+    o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
       tickMs: c.tickMs,
       maxTickMs: c.maxTickMs,
@@ -192,7 +193,7 @@ export class Engine {
     const m = decoded as { op?: unknown; kind?: unknown };
     if (m.op !== 'send') return;
     const kind = m.kind;
-    this.o.metrics.messagesReceived.inc({ kind: kind === 'chat' || kind === 'like' ? kind : 'other', result });
+    this.o.metrics.messagesReceived.inc({ kind: kindLabel(typeof kind === 'string' ? kind : ''), result });
   }
 
   private replyError(c: Connection, e: WireError, ref?: number): void {
@@ -235,7 +236,8 @@ export class Engine {
     }
     const wait = this.limits.join.take(c.creds.uid);
     if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
-    await this.rooms.join(c, op, () => this.state.get(c)?.open === true);
+    const recovered = await this.rooms.join(c, op, () => this.state.get(c)?.open === true);
+    this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
     this.o.metrics.rooms.set(this.membership.roomCount);
     const until = this.moderation.roomMutedUntil(room);
     if (until > 0) c.send({ op: 'muted', room, until, all: true });

@@ -23,6 +23,7 @@ export interface Metrics {
   deliveredBytes: Counter;
   tickDuration: Histogram;
   effectiveTick: Gauge;
+  tickTarget: Gauge;
   deliveryLatency: Histogram;
   busAppend: Histogram;
   busReadLag: Histogram;
@@ -35,6 +36,11 @@ export interface Metrics {
 }
 
 const P = 'roomcast_';
+
+/** Kinds with their own label value; custom API kinds count as `other` (bounded cardinality). */
+export function kindLabel(kind: string): string {
+  return kind === 'chat' || kind === 'like' || kind === 'system' || kind === 'gift' ? kind : 'other';
+}
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export function createMetrics(registry: Registry, opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -60,6 +66,7 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       registers,
     }),
     effectiveTick: new Gauge({ name: P + 'effective_tick_seconds', help: 'current (possibly stretched) tick length', registers }),
+    tickTarget: new Gauge({ name: P + 'tick_target_seconds', help: 'configured tick length (tickMs)', registers }),
     deliveryLatency: new Histogram({
       name: P + 'delivery_latency_seconds',
       help: 'accepted -> handed to the sockets',

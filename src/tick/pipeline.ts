@@ -3,7 +3,7 @@
 // (2) merge what the bus delivered for each followed room into one `batch` frame, encode it
 // once (and compress once when asked and big), and hand it to uWS publish.
 import type { Bus, LogEntry, RoomHead, AppendItem } from '../bus/bus.js';
-import type { Metrics } from '../metrics/metrics.js';
+import { kindLabel, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { BatchFrame, Msg } from '../protocol/ops.js';
@@ -102,7 +102,7 @@ export class TickPipeline {
         plans[c.plan]!.kept.push(c.p);
         return;
       }
-      this.o.metrics.messagesReceived.inc({ kind: c.p.msg.k, result: 'rejected' });
+      this.o.metrics.messagesReceived.inc({ kind: kindLabel(c.p.msg.k), result: 'rejected' });
       c.p.reply({ error: new WireError('REJECTED') });
     });
     const items: AppendItem[] = [];
@@ -128,7 +128,7 @@ export class TickPipeline {
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
       for (const p of shown) {
-        this.o.metrics.messagesReceived.inc({ kind: p.msg.k, result });
+        this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result });
         p.reply(outcome);
       }
       if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
@@ -146,7 +146,7 @@ export class TickPipeline {
     const [kept, dropped] = sampleFairly(normal, allowed, (p) => p.msg.u);
     b.budget.spend(kept.length);
     for (const p of dropped) {
-      this.o.metrics.messagesReceived.inc({ kind: p.msg.k, result: 'sampled_out' });
+      this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result: 'sampled_out' });
       p.reply({ shown: false });
     }
     return kept;
