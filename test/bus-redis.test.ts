@@ -1,0 +1,222 @@
+// RedisStreamsBus against real redis-server processes: the shared contract, then what only a
+// networked bus has — key layout, TTLs, a Redis restarted empty, outages and reconnects.
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RoomHead } from '../src/bus/bus.js';
+import { RedisStreamsBus, type RedisStreamsBusOptions } from '../src/bus/redis-streams-bus.js';
+import { body, busContract, CONTRACT_HISTORY, Recorder, sleep, until } from './bus-contract.js';
+import { RedisServer } from './redis-server.js';
+
+const HEARTBEAT_MS = 100;
+let prefixes = 0;
+/** Each bus namespace gets its own key prefix, so tests never see each other's keys. */
+const nextPrefix = () => `t${process.pid}x${++prefixes}`;
+let workers = 0;
+
+function makeBus(url: string, prefix: string, extra: Partial<RedisStreamsBusOptions> = {}): RedisStreamsBus {
+  return new RedisStreamsBus({
+    url,
+    prefix,
+    history: CONTRACT_HISTORY,
+    workerId: `w${++workers}`,
+    heartbeatMs: HEARTBEAT_MS,
+    blockMs: 50,
+    epochCheckMs: 300,
+    reconnectMaxMs: 200,
+    commandTimeoutMs: 1000,
+    ...extra,
+  });
+}
+
+let shared: RedisServer;
+beforeAll(async () => {
+  shared = await RedisServer.launch();
+});
+afterAll(async () => {
+  await shared?.close();
+});
+
+busContract('RedisStreamsBus', async () => {
+  const prefix = nextPrefix();
+  const bus = makeBus(shared.url, prefix);
+  return { bus, cleanup: () => bus.close(), peer: async () => makeBus(shared.url, prefix) };
+});
+
+describe('RedisStreamsBus specifics', () => {
+  let admin: Redis;
+  const open: RedisStreamsBus[] = [];
+  beforeAll(() => {
+    admin = new Redis(shared.url);
+  });
+  afterAll(async () => {
+    await admin.quit();
+  });
+  afterEach(async () => {
+    for (const b of open.splice(0)) await b.close();
+  });
+  async function started(prefix: string, extra: Partial<RedisStreamsBusOptions> = {}, url = shared.url) {
+    const bus = makeBus(url, prefix, extra);
+    open.push(bus);
+    const rec = new Recorder();
+    await bus.start(rec);
+    return { bus, rec };
+  }
+
+  it('uses one hash-tagged stream per room whose entry ids are the seqs, trimmed near history', async () => {
+    const prefix = nextPrefix();
+    const { bus } = await started(prefix);
+    for (let i = 0; i < 300; i++) await bus.append([{ room: 'keys', entry: body() }]);
+    expect(await admin.get(`${prefix}:{keys}:seq`)).toBe('300');
+    expect(await admin.get(`${prefix}:{keys}:epoch`)).toBe((await bus.head('keys')).epoch);
+    const last = await admin.xrevrange(`${prefix}:{keys}:log`, '+', '-', 'COUNT', 1);
+    expect(last[0]?.[0]).toBe('300-1');
+    // MAXLEN ~ trims whole stream nodes (100 entries by default): bounded, not exact.
+    const len = await admin.xlen(`${prefix}:{keys}:log`);
+    expect(len).toBeGreaterThanOrEqual(CONTRACT_HISTORY);
+    expect(len).toBeLessThanOrEqual(CONTRACT_HISTORY + 100);
+  });
+
+  it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
+    const prefix = nextPrefix();
+    const { bus } = await started(prefix, { workerId: 'solo' });
+    bus.reportMembers(new Map([['big', 1000], ['small', 1]]));
+    await until(() => bus.members('big') === 1000, 'own count');
+    await sleep(HEARTBEAT_MS * 2);
+    expect(await admin.hgetall(`${prefix}:members:solo`)).toEqual({ big: '1000', small: '1' });
+    const ttl = await admin.pttl(`${prefix}:members:solo`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(HEARTBEAT_MS * 3);
+    await bus.close();
+    await sleep(HEARTBEAT_MS * 4);
+    expect(await admin.exists(`${prefix}:members:solo`)).toBe(0);
+  });
+
+  it('picks up a room log lost under a follow (new epoch) without a reconnect', async () => {
+    const prefix = nextPrefix();
+    // The writer notices through its own append's epoch; the reader only through its periodic check.
+    const { bus: writer, rec: wrec } = await started(prefix, { epochCheckMs: 60_000 });
+    const { bus: reader, rec } = await started(prefix);
+    const head = await reader.follow('lost');
+    expect(await writer.follow('lost')).toEqual(head);
+    await writer.append([{ room: 'lost', entry: body() }]);
+    await until(() => rec.of('lost').length === 1 && wrec.of('lost').length === 1, 'first entry');
+    await admin.del(`${prefix}:{lost}:log`, `${prefix}:{lost}:seq`, `${prefix}:{lost}:epoch`);
+    const [after] = await writer.append([{ room: 'lost', entry: body() }]);
+    const fresh = after as RoomHead;
+    expect(fresh.seq).toBe(1);
+    expect(fresh.epoch).not.toBe(head.epoch);
+    // Both XREADs still wait past seq 1 of the old log until an epoch check resets them.
+    await until(() => rec.of('lost').length === 2 && wrec.of('lost').length === 2, 'entry of the new epoch');
+    for (const r of [rec, wrec]) {
+      expect(r.of('lost').map((e) => [e.epoch, e.entry.seq])).toEqual([
+        [head.epoch, 1],
+        [fresh.epoch, 1],
+      ]);
+    }
+  });
+
+  it('fails start() clearly when Redis is unreachable', async () => {
+    const server = await RedisServer.launch();
+    await server.close();
+    const bus = makeBus(server.url, nextPrefix());
+    await expect(bus.start(new Recorder())).rejects.toThrow(/cannot reach redis:\/\/127\.0\.0\.1/);
+    await bus.close();
+  });
+
+  describe('with its own redis-server', () => {
+    let server: RedisServer;
+    beforeAll(async () => {
+      server = await RedisServer.launch();
+    });
+    afterAll(async () => {
+      await server?.close();
+    });
+    afterEach(async () => {
+      // A failed outage test must not take the server down for the next one.
+      if (!server.running) await server.start();
+    });
+
+    it('survives a Redis restarted empty: a new epoch, and following continues', async () => {
+      const prefix = nextPrefix();
+      // No periodic epoch check, and appends by another worker: the reconnect alone must notice.
+      const { bus, rec } = await started(prefix, { epochCheckMs: 60_000 }, server.url);
+      const { bus: writer } = await started(prefix, { epochCheckMs: 60_000 }, server.url);
+      const head = await bus.follow('phoenix');
+      for (let i = 0; i < 3; i++) await writer.append([{ room: 'phoenix', entry: body() }]);
+      await until(() => rec.of('phoenix').length === 3, 'entries before the restart');
+      await server.restart();
+      await until(() => rec.availability.includes(false), 'unavailability');
+      await until(() => bus.available() && writer.available(), 'availability again', 5000);
+      const [res] = await writer.append([{ room: 'phoenix', entry: body() }]);
+      if (res instanceof Error || !res) throw res ?? new Error('no result');
+      expect(res.seq).toBe(1);
+      expect(res.epoch).not.toBe(head.epoch);
+      await writer.append([{ room: 'phoenix', entry: body() }]);
+      await until(() => rec.of('phoenix').length === 5, 'entries of the new epoch');
+      expect(rec.of('phoenix').map((e) => [e.epoch === head.epoch, e.entry.seq])).toEqual([
+        [true, 1],
+        [true, 2],
+        [true, 3],
+        [false, 1],
+        [false, 2],
+      ]);
+      expect((await bus.range('phoenix', 0, 10)).epoch).toBe(res.epoch);
+    });
+
+    it('while Redis is down: append returns Errors and available() is false; then it recovers and reading resumes', async () => {
+      const prefix = nextPrefix();
+      const { bus, rec } = await started(prefix, {}, server.url);
+      const { bus: writer } = await started(prefix, {}, server.url);
+      const head = await bus.follow('outage');
+      for (let i = 0; i < 3; i++) await writer.append([{ room: 'outage', entry: body() }]);
+      await until(() => rec.of('outage').length === 3, 'entries before the outage');
+
+      await server.stop({ save: true }); // data survives, as with persistence or a failover
+      await until(() => !bus.available() && !writer.available(), 'unavailability');
+      expect(rec.availability).toEqual([false]);
+      const t0 = Date.now();
+      const failed = await writer.append([{ room: 'outage', entry: body() }, { room: 'other', entry: body() }]);
+      expect(failed).toHaveLength(2);
+      for (const r of failed) expect(r).toBeInstanceOf(Error);
+      expect(Date.now() - t0).toBeLessThan(500); // fails fast, no queueing behind the outage
+      await expect(writer.control({ type: 'mute', room: 'outage', untilMs: 1 })).rejects.toThrow();
+      await expect(writer.range('outage', 0, 10)).rejects.toThrow();
+
+      await server.start();
+      await until(() => bus.available() && writer.available(), 'availability again', 5000);
+      expect(rec.availability).toEqual([false, true]);
+      const after = await writer.append([{ room: 'outage', entry: body() }]);
+      expect(after).toEqual([{ epoch: head.epoch, seq: 4 }]);
+      await writer.append([{ room: 'outage', entry: body() }]);
+      await until(() => rec.of('outage').length === 5, 'entries after the outage');
+      await sleep(300);
+      expect(rec.seqs('outage')).toEqual([1, 2, 3, 4, 5]);
+      expect(new Set(rec.of('outage').map((e) => e.epoch))).toEqual(new Set([head.epoch]));
+    });
+
+    it('resumes reading from the last delivered seq after its reader connection drops', async () => {
+      const prefix = nextPrefix();
+      const workerId = `reader-${prefix}`;
+      const { bus, rec } = await started(prefix, { workerId }, server.url);
+      const { bus: writer } = await started(prefix, {}, server.url);
+      await bus.follow('blip');
+      await writer.append([{ room: 'blip', entry: body() }]);
+      await until(() => rec.of('blip').length === 1, 'first entry');
+      const kill = new Redis(server.url);
+      try {
+        // Kill only the reader; entries appended before it reconnects must still arrive, once.
+        const clients = await kill.client('LIST');
+        const line = String(clients).split('\n').find((l) => l.includes(`name=roomcast:${workerId}:reader`));
+        const id = /\bid=(\d+)/.exec(line ?? '')?.[1];
+        expect(id).toBeDefined();
+        await kill.client('KILL', 'ID', id!);
+        for (let i = 0; i < 3; i++) await writer.append([{ room: 'blip', entry: body() }]);
+      } finally {
+        await kill.quit();
+      }
+      await until(() => rec.of('blip').length === 4, 'entries written while the reader was away');
+      await sleep(300);
+      expect(rec.seqs('blip')).toEqual([1, 2, 3, 4]);
+    });
+  });
+});
