@@ -7,7 +7,7 @@ import { ERRORS, WireError } from '../protocol/errors.js';
 import type { Outcome } from '../tick/outbox.js';
 import { RateLimiter } from '../tick/rate-limit.js';
 import { createKeyCheck } from './auth.js';
-import { broadcastBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery } from './schemas.js';
+import { broadcastBody, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery } from './schemas.js';
 
 export interface ApiMessage {
   kind: string;
@@ -68,7 +68,19 @@ function room(req: HttpReq): string {
   return r;
 }
 
+/** Nesting depth of a JSON value (a batch frame wraps bodies a few levels deeper). */
+function depth(v: unknown, limit: number): number {
+  if (typeof v !== 'object' || v === null) return 0;
+  if (limit <= 0) return 1;
+  let max = 0;
+  for (const child of Object.values(v)) max = Math.max(max, depth(child, limit - 1));
+  return max + 1;
+}
+
 function checkSizes(m: { body: unknown; x?: Record<string, unknown> }): void {
+  if (depth(m.body, MAX_DEPTH) > MAX_DEPTH || (m.x !== undefined && depth(m.x, MAX_DEPTH) > MAX_DEPTH)) {
+    throw new ApiError(400, 'BAD_REQUEST', `body and x may nest at most ${MAX_DEPTH} levels`);
+  }
   if (encode(m.body).byteLength > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
   if (m.x !== undefined && encode(m.x).byteLength > MAX_X_ENCODED) throw new ApiError(413, 'TOO_LARGE', `x over ${MAX_X_ENCODED} bytes encoded`);
 }

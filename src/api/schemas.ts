@@ -4,6 +4,8 @@ import { ROOM_RE } from '../protocol/ops.js';
 
 export const MAX_BODY_ENCODED = 4096;
 export const MAX_X_ENCODED = 1024;
+/** MessagePack encoders refuse depth > 100; a batch adds a few levels around a body. */
+export const MAX_DEPTH = 32;
 
 export const roomId = z.string().regex(ROOM_RE, 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -');
 const kind = z

@@ -1,6 +1,6 @@
-// Token verification (PROTOCOL §2): HS256 JWTs via jose, mapped to the credentials a
+// Token verification (PROTOCOL §2): HS256 JWTs via fast-jwt, mapped to the credentials a
 // connection carries. Any failure is an AuthError whose reason labels the auth metric.
-import { jwtVerify, SignJWT, errors as joseErrors } from 'jose';
+import { createSigner, createVerifier as createFastVerifier, TokenError } from 'fast-jwt';
 
 export type Role = 'viewer' | 'moderator';
 
@@ -24,21 +24,29 @@ export class AuthError extends Error {
 }
 
 export interface TokenVerifier {
-  verify(token: string): Promise<Credentials>;
+  /** Synchronous, so the upgrade completes inside uWS's upgrade handler (no async gap). */
+  verify(token: string): Credentials;
 }
 
+const FAILURES: Record<string, AuthFailure> = {
+  [TokenError.codes.expired]: 'expired',
+  [TokenError.codes.inactive]: 'claims',
+  [TokenError.codes.invalidSignature]: 'signature',
+  [TokenError.codes.missingRequiredClaim]: 'claims',
+  [TokenError.codes.invalidClaimType]: 'claims',
+  [TokenError.codes.invalidClaimValue]: 'claims',
+};
+
 export function createVerifier(secret: string): TokenVerifier {
-  const key = new TextEncoder().encode(secret);
+  const verify = createFastVerifier({ key: secret, algorithms: ['HS256'], requiredClaims: ['sub', 'exp'], cache: false });
   return {
-    async verify(token) {
+    verify(token) {
       let payload: Record<string, unknown>;
       try {
-        ({ payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['sub', 'exp'] }));
+        payload = verify(token) as Record<string, unknown>;
       } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) throw new AuthError('expired', 'token expired');
-        if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new AuthError('signature', 'bad signature');
-        if (err instanceof joseErrors.JWTClaimValidationFailed) throw new AuthError('claims', err.message);
-        throw new AuthError('malformed', 'malformed token');
+        const reason = err instanceof TokenError ? (FAILURES[err.code] ?? 'malformed') : 'malformed';
+        throw new AuthError(reason, err instanceof TokenError && reason !== 'malformed' ? err.message : 'malformed token');
       }
       return toCredentials(payload);
     },
@@ -85,14 +93,10 @@ export interface MintOptions {
 
 /** Mints a token as a business backend would (used by `roomcast token` and dev mode). */
 export async function mintToken(secret: string, o: MintOptions): Promise<string> {
-  const claims: Record<string, unknown> = {};
+  const claims: Record<string, unknown> = { sub: o.uid };
   if (o.name !== undefined) claims.name = o.name;
   if (o.rooms !== undefined) claims.rooms = o.rooms;
   if (o.role !== undefined) claims.role = o.role;
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setSubject(o.uid)
-    .setIssuedAt()
-    .setExpirationTime(Math.floor(Date.now() / 1000) + (o.ttlSec ?? 3600))
-    .sign(new TextEncoder().encode(secret));
+  const sign = createSigner({ key: secret, algorithm: 'HS256', expiresIn: (o.ttlSec ?? 3600) * 1000 });
+  return sign(claims);
 }

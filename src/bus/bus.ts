@@ -38,6 +38,8 @@ export interface BusHandler {
   /** New entries of a followed room, in seq order. */
   onEntries(room: string, epoch: string, entries: LogEntry[]): void;
   onControl(cmd: ControlCommand): void;
+  /** A followed room's log was lost and restarted under a new epoch (entries follow from seq 1). */
+  onEpoch?(room: string, epoch: string): void;
   /** Availability changed (e.g. Redis connection lost / back). */
   onAvailability?(available: boolean): void;
 }

@@ -426,6 +426,7 @@ export class RedisStreamsBus implements Bus {
         retire(f, f.epoch);
         f.epoch = head.epoch;
         f.seq = 0;
+        this.handler?.onEpoch?.(room, head.epoch);
       });
     }
     // Cleared only once the pipeline went through: a failed one is retried after the loop's backoff.
@@ -456,6 +457,7 @@ export class RedisStreamsBus implements Bus {
           // Appends always use the current epoch: a different one here is newer.
           retire(f, f.epoch);
           f.epoch = epoch;
+          this.handler?.onEpoch?.(room, epoch);
         }
         if (epoch !== groupEpoch) flush();
         groupEpoch = epoch;

@@ -77,6 +77,7 @@ export class Engine {
       compressThreshold: c.compressThreshold,
       budgetShare: (room) => this.budgetShare(room),
       review: o.review,
+      onError: (err) => o.log.error({ err }, 'batch not delivered'),
       now: this.now,
     });
     this.rooms = new Rooms({
@@ -92,6 +93,7 @@ export class Engine {
       tickMs: c.tickMs,
       maxTickMs: c.maxTickMs,
       run: () => this.pipeline.tick(),
+      onError: (err) => o.log.error({ err }, 'tick failed'),
       onTick: (workMs, effectiveMs) => {
         o.metrics.tickDuration.observe(workMs / 1000);
         o.metrics.effectiveTick.set(effectiveMs / 1000);
@@ -103,6 +105,7 @@ export class Engine {
     await this.o.bus.start({
       onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
       onControl: (cmd) => this.applyControl(cmd),
+      onEpoch: (room, epoch) => this.pipeline.onEpoch(room, epoch),
       onAvailability: (up) => {
         this.o.metrics.busAvailable.set(up ? 1 : 0);
         if (up) this.o.log.info('bus reachable again');

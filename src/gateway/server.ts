@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
-import { loadUws, type TemplatedApp, type WebSocket, type us_listen_socket } from './uws.js';
+import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { mount, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../tick/rate-limit.js';
 import { freePort } from './free-port.js';
@@ -192,53 +192,48 @@ export class Gateway implements RoomPublisher {
     return port;
   }
 
-  private upgrade(res: import('./uws.js').HttpResponse, req: import('./uws.js').HttpRequest, context: unknown): void {
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
-    const q = new URLSearchParams(req.getQuery() ?? '');
-    const key = req.getHeader('sec-websocket-key');
-    const protocol = req.getHeader('sec-websocket-protocol');
-    const extensions = req.getHeader('sec-websocket-extensions');
-    if (this.perIp) {
-      const wait = this.perIp.take(Buffer.from(res.getRemoteAddressAsText()).toString());
-      if (wait > 0) {
-        this.metrics.authFailures.inc({ reason: 'rate_limited' });
-        res.writeStatus(statusLine(429)).writeHeader('Retry-After', String(Math.ceil(wait / 1000)));
-        res.end(JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'too many connections from this address' } }), true);
-        return;
-      }
+  /** Token checked synchronously: the socket is upgraded (or refused) before the handler returns. */
+  private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+    const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const refuse = (status: number, code: string, message: string, headers: Record<string, string> = {}) => {
+      res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
+      for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+      res.end(JSON.stringify({ error: { code, message } }), true);
+    };
+    const wait = this.perIp?.take(ip) ?? 0;
+    if (wait > 0) {
+      this.metrics.authFailures.inc({ reason: 'rate_limited' });
+      return refuse(429, 'RATE_LIMITED', 'too many connections from this address', { 'Retry-After': String(Math.ceil(wait / 1000)) });
     }
+    const q = new URLSearchParams(req.getQuery() ?? '');
     const sid = randomBytes(9).toString('base64url');
     const token = q.get('token');
+    let creds: Credentials;
+    if (!token) {
+      if (!this.o.allowGuests) {
+        this.metrics.authFailures.inc({ reason: 'missing' });
+        return refuse(401, 'UNAUTHORIZED', 'token required');
+      }
+      creds = guestCredentials(sid);
+    } else {
+      try {
+        creds = this.o.verifier.verify(token);
+      } catch (err) {
+        const reason = err instanceof AuthError ? err.reason : 'malformed';
+        this.metrics.authFailures.inc({ reason });
+        return refuse(401, 'UNAUTHORIZED', err instanceof AuthError ? err.message : 'token rejected');
+      }
+    }
     const room = q.get('room');
     const initial: InitialJoin | undefined =
       room === null ? undefined : { room, since: q.get('since') ?? undefined, epoch: q.get('epoch') ?? undefined };
-    const compress = q.get('compress') === 'deflate';
-    const refuse = (reason: string, message: string) => {
-      this.metrics.authFailures.inc({ reason });
-      if (aborted) return;
-      res.cork(() => {
-        res.writeStatus(statusLine(401)).writeHeader('Content-Type', 'application/json');
-        res.end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message } }), true);
-      });
-    };
-    const accept = (creds: Credentials) => {
-      if (aborted) return;
-      res.cork(() => {
-        res.upgrade<UserData>({ sid, creds, compress, initial }, key, protocol, extensions, context as never);
-      });
-    };
-    if (!token) {
-      if (this.o.allowGuests) return accept(guestCredentials(sid));
-      return refuse('missing', 'token required');
-    }
-    this.o.verifier.verify(token).then(accept, (err: unknown) => {
-      if (err instanceof AuthError) return refuse(err.reason, err.message);
-      this.o.log.error({ err }, 'token verification failed');
-      refuse('malformed', 'token rejected');
-    });
+    res.upgrade<UserData>(
+      { sid, creds, compress: q.get('compress') === 'deflate', initial },
+      req.getHeader('sec-websocket-key'),
+      req.getHeader('sec-websocket-protocol'),
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    );
   }
 
   // ---- RoomPublisher ----

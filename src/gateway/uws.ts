@@ -13,6 +13,7 @@ export type {
   HttpResponse,
   WebSocket,
   us_listen_socket,
+  us_socket_context_t,
 } from '@trufflesuite/uws-js-unofficial';
 
 const PACKAGE = '@trufflesuite/uws-js-unofficial';

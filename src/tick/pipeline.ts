@@ -25,6 +25,7 @@ export interface PipelineOptions {
   /** This worker's share (0..1] of a room's chat budget. */
   budgetShare: (room: string) => number;
   review?: Reviewer;
+  onError?: (err: unknown) => void;
   now?: () => number;
 }
 
@@ -68,6 +69,18 @@ export class TickPipeline {
   /** Last seq published to the room's local members; what a joiner's replay must reach. */
   lastDelivered(room: string): RoomHead | undefined {
     return this.delivered.get(room);
+  }
+
+  /**
+   * Bus callback: the room's log restarted under a new epoch. From now on joins compare
+   * against the new epoch (an old-epoch `since` is not recoverable) and entries still queued
+   * from the old log are dropped.
+   */
+  onEpoch(room: string, epoch: string): void {
+    const last = this.delivered.get(room);
+    if (!last || last.epoch === epoch) return;
+    this.delivered.set(room, { epoch, seq: 0 });
+    if (this.inbox.get(room)?.epoch !== epoch) this.inbox.delete(room);
   }
 
   /** Bus callback: entries of a followed room, kept until the next deliver step. */
@@ -169,7 +182,13 @@ export class TickPipeline {
       // Drop anything already delivered (a re-read after a reconnect to the bus).
       const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
-      this.publishBatch(room, box.epoch, fresh, t);
+      try {
+        this.publishBatch(room, box.epoch, fresh, t);
+      } catch (err) {
+        // Only unencodable input gets here (the API bounds depth and size); the members see
+        // the seq gap, and one room's bad entry never stops the other rooms' delivery.
+        this.o.onError?.(err);
+      }
       this.rates.add(room, fresh.reduce((n, e) => n + e.msgs.length, 0));
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }

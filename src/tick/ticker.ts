@@ -6,6 +6,8 @@ export interface TickerOptions {
   tickMs: number;
   maxTickMs: number;
   run: () => Promise<void>;
+  /** A failed tick is reported and the loop goes on: one bad tick must not stop delivery. */
+  onError: (err: unknown) => void;
   onTick?: (workMs: number, effectiveMs: number) => void;
   now?: () => number;
 }
@@ -40,7 +42,7 @@ export class Ticker {
   private async fire(due: number): Promise<void> {
     const start = this.now();
     const late = Math.max(0, start - due); // the loop was busy (socket writes, ingress)
-    this.running = this.o.run();
+    this.running = this.o.run().catch(this.o.onError);
     await this.running;
     this.running = undefined;
     const work = this.now() - start;
