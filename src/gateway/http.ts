@@ -52,6 +52,8 @@ export interface MountOptions {
   maxBodyBytes: number;
   onDone?: (label: string, status: number) => void;
   onError?: (err: unknown) => void;
+  /** True once the gateway shut down: kept-alive connections get closed, not answered. */
+  stopped?: () => boolean;
 }
 
 /** Registers a route on the uWS app. */
@@ -59,6 +61,7 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
   const paramNames = route.pattern.split('/').filter((s) => s.startsWith(':')).map((s) => s.slice(1));
   const label = route.label ?? route.pattern;
   app[route.method](route.pattern, (res: HttpResponse, req: HttpRequest) => {
+    if (o.stopped?.()) return void res.close();
     let aborted = false;
     res.onAborted(() => {
       aborted = true;

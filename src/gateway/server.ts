@@ -122,6 +122,8 @@ export class Gateway implements RoomPublisher {
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly uws = loadUws();
   private readonly perIp: RateLimiter | undefined;
+  /** Set by closeAll: a stopped node must not keep answering on kept-alive HTTP connections. */
+  private shut = false;
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = o.metrics;
@@ -135,6 +137,7 @@ export class Gateway implements RoomPublisher {
       maxBodyBytes: this.o.maxHttpBodyBytes,
       onDone: (route, status) => this.metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => this.o.log.error({ err }, 'http handler failed'),
+      stopped: () => this.shut,
     });
   }
 
@@ -173,6 +176,7 @@ export class Gateway implements RoomPublisher {
       },
     });
     this.app.any('/*', (res) => {
+      if (this.shut) return void res.close();
       res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
     });
@@ -194,6 +198,7 @@ export class Gateway implements RoomPublisher {
 
   /** Token checked synchronously: the socket is upgraded (or refused) before the handler returns. */
   private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
+    if (this.shut) return void res.close();
     const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
     const refuse = (status: number, code: string, message: string, headers: Record<string, string> = {}) => {
       res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
@@ -277,6 +282,7 @@ export class Gateway implements RoomPublisher {
 
   /** Closes every socket at once (after drain). */
   closeAll(): void {
+    this.shut = true;
     for (const s of [...this.sockets]) s.close(1001, 'shutting down');
   }
 }
