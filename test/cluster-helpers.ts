@@ -326,14 +326,6 @@ export interface Member {
 /** Socket errors seen by clients (a ws error is otherwise swallowed once connected). */
 export const socketErrors = new WeakMap<Client, Error>();
 
-/**
- * Fresh connections the server dropped (1006) right after the upgrade, before answering the
- * initial join; connectClient retries them like a real client would. A uWS bug: async
- * `res.cork(() => res.upgrade())` can shutdown()+close() the just-upgraded socket (see the
- * report on src/gateway/server.ts `accept`).
- */
-export const upgradeDrops: string[] = [];
-
 async function connectOnce(port: number, o: ConnectOptions): Promise<Client> {
   const ws = new WebSocket(wsUrl(port, o));
   const c = new Client(ws);
@@ -353,19 +345,11 @@ async function connectOnce(port: number, o: ConnectOptions): Promise<Client> {
   return c;
 }
 
-/** Like helpers.connect (welcome, and joined/error when a room is given), retrying a socket dropped right after the upgrade. */
-export async function connectClient(port: number, o: ConnectOptions): Promise<Client> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await connectOnce(port, o);
-    } catch (err) {
-      const msg = (err as Error).message;
-      if (attempt >= 4 || !msg.startsWith('closed (1006) before a matching frame')) throw err;
-      upgradeDrops.push(msg);
-      console.warn(`[cluster-helpers] connection dropped right after the upgrade (uWS async cork+upgrade bug); retrying: ${msg.slice(0, 160)}`);
-    }
-  }
-}
+/**
+ * Like helpers.connect (welcome, and joined/error when a room is given). No retry: the
+ * gateway upgrades synchronously, so a socket dropped right after the upgrade is a bug.
+ */
+export const connectClient = connectOnce;
 
 /** Connects one member (token for `uid`), joining `o.room` in the upgrade when given. */
 export async function member(port: number, uid: string, o: ConnectOptions & Partial<MintOptions> = {}): Promise<Member> {
