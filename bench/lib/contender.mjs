@@ -1,0 +1,120 @@
+// Runs one contender (roomcast or a peer, N workers) through a list of send rates with the
+// same generator fleet and sender: connect, baseline, a measured step per rate, teardown.
+import { log, sleep } from './common.mjs';
+import { Fleet } from './gen.mjs';
+import { Sender } from './sender.mjs';
+import { startTarget } from './targets.mjs';
+import { totalRss } from './proc.mjs';
+import { baseline, measureStep, describeRow } from './steps.mjs';
+
+/**
+ * o: { kind, workers, redis, members, rooms, gens, addrs, rates, stepS, warmupS, client,
+ *      latencySample, connectRate, maxPending, targetOpts, maxP99Ms, stopOnFail, senderConfig,
+ *      connectTimeoutMs, maxMs }
+ */
+export async function runContender(o) {
+  if (o.redis) await o.redis.client.flushall();
+  const target = await startTarget(o.kind, { workers: o.workers, redisUrl: o.redis?.url, ...(o.targetOpts ?? {}) });
+  const out = { kind: o.kind, label: target.label, workers: o.workers, members: o.members, rooms: o.rooms.length, steps: [] };
+  let fleet;
+  let sender;
+  try {
+    await sleep(500);
+    const rssBefore = totalRss(target.pids());
+    fleet = new Fleet({
+      procs: o.gens,
+      members: o.members,
+      proto: target.proto,
+      client: o.client ?? 'lite',
+      urls: target.urls,
+      rooms: o.rooms,
+      addrs: o.addrs,
+      secret: target.secret,
+      uidPrefix: 'm',
+      tokenTtlSec: 7200,
+      latencySample: o.latencySample ?? 8,
+      needLikes: false,
+      connectRate: o.connectRate ?? 4000,
+      maxPending: o.maxPending ?? 1000,
+      connectTimeoutMs: o.connectTimeoutMs ?? 30_000,
+      maxMs: o.maxMs,
+    });
+    await fleet.start();
+    const conn = await fleet.waitConnected({ label: `${target.label} ×${o.workers}: `, needJoined: target.proto !== 'sio' });
+    out.connect = { opened: conn.opened, failed: conn.failed, closed: conn.closed, closes: conn.closes, lostSamples: conn.lostSamples, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec), failReasons: conn.failReasons };
+    await sleep(1000);
+    const rssAfter = totalRss(target.pids());
+    const gen = await fleet.window(false);
+    out.serverRssMiB = { before: +(rssBefore / 2 ** 20).toFixed(1), after: +(rssAfter / 2 ** 20).toFixed(1) };
+    out.serverRssPerMemberKiB = +((rssAfter - rssBefore) / 1024 / Math.max(1, conn.opened)).toFixed(2);
+    // generator memory per member: growth over the processes' own baseline (~50 MiB each)
+    out.genRssMiB = { start: +(conn.rssStart / 2 ** 20).toFixed(1), connected: +(gen.rss / 2 ** 20).toFixed(1) };
+    out.genRssPerMemberKiB = +((gen.rss - conn.rssStart) / 1024 / Math.max(1, conn.opened)).toFixed(2);
+    if (conn.opened < o.members) log(`WARNING: only ${conn.opened}/${o.members} members connected (failed: ${JSON.stringify(conn.failReasons)}, closed: ${JSON.stringify(conn.closes)})`);
+    sender = new Sender();
+    const api = target.urls[0];
+    await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: o.rooms, rate: 0, maxMs: o.maxMs, ...(o.senderConfig ?? {}) });
+    out.baseline = await baseline(target, fleet, o.rooms);
+    for (const rate of o.rates) {
+      const row = await measureStep({
+        target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? o.redis : o.redisForSingle ?? null,
+        rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
+        label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
+        quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,
+      });
+      row.serverRssPerMemberKiB = out.serverRssPerMemberKiB;
+      if (o.maxP99Ms && row.latencyMs.p99 !== null && row.latencyMs.p99 > o.maxP99Ms) {
+        row.ok = false;
+        row.note = `p99 ${row.latencyMs.p99} ms over ${o.maxP99Ms} ms`;
+      }
+      out.steps.push(row);
+      log(describeRow(row));
+      if (!row.ok && o.stopOnFail) {
+        log(`  stopping the rate sweep for ${target.label} ×${o.workers}: ${row.note ?? 'misses'}`);
+        break;
+      }
+    }
+    const good = out.steps.filter((r) => r.ok);
+    const best = good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
+    out.sustained = best
+      ? { rate: best.rate, deliveredMsgsPerSec: best.deliveredMsgsPerSec, framesPerSec: best.framesPerSec, p50: best.latencyMs.p50, p99: best.latencyMs.p99, max: best.latencyMs.max, serverCpuPct: best.serverCpuPct }
+      : null;
+  } finally {
+    await sender?.stop();
+    await fleet?.stop();
+    await target.stop();
+  }
+  return out;
+}
+
+/** roomcast/peer ratios for the same worker count, on sustained msgs/s and per shared rate. */
+export function ratios(contenders) {
+  const out = [];
+  for (const rc of contenders.filter((c) => c.kind === 'roomcast')) {
+    for (const peer of contenders.filter((c) => c.kind !== 'roomcast' && c.workers === rc.workers && c.members === rc.members)) {
+      const perRate = [];
+      for (const a of rc.steps) {
+        const b = peer.steps.find((s) => s.rate === a.rate);
+        if (!b) continue;
+        perRate.push({
+          rate: a.rate,
+          deliveredMsgs: b.deliveredMsgsPerSec ? +(a.deliveredMsgsPerSec / b.deliveredMsgsPerSec).toFixed(2) : null,
+          frames: b.framesPerSec ? +(a.framesPerSec / b.framesPerSec).toFixed(2) : null,
+          p99: b.latencyMs.p99 ? +(a.latencyMs.p99 / b.latencyMs.p99).toFixed(2) : null,
+          serverCpu: b.serverCpuPct ? +(a.serverCpuPct / b.serverCpuPct).toFixed(2) : null,
+          bothOk: a.ok && b.ok,
+        });
+      }
+      out.push({
+        workers: rc.workers,
+        peer: peer.kind,
+        peerLabel: peer.label,
+        sustainedMsgs: rc.sustained && peer.sustained ? +(rc.sustained.deliveredMsgsPerSec / peer.sustained.deliveredMsgsPerSec).toFixed(2) : null,
+        serverRssPerMember: peer.serverRssPerMemberKiB ? +(rc.serverRssPerMemberKiB / peer.serverRssPerMemberKiB).toFixed(2) : null,
+        connectPerSec: peer.connect?.perSec ? +(rc.connect.perSec / peer.connect.perSec).toFixed(2) : null,
+        perRate,
+      });
+    }
+  }
+  return out;
+}

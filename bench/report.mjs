@@ -1,0 +1,257 @@
+#!/usr/bin/env node
+// Renders bench/RESULTS.md from bench/results/*.json: the newest result of each scenario
+// (or the files given as arguments), with the machine, the commands, a table per scenario
+// (roomcast and each peer side by side, and the ratios roomcast/peer) and what limits them.
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BENCH_DIR, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
+
+const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'api', 'adaptive'];
+const FULL = {
+  'big-room': (r) => r.flags.membersPerWorker >= 18_000,
+  'many-rooms': (r) => r.flags.rooms >= 2000,
+  storm: (r) => r.flags.senders >= 10_000,
+  million: (r) => r.flags.members >= 1_000_000,
+  api: (r) => r.flags.members >= 2000,
+  adaptive: (r) => r.flags.members >= 18_000,
+};
+
+function load() {
+  const given = process.argv.slice(2);
+  const files = given.length ? given : readdirSync(RESULTS_DIR).filter((f) => f.endsWith('.json')).map((f) => join(RESULTS_DIR, f));
+  const latest = {};
+  for (const file of files) {
+    let r;
+    try {
+      r = JSON.parse(readFileSync(file, 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!SCENARIOS.includes(r.scenario)) continue;
+    r.file = file.slice(file.indexOf('bench/'));
+    // a full-size run beats a smoke run; then the newest wins
+    const cur = latest[r.scenario];
+    const full = FULL[r.scenario](r);
+    const curFull = cur && FULL[r.scenario](cur);
+    if (!cur || (full && !curFull) || (full === curFull && r.date > cur.date)) latest[r.scenario] = r;
+  }
+  return latest;
+}
+
+const ms = (v) => (v === null || v === undefined ? '–' : fmt(v));
+const table = (head, rows) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const ratio = (v) => (v === null || v === undefined ? '–' : `×${v}`);
+
+function header(r) {
+  const m = r.machine;
+  const size = FULL[r.scenario](r) ? 'full-size run' : '**smoke run (reduced size; not the published numbers)**';
+  return [
+    `Run ${r.date} — ${size}. Command: \`${r.command}\``,
+    `Results file: \`${r.file}\`. Load average at start/end: ${m.loadavgAtStart?.join(' / ') ?? '?'} → ${m.loadavg?.join(' / ') ?? '?'}${r.flags.label ? `. Note: ${r.flags.label}` : ''}`,
+  ].join('\n\n');
+}
+
+function contendersSection(r, perRoom) {
+  const out = [];
+  const cs = r.contenders;
+  out.push(
+    table(
+      ['contender', 'workers', 'members', 'connect/s', 'sustained rate (msgs/s in)', 'delivered msgs/s', 'frames/s', 'p50 / p99 / max ms', 'server CPU %', 'server RSS/member', 'generator RSS/member'],
+      cs.map((c) =>
+        c.error
+          ? [c.kind, c.workers, fmt(c.members), `failed: ${c.error}`, '', '', '', '', '', '', '']
+          : [
+              c.label, c.workers, fmt(c.connect?.opened), fmt(c.connect?.perSec),
+              c.sustained ? fmt(c.sustained.rate, perRoom ? 1 : 0) : 'none', c.sustained ? fmt(c.sustained.deliveredMsgsPerSec) : '–',
+              c.sustained ? fmt(c.sustained.framesPerSec) : '–',
+              c.sustained ? `${ms(c.sustained.p50)} / ${ms(c.sustained.p99)} / ${ms(c.sustained.max)}` : '–',
+              c.sustained ? fmt(c.sustained.serverCpuPct, 1) : '–',
+              `${fmt(c.serverRssPerMemberKiB, 2)} KiB`, `${fmt(c.genRssPerMemberKiB, 2)} KiB`,
+            ],
+      ),
+    ),
+  );
+  out.push('\nEvery step (a step counts as sustained when every member got every batch and p99 stayed under the limit):\n');
+  const rows = [];
+  for (const c of cs.filter((c) => !c.error)) {
+    for (const s of c.steps) {
+      rows.push([
+        c.label, c.workers, fmt(s.rate, perRoom ? 1 : 0), fmt(s.sentPerSec), fmt(s.deliveredMsgsPerSec), fmt(s.framesPerSec), fmt(s.framesPerMemberPerSec, 2), fmt(s.msgsPerFrame, 1),
+        fmt(s.bytesPerSec / 2 ** 20, 1), `${fmt(s.stepMissed)} (${fmt(s.membersWithMisses)})`,
+        `${ms(s.latencyMs.p50)} / ${ms(s.latencyMs.p99)} / ${ms(s.frameLatencyMs.max)}`,
+        fmt(s.serverCpuPct, 1), fmt(s.genCpuPct, 1),
+        s.engine ? `${s.engine.effectiveTickMs.join('/')} ms` : '–',
+        ...(perRoom ? [fmt(s.serverCpuUsPerRoomPerSec), s.redis ? fmt(s.redis.opsPerSec) : '–', s.redisOpsPerRoomPerSec ?? '–'] : [s.redis ? fmt(s.redis.opsPerSec) : '–']),
+        s.ok ? 'yes' : `no${s.note ? ` (${s.note})` : ''}`,
+      ]);
+    }
+  }
+  out.push(
+    table(
+      ['contender', 'workers', perRoom ? 'msgs/s in (all rooms)' : 'rate in', 'posted/s', 'delivered msgs/s', 'frames/s', 'frames/member/s', 'msgs/frame', 'MiB/s', 'misses (members)', 'p50 / p99 / max ms', 'server CPU %', 'gen CPU %', 'roomcast tick',
+        ...(perRoom ? ['server CPU µs/room/s', 'Redis ops/s', 'Redis ops/room/s'] : ['Redis ops/s']), 'ok'],
+      rows,
+    ),
+  );
+  if (r.ratios?.length) {
+    out.push('\nRatios roomcast / peer, measured in the same run (msgs/s and frames/s: higher is better for roomcast; p99, CPU and RSS: lower is better):\n');
+    out.push(
+      table(
+        ['workers', 'peer', 'sustained delivered msgs/s', 'server RSS/member', 'connect/s', 'per rate: msgs/s · frames/s · p99 · CPU'],
+        r.ratios.map((x) => [
+          x.workers, x.peerLabel, ratio(x.sustainedMsgs), ratio(x.serverRssPerMember), ratio(x.connectPerSec),
+          x.perRate.map((p) => `${p.rate}: ${ratio(p.deliveredMsgs)} · ${ratio(p.frames)} · ${ratio(p.p99)} · ${ratio(p.serverCpu)}${p.bothOk ? '' : ' (misses)'}`).join('<br>'),
+        ]),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+function storm(r) {
+  const x = r.result;
+  return table(
+    ['measure', 'value'],
+    [
+      ['members (senders + listeners), workers', `${fmt(x.members)} (${fmt(x.senders)} + ${fmt(x.listeners)}), ${x.workers}`],
+      ['offered chat / likes / system+gift per s', `${fmt(x.offered.chatPerSec)} / ${fmt(x.offered.likesPerSec)} / ${x.offered.hiPerSec}`],
+      ['chat acks shown / sampled out; errors', `${fmt(x.acks.chatShown)} / ${fmt(x.acks.chatHidden)}; ${JSON.stringify(x.errors)}`],
+      ['delivered chat/s at a member (budget)', `${x.budget.deliveredChatPerSecAtMember0} (${x.budget.configured}) → ${x.budget.holds ? 'holds' : 'exceeded'}`],
+      ['likes acked vs summed into batches', `${fmt(x.likes.acked)} vs ${fmt(x.likes.summedIntoBatchesAtMember0)} → ${x.likes.aggregateExactly ? 'exact' : 'mismatch'}`],
+      ['system/gift latency p50 / p99 / max', `${ms(x.hiLatencyMs.p50)} / ${ms(x.hiLatencyMs.p99)} / ${ms(x.hiLatencyMs.max)} ms`],
+      ['chat latency p50 / p99 / max', `${ms(x.chatLatencyMs.p50)} / ${ms(x.chatLatencyMs.p99)} / ${ms(x.chatLatencyMs.max)} ms`],
+      ['GET /healthz p99: idle → storm', `${ms(x.responsiveness.idle.httpMs.p99)} → ${ms(x.responsiveness.storm.httpMs.p99)} ms (max ${ms(x.responsiveness.storm.httpMs.max)})`],
+      ['`ping` op round trip p99: idle → storm', `${ms(x.responsiveness.idle.pingRttMs.p99)} → ${ms(x.responsiveness.storm.pingRttMs.p99)} ms`],
+      ['delivered frames/s, msgs/s', `${fmt(x.delivered.framesPerSec)}, ${fmt(x.delivered.msgsPerSec)}`],
+      ['misses (members with misses)', `${fmt(x.misses.stepMissed)} (${fmt(x.misses.membersWithMisses)})`],
+      ['server CPU %, RSS', `${x.serverCpuPct}%, ${fmt(x.serverRssMiB)} MiB`],
+      ['effective tick, mean tick work', x.engine ? `${x.engine.effectiveTickMs.join('/')} ms, ${x.engine.meanTickWorkMs} ms` : '–'],
+      ['Redis ops/s', x.redis ? fmt(x.redis.opsPerSec) : '–'],
+    ],
+  );
+}
+
+function million(r) {
+  const x = r.result;
+  const phase = (p) => {
+    if (!p) return null;
+    const reach = p.probes.map((q) => q.reachAllMs).sort((a, b) => a - b);
+    return [
+      fmt(p.members), `${fmt(p.connect.opened)} (${fmt(p.connect.failed)} failed)`, `${fmt(p.connect.perSec)} /s (${fmt(p.connect.secs)} s)`,
+      `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
+      `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})`,
+      p.probes.map((q) => `${ms(q.latencyMs.p50)}/${ms(q.latencyMs.p99)}`).join(', '),
+      fmt(p.idle.redis.opsPerSec), fmt(p.steady.redis.opsPerSec), `${fmt(p.idle.serverCpuPct)}% / ${fmt(p.steady.serverCpuPct)}%`,
+      p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)} missed)`,
+    ];
+  };
+  const out = [
+    table(
+      ['phase members', 'connected', 'connect rate', 'server RSS/member', 'generator RSS/member', 'machine memory/member', 'one batch reaches all (median; each probe)', 'probe p50/p99 ms', 'Redis ops/s idle', `Redis ops/s at ${x.full?.steady?.rate ?? '?'} msg/s`, 'server CPU idle/steady', 'zero seq gaps'],
+      [phase(x.baseline), phase(x.full)].filter(Boolean),
+    ),
+  ];
+  if (x.redisVsBaseline) out.push(`\nRedis ops/s, full / ${fmt(x.baseline.members)}-member case on the same ${x.workers} workers: idle ${ratio(x.redisVsBaseline.idle)}, steady ${ratio(x.redisVsBaseline.steady)}.`);
+  const failed = (x.checks ?? []).filter((c) => c.level !== 'ok');
+  if (failed.length) out.push(`\nLimit checks not met at run time: ${failed.map((c) => `${c.name} (${c.have})`).join('; ')}.`);
+  return out.join('\n');
+}
+
+function api(r) {
+  const rows = [];
+  for (const run of r.runs) {
+    for (const t of run.tests) {
+      rows.push([
+        run.workers, fmt(run.members), t.name, fmt(t.requestsPerSec), `${ms(t.latencyMs.p50)} / ${ms(t.latencyMs.p99)} / ${ms(t.latencyMs.max)}`, fmt(t.non2xx), fmt(t.errors + t.timeouts),
+        fmt(t.serverCpuPct, 1), fmt(t.members.msgsPerSec), t.sampledOut === null ? '–' : fmt(t.sampledOut), fmt(t.members.missed),
+      ]);
+    }
+  }
+  return table(['workers', 'members', 'route', 'req/s', 'p50 / p99 / max ms', 'non-2xx', 'errors', 'server CPU %', 'msgs/s at members', 'sampled out', 'misses'], rows);
+}
+
+function adaptive(r) {
+  const rows = [];
+  for (const run of r.runs) {
+    for (const s of run.steps ?? []) {
+      rows.push([
+        run.name, fmt(s.rate), fmt(s.framesPerSec), fmt(s.framesPerMemberPerSec, 2), fmt(s.msgsPerFrame, 1), fmt(s.deliveredMsgsPerSec),
+        `${fmt(s.stepMissed)} (${fmt(s.membersWithMisses)})`, s.engine ? fmt(s.engine.backpressureDrops) : '–',
+        `${ms(s.latencyMs.p50)} / ${ms(s.latencyMs.p99)} / ${ms(s.frameLatencyMs.max)}`,
+        s.engine ? `${s.engine.effectiveTickMs.join('/')} ms (${s.engine.ticksPerSec}/s, work ${s.engine.meanTickWorkMs} ms)` : '–',
+        fmt(s.serverCpuPct, 1), fmt(s.serverRssMiB),
+      ]);
+    }
+  }
+  return table(['run', 'rate in', 'frames/s', 'frames/member/s', 'msgs/frame', 'delivered msgs/s', 'misses (members)', 'backpressure drops', 'p50 / p99 / max ms', 'effective tick', 'server CPU %', 'server RSS MiB'], rows);
+}
+
+const INTRO = {
+  'big-room': 'One room, `--members-per-worker` members per worker, API senders at rising rates (kind chat; the room budget and API rate are lifted so the raw delivery capacity is measured). Peers: raw uWS publish (the ceiling), a `ws` broadcast loop, Socket.IO 4 with @socket.io/redis-streams-adapter; all tick at 50 ms and send roomcast-shaped batches with a contiguous seq, so the same generator checks all of them.',
+  'many-rooms': 'Thousands of small rooms, API posts spread evenly over them; 2 workers with Redis. Server CPU and Redis ops per room.',
+  storm: '`--senders` members flood one room with chat and likes over their sockets while the business API posts system and gift messages (priority high).',
+  million: 'One room, real WebSocket members on this machine, ~18k per roomcast worker and per generator process, Redis streams between workers. "One batch reaches all" is from the probe POST to the last member receiving it.',
+  api: 'autocannon against the API with members attached to the room. A POST is answered after its tick appended it to the log, so req/s ≈ connections / tick length.',
+  adaptive: 'What happens when a tick\'s fan-out cannot finish within the tick: adaptive tick off (`--max-tick-ms` = `--tick-ms`) vs on (default `--max-tick-ms 1000`), and the raw uWS peer at a fixed tick.',
+};
+
+const LIMITS = `## What limits these numbers
+
+- **Two cores for everything.** The server workers, the load generator (which must read and parse
+  every frame it counts), the sender, Redis and the orchestrator share 2 cores. A raw uWS server
+  with 18k members and the generator on the same box managed about 75–80k socket frame deliveries
+  per second in total; on a real deployment the members are elsewhere and the server has the cores
+  to itself. Numbers here are *relative* (roomcast vs peers in the same run, adaptive off vs on),
+  not capacity figures for a dedicated server.
+- **Generator cost differs by protocol.** The generator parses MessagePack frames by peeking only
+  the fields it needs; Socket.IO frames are JSON text and are parsed whole, so the Socket.IO peer's
+  generator uses more CPU and leaves less to its server.
+- **Per-message latency is sampled** (every \`--latency-sample\`th member records each message; every
+  member records the oldest message of each frame, which gives max). Time is ms resolution:
+  the message's server time \`t\` to receipt, same clock.
+- **Misses** are seqs a member never received: gaps between batches, plus the tail check after
+  each step (every member's last seq must equal the room's final seq). Connections lost are
+  counted separately.
+- **Other load on the machine** (see the load averages above) skews latency and throughput.
+- **Loopback**: no NIC, no network latency; kernel socket buffers and loopback copies are shared
+  with everything else.
+`;
+
+function render() {
+  const latest = load();
+  const m = machine();
+  const out = [];
+  out.push('# roomcast benchmark results\n');
+  out.push(`Rendered ${new Date().toISOString()} by \`node bench/report.mjs\` from \`bench/results/*.json\` (the newest full-size run of each scenario, else the newest smoke run).\n`);
+  out.push('## Machine\n');
+  out.push(table(['', ''], [
+    ['CPU', `${m.cpuModel}, ${m.cores} cores`], ['memory', `${m.memGiB} GiB`], ['kernel', m.kernel], ['Node.js', m.node],
+    ['open files', '20,000 per process (hard limit): ≤ ~19k sockets per process'],
+    ['traffic', 'loopback only; generators bind 127.0.0.2, 127.0.0.3, … as source addresses'],
+  ]));
+  out.push('\nEach results file records the machine it ran on (and the load average at start and end).\n');
+  out.push('## Commands\n');
+  out.push('```sh\nnpm run build\nnpm run bench:big-room      # scenario 1 + peers (1 and 2 workers)\nnpm run bench:many-rooms    # scenario 2 + peers\nnpm run bench:storm         # scenario 3\nnpm run bench:million       # scenario 4 (needs the limits in bench/README.md)\nnpm run bench:api           # scenario 5\nnpm run bench:adaptive      # adaptive egress, before/after\nnpm run bench:report        # this file\n```\n');
+  for (const s of SCENARIOS) {
+    const r = latest[s];
+    out.push(`## ${s}\n`);
+    out.push(`${INTRO[s]}\n`);
+    if (!r) {
+      out.push(`_Not run yet: \`npm run bench:${s}\`._\n`);
+      continue;
+    }
+    out.push(header(r) + '\n');
+    if (s === 'big-room') out.push(contendersSection(r, false));
+    else if (s === 'many-rooms') out.push(contendersSection(r, true));
+    else if (s === 'storm') out.push(storm(r));
+    else if (s === 'million') out.push(million(r));
+    else if (s === 'api') out.push(api(r));
+    else if (s === 'adaptive') out.push(adaptive(r));
+    out.push('');
+  }
+  out.push(LIMITS);
+  writeFileSync(join(BENCH_DIR, 'RESULTS.md'), out.join('\n') + '\n');
+  console.log(`wrote ${join(BENCH_DIR, 'RESULTS.md')} (${Object.keys(latest).join(', ') || 'no results yet'})`);
+}
+
+render();

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// Scenario 3, storm: --senders members flood one room with chat and likes over their
+// WebSockets (beyond their per-user limits if asked), --listeners more members only listen,
+// and the business API posts system/gift messages. Checks that the room's chat budget holds
+// (delivered chat/s at a member ≈ --room-chat-budget), that likes aggregate (the likes summed
+// into batches equal the likes acked), that workers stay responsive (HTTP /healthz and `ping`
+// op round trips, at idle and during the storm), and the latency of system/gift messages.
+import { parseFlags, main, log, writeResult, sleep, needBuild, commandLine } from './lib/common.mjs';
+import { Fleet, addrsFor } from './lib/gen.mjs';
+import { launchRedis } from './lib/redis.mjs';
+import { Sender } from './lib/sender.mjs';
+import { startTarget, http } from './lib/targets.mjs';
+import { mark, diff, totalRss } from './lib/proc.mjs';
+import { Hist } from './lib/hist.mjs';
+import { baseline, metricsSnapshot, waitQuiet } from './lib/steps.mjs';
+import { checkLimits } from './lib/limits.mjs';
+
+const f = parseFlags(
+  {
+    senders: { type: 'number', default: 10_000, help: 'members that send chat and likes' },
+    listeners: { type: 'number', default: 2_000, help: 'members that only listen' },
+    workers: { type: 'number', default: 2, help: 'roomcast workers' },
+    chatPerSender: { type: 'number', default: 1, help: 'chat messages per second per sender (the per-user limit is 1/s, burst 3)' },
+    likesPerSender: { type: 'number', default: 2, help: 'likes per second per sender (limit 10/s)' },
+    hiRate: { type: 'number', default: 4, help: 'system + gift API posts per second (alternating)' },
+    durationS: { type: 'number', default: 30, help: 'storm seconds' },
+    idleS: { type: 'number', default: 5, help: 'responsiveness baseline seconds before the storm' },
+    budget: { type: 'number', default: 60, help: 'roomcast --room-chat-budget' },
+    gens: { type: 'number', default: 0, help: 'generator processes (0 = auto)' },
+    connectRate: { type: 'number', default: 4000, help: 'connects per second' },
+    label: { type: 'string', default: '', help: 'free text stored with the results' },
+  },
+  undefined,
+  'npm run bench:storm -- [flags]',
+);
+
+async function probeLoop(url, hist, stopAt) {
+  while (Date.now() < stopAt) {
+    const t0 = performance.now();
+    try {
+      await http('GET', url, { timeoutMs: 5000 });
+      hist.record(performance.now() - t0);
+    } catch {
+      hist.record(5000);
+    }
+    await sleep(200);
+  }
+}
+
+main(async () => {
+  await needBuild();
+  const members = f.senders + f.listeners;
+  await checkLimits({ members, perProcess: Math.min(19_000, members), processes: 8 });
+  const redis = f.workers > 1 ? await launchRedis() : null;
+  const target = await startTarget('roomcast', {
+    workers: f.workers,
+    redisUrl: redis?.url,
+    args: ['--room-chat-budget', String(f.budget)],
+  });
+  const room = 'storm';
+  const gens = f.gens || Math.max(2, Math.ceil(members / 15_000));
+  const fleet = new Fleet({
+    procs: gens, members, proto: 'roomcast', client: 'lite', urls: target.urls, rooms: [room],
+    addrs: addrsFor(members), secret: target.secret, uidPrefix: 's', tokenTtlSec: 7200,
+    latencySample: 16, hiLatency: true, needLikes: true, connectRate: f.connectRate, maxPending: 1000,
+    senders: f.senders, maxMs: 3_600_000,
+  });
+  await fleet.start();
+  const conn = await fleet.waitConnected({ label: 'storm: ' });
+  const sender = new Sender();
+  const api = target.urls[0];
+  await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: [room], rate: 0, kinds: ['system', 'gift'] });
+  await baseline(target, fleet, [room]);
+  await fleet.ping(500);
+
+  // responsiveness at idle
+  const idleHttp = new Hist();
+  await fleet.window(true);
+  await probeLoop(`${target.apiBase}/healthz`, idleHttp, Date.now() + f.idleS * 1000);
+  const idle = await fleet.window(true);
+
+  // the storm
+  log(`storm: ${f.senders} senders × (${f.chatPerSender} chat + ${f.likesPerSender} likes)/s, ${f.hiRate} system/gift/s, ${f.durationS} s`);
+  const m0 = await metricsSnapshot(target);
+  const pids = target.pids();
+  const cpu0 = mark([...pids, ...fleet.pids(), ...(redis ? [redis.pid] : [])]);
+  const r0 = redis ? await redis.counters() : null;
+  await sender.window(true);
+  const t0 = performance.now();
+  await fleet.send({ chatPerSec: f.chatPerSender, likesPerSec: f.likesPerSender, sendMaxMs: f.durationS * 1000 + 2000 });
+  await sender.rate({ rate: f.hiRate, rooms: [room], kinds: ['system', 'gift'], priority: 'high' });
+  const stormHttp = new Hist();
+  const probing = probeLoop(`${target.apiBase}/healthz`, stormHttp, Date.now() + f.durationS * 1000);
+  const end = Date.now() + f.durationS * 1000;
+  while (Date.now() < end) {
+    await sleep(Math.min(5000, end - Date.now()));
+    const w = await fleet.window(false);
+    const s = (performance.now() - t0) / 1000;
+    log(`  storm ${s.toFixed(0)} s: sent chat ${w.sent.chat} likes ${w.sent.like}; member 0 saw ${(w.chat0 / s).toFixed(1)} chat/s, ${w.likes0} likes; errors ${JSON.stringify(w.errors)}; system/gift p99 ${w.hiLat.pct(99)} ms`);
+  }
+  await probing;
+  await fleet.stopSending();
+  await sender.rate({ rate: 0, rooms: [room] });
+  const cpu = diff(cpu0);
+  const secs = (performance.now() - t0) / 1000;
+  await sender.drain(15_000);
+  await waitQuiet(fleet, 2500, 30_000);
+  const w = await fleet.window(true);
+  const snd = await sender.window(true);
+  const r1 = redis ? await redis.counters() : null;
+  const m1 = await metricsSnapshot(target);
+  const tail = await fleet.expect(await target.finalSeqs([room]));
+  const serverCpu = cpu.each.filter((e) => pids.includes(e.pid)).reduce((a, e) => a + e.cpuPct, 0);
+  const result = {
+    members, senders: f.senders, listeners: f.listeners, workers: f.workers,
+    connect: { opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec) },
+    stormSecs: +secs.toFixed(1),
+    offered: { chatPerSec: +(w.sent.chat / secs).toFixed(0), likesPerSec: +(w.sent.like / secs).toFixed(0), hiPerSec: +(snd.sent / secs).toFixed(1) },
+    acks: w.acks,
+    errors: w.errors,
+    budget: {
+      configured: f.budget,
+      deliveredChatPerSecAtMember0: +(w.chat0 / secs).toFixed(1),
+      holds: w.chat0 / secs <= f.budget * 1.1,
+    },
+    likes: {
+      acked: w.acks.likeShown,
+      summedIntoBatchesAtMember0: w.likes0,
+      aggregateExactly: w.likes0 === w.acks.likeShown,
+    },
+    hiLatencyMs: w.hiLat.summary(),
+    chatLatencyMs: w.lat.summary(),
+    frameLatencyMs: w.frameLat.summary(),
+    responsiveness: {
+      idle: { httpMs: idleHttp.summary(), pingRttMs: idle.rtt.summary() },
+      storm: { httpMs: stormHttp.summary(), pingRttMs: w.rtt.summary() },
+    },
+    delivered: { framesPerSec: Math.round(w.frames / secs), msgsPerSec: Math.round(w.msgs / secs), bytesPerSec: Math.round(w.bytes / secs) },
+    misses: { stepMissed: tail.totalMissed, membersWithMisses: tail.withMisses, tailBehind: tail.behind, closes: w.closes },
+    serverCpuPct: +serverCpu.toFixed(1),
+    serverRssMiB: +(totalRss(pids) / 2 ** 20).toFixed(1),
+    redis: redis ? redis.rate(r0, r1) : null,
+    engine: m0 && m1 ? {
+      effectiveTickMs: m1.effectiveTickMs,
+      meanTickWorkMs: m1.tickCount > m0.tickCount ? +((1000 * (m1.tickSum - m0.tickSum)) / (m1.tickCount - m0.tickCount)).toFixed(2) : null,
+      accepted: m1.received.accepted - m0.received.accepted,
+      sampledOut: m1.received.sampledOut - m0.received.sampledOut,
+      rateLimited: m1.received.rateLimited - m0.received.rateLimited,
+      backpressureDrops: m1.drops - m0.drops,
+    } : null,
+  };
+  log(`budget: ${result.budget.deliveredChatPerSecAtMember0} chat/s delivered (budget ${f.budget}) → ${result.budget.holds ? 'holds' : 'EXCEEDED'}`);
+  log(`likes: acked ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
+  log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms`);
+  log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
+  await fleet.stop();
+  await sender.stop();
+  await target.stop();
+  const file = writeResult('storm', { flags: f, command: commandLine('storm'), result });
+  log(`results: ${file}`);
+}, 2 * 3_600_000);
