@@ -20,7 +20,7 @@ export const configSchema = z
     maxTickMs: z.number().int().min(5).max(60000).default(1000).describe('upper bound of the adaptive (stretched) tick'),
     roomChatBudget: z.number().min(1).default(60).describe('delivered chat messages per second per room'),
     maxBodyBytes: z.number().int().min(1).max(16384).default(300).describe('chat body size limit (bytes)'),
-    maxFrameBytes: z.number().int().min(1024).max(1048576).default(16384).describe('largest inbound frame; bigger closes the socket (1009)'),
+    maxFrameBytes: z.number().int().min(1024).max(1048576).default(16384).describe('largest inbound frame; bigger drops the connection (uWS, no close frame: 1006)'),
     maxRoomsPerConn: z.number().int().min(1).default(8).describe('rooms one connection may join'),
     chatRate: z.number().positive().default(1).describe('chat messages per second per user'),
     chatBurst: z.number().min(1).default(3).describe('chat burst per user'),

@@ -58,7 +58,9 @@ export class Rooms {
       c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered });
       return recovered;
     }
-    // Recovering: a member of the room (so it stays followed) but not yet subscribed.
+    // Recovering: a member of the room (so it stays followed) but not subscribed until the
+    // replay caught up — also when re-joining to fill a gap, so live batches never interleave.
+    c.unsubscribe(room);
     this.o.membership.join(c, room);
     c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: true });
     await this.catchUp(c, room, last.epoch, req.since, isOpen);

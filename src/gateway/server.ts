@@ -6,6 +6,7 @@ import { AuthError, guestCredentials, type Credentials, type TokenVerifier } fro
 import type { Metrics } from '../metrics/metrics.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
+import { CLOSE } from '../protocol/errors.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { mount, statusLine, type Route } from './http.js';
@@ -46,12 +47,17 @@ interface UserData {
 
 const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + room;
 const SLOW_SWEEP_MS = 1000;
+/** Replies held for a socket that does not read, before it is closed with 4009. */
+const REPLY_QUEUE_BYTES = 1024 * 1024;
 
 class SocketConnection implements Connection {
   readonly rooms = new Set<string>();
   closed = false;
   private readonly topics = new Set<string>();
   private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> = [];
+  /** Replies uWS refused while the socket was over its backpressure limit, in order. */
+  private queued: Uint8Array[] = [];
+  private queuedBytes = 0;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -67,9 +73,17 @@ class SocketConnection implements Connection {
     this.sendEncoded(this.compress && plain.byteLength > this.gw.compressThreshold ? compressFrame(plain) : plain);
   }
 
+  /**
+   * Replies (acks, joined, errors, pong, replay) are never dropped: what uWS refuses over the
+   * backpressure limit waits here for `drain`. Room batches are not sent this way (uWS
+   * publish skips a slow socket; the member recovers them with `since`).
+   */
   sendEncoded(frame: Uint8Array): void {
     if (this.closed) return;
-    if (this.ws.send(frame, true) === 2) this.gw.metrics.backpressureDrops.inc();
+    if (this.queued.length === 0 && this.ws.send(frame, true) !== 2) return;
+    this.queued.push(frame);
+    this.queuedBytes += frame.byteLength;
+    if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
   }
 
   subscribe(room: string): void {
@@ -88,15 +102,22 @@ class SocketConnection implements Connection {
   }
 
   drained(maxBytes: number): Promise<void> {
-    if (this.closed || this.ws.getBufferedAmount() <= maxBytes) return Promise.resolve();
+    if (this.closed || (this.queued.length === 0 && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push({ maxBytes, resolve }));
   }
 
   /** uWS drain (or close): wake the waiters whose threshold is met. */
   onDrain(): void {
+    while (!this.closed && this.queued.length > 0) {
+      const next = this.queued[0]!;
+      if (this.ws.send(next, true) === 2) break;
+      this.queued.shift();
+      this.queuedBytes -= next.byteLength;
+    }
     const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
     const still: typeof this.drainWaiters = [];
-    for (const w of this.drainWaiters) (buffered <= w.maxBytes ? w.resolve() : still.push(w));
+    const free = this.closed || this.queued.length === 0;
+    for (const w of this.drainWaiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
     this.drainWaiters = still;
   }
 

@@ -34,4 +34,6 @@ export const CLOSE = {
   GOING_AWAY: 1001,
   /** too many bad frames; do not reconnect with the same client */
   BAD_FRAMES: 4008,
+  /** replies to this connection piled up while it did not read; reconnect and recover */
+  TOO_SLOW: 4009,
 } as const;
