@@ -2,7 +2,8 @@
 // sure the binary exists (installing Debian's package when we are root and it is missing).
 import { execSync } from 'node:child_process';
 
-function has(cmd: string): boolean {
+/** Whether a command is on PATH. */
+export function has(cmd: string): boolean {
   try {
     execSync(`command -v ${cmd}`, { stdio: 'ignore', shell: '/bin/sh' });
     return true;

@@ -3,21 +3,14 @@
 // dashboard handling the proof needs (variable substitution, alert operands, schema checks).
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort as freePortOn } from '../src/gateway/free-port.js';
+import { has } from './global-setup.js';
 
 export const ROOT = new URL('..', import.meta.url).pathname;
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function has(cmd: string): boolean {
-  try {
-    execSync(`command -v ${cmd}`, { stdio: 'ignore', shell: '/bin/sh' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Makes sure `prometheus` and `promtool` are on PATH: installs Debian's `prometheus` package
@@ -70,17 +63,7 @@ export function assertBuilt(): string {
   return cli;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = (): Promise<number> => freePortOn('127.0.0.1');
 
 /** Keeps the last lines a child wrote, for failure messages. */
 function tail(proc: ChildProcess, max = 40): () => string {

@@ -2,9 +2,10 @@
 // saving, so start() brings the data back, like a failover), start, and restart-empty.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort as freePortOn } from '../src/gateway/free-port.js';
 
 const BOOT_TIMEOUT_MS = 5000;
 
@@ -96,17 +97,7 @@ export class RedisServer {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const freePort = (): Promise<number> => freePortOn('127.0.0.1');
 
 async function ping(port: number): Promise<boolean> {
   try {
