@@ -3,7 +3,7 @@
 // test/hardening-http.test.ts) again and again with fresh seeds and more iterations, until the
 // time is up. Every run is reproducible from its seed:
 //
-//   HARDENING_FUZZ_SEED=<seed> HARDENING_FUZZ_SCALE=<scale> npx vitest run test/hardening-fuzz.test.ts
+//   HARDENING_FUZZ_SEED=<seed> HARDENING_FUZZ_SCALE=<scale> npx vitest run --config test/vitest.config.ts test/hardening-fuzz.test.ts
 //
 // Usage: node bench/fuzz.mjs [--minutes 10] [--scale 10] [--seed N] [--files a,b]
 // Writes bench/results/fuzz.json (and bench/results/fuzz-<seed>.log for a failing run); exits
@@ -36,7 +36,7 @@ function runOnce(seed, scale, files) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const env = { ...process.env, HARDENING_FUZZ_SEED: String(seed), HARDENING_FUZZ_SCALE: String(scale) };
-    const child = spawn(join(root, 'node_modules', '.bin', 'vitest'), ['run', ...files], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(join(root, 'node_modules', '.bin', 'vitest'), ['run', '--config', 'test/vitest.config.ts', ...files], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
@@ -68,7 +68,7 @@ do {
     const log = join(results, `fuzz-${seed}.log`);
     writeFileSync(log, output);
     console.log(`  output: ${log}`);
-    console.log(`  reproduce: HARDENING_FUZZ_SEED=${seed} HARDENING_FUZZ_SCALE=${o.scale} npx vitest run ${o.files.join(' ')}`);
+    console.log(`  reproduce: HARDENING_FUZZ_SEED=${seed} HARDENING_FUZZ_SCALE=${o.scale} npx vitest run --config test/vitest.config.ts ${o.files.join(' ')}`);
   }
 } while (Date.now() < deadline);
 

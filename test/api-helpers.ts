@@ -2,6 +2,7 @@
 import { expect } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
 import type { Client, Frame } from './helpers.js';
+import { metricValue } from './helpers.js';
 
 export interface ApiResponse {
   status: number;
@@ -90,15 +91,7 @@ export async function request(c: Client, op: Record<string, unknown>, timeoutMs?
 export async function metric(node: RoomcastNode, name: string, labels: Record<string, string> = {}): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${node.port}/metrics`);
   expect(res.status).toBe(200);
-  const text = await res.text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eE]+|NaN|\+Inf)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) sum += Number(m[3]);
-  }
-  return sum;
+  return metricValue(await res.text(), name, labels);
 }
 
 /** Polls `fn` until it returns true (or throws after `timeoutMs`). */

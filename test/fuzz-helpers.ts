@@ -5,10 +5,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { decode, encode, ExtData } from '@msgpack/msgpack';
 import WebSocket from 'ws';
+import { metricValue } from './helpers.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -715,17 +714,6 @@ export async function metricsText(port: number): Promise<string> {
   return res.text();
 }
 
-/** Sum of a metric's samples whose labels include every `labels` pair. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eE]+|NaN|\+Inf)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = new Map([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
-    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) sum += Number(m[3]);
-  }
-  return sum;
-}
 
 export async function metric(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
   return metricValue(await metricsText(port), name, labels);
@@ -733,16 +721,8 @@ export async function metric(port: number, name: string, labels: Record<string, 
 
 // ---- process probes ----
 
-let gcFn: (() => void) | undefined;
-/** Full GC, so RSS reflects live memory rather than garbage. */
-export function forceGc(): void {
-  if (!gcFn) {
-    v8.setFlagsFromString('--expose_gc');
-    gcFn = runInNewContext('gc') as () => void;
-  }
-  gcFn();
-  gcFn();
-}
+export { forceGc, metricValue } from './helpers.js';
+
 
 export const rssMb = (): number => process.memoryUsage().rss / 1048576;
 

@@ -2,6 +2,8 @@
 import { decode, encode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
 import { inflateRawSync } from 'node:zlib';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { buildConfig } from '../src/config/load.js';
 import type { ConfigInput } from '../src/config/schema.js';
 import { mintToken, type MintOptions } from '../src/auth/tokens.js';
@@ -147,3 +149,26 @@ export async function joinedClient(node: RoomcastNode, uid: string, room: string
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Sum of a metric's samples whose labels include every `labels` pair. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([-+0-9.eE]+|NaN|\+Inf)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = new Map([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
+    if (Object.entries(labels).every(([k, v]) => have.get(k) === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+let gcFn: (() => void) | undefined;
+/** Full GC (exposed at run time), so RSS reflects live memory rather than garbage. */
+export function forceGc(): void {
+  if (!gcFn) {
+    v8.setFlagsFromString('--expose_gc');
+    gcFn = runInNewContext('gc') as () => void;
+  }
+  gcFn();
+  gcFn();
+}

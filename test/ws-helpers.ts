@@ -1,8 +1,6 @@
 // Extra helpers for the WebSocket/protocol suite (test/ws-*.test.ts). Everything here talks to
 // real workers over real sockets; nothing reaches into the engine except to generate load.
 import { createHmac } from 'node:crypto';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { decode, encode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
 import type { RoomcastNode } from '../src/node.js';
@@ -278,15 +276,7 @@ export class CountingMember {
 
 // ---- memory ----
 
-let gcFn: (() => void) | undefined;
-/** Full GC (exposed at run time), so RSS reflects live memory rather than garbage. */
-export function forceGc(): void {
-  if (!gcFn) {
-    v8.setFlagsFromString('--expose_gc');
-    gcFn = runInNewContext('gc') as () => void;
-  }
-  gcFn();
-  gcFn();
-}
+export { forceGc } from './helpers.js';
+
 
 export { sleep };
