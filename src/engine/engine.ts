@@ -41,6 +41,8 @@ interface ConnState {
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
+/** Relative change of a room's member count that warrants a `members` push. */
+const MEMBERS_PUSH_CHANGE = 0.01;
 
 export class Engine {
   readonly membership = new Membership();
@@ -372,7 +374,10 @@ export class Engine {
     this.o.metrics.rooms.set(counts.size);
     for (const room of counts.keys()) {
       const count = Math.max(this.o.bus.members(room), counts.get(room) ?? 0);
-      if (this.lastPushed.get(room) === count) continue;
+      const last = this.lastPushed.get(room);
+      // A push is one frame to every member: in a huge room only a change of at least 1%
+      // is worth it (while an audience pours in, the count changes every interval).
+      if (last !== undefined && Math.abs(count - last) < Math.max(1, last * MEMBERS_PUSH_CHANGE)) continue;
       this.lastPushed.set(room, count);
       this.o.publisher.publish(room, encodeFrame({ op: 'members', room, count }));
     }
