@@ -31,6 +31,8 @@ export interface JoinRequest {
 const REPLAY_MAX_ENTRIES = 100;
 const REPLAY_MAX_BYTES = 64 * 1024;
 const RANGE_PAGE = 500;
+/** Longest wait for this worker's delivery to reach a joiner's `since`. */
+const AHEAD_WAIT_MS = 2000;
 
 export class Rooms {
   private readonly following = new Map<string, Promise<RoomHead>>();
@@ -48,6 +50,7 @@ export class Rooms {
       this.release(room);
       return undefined;
     }
+    if (req.since !== undefined) await this.deliveredUpTo(room, req.since, req.epoch);
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
     const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
@@ -82,6 +85,20 @@ export class Rooms {
   private enter(c: Connection, room: string): void {
     if (!c.subscribed(room)) c.subscribe(room);
     this.o.membership.join(c, room);
+  }
+
+  /**
+   * A member moving from another worker (after a crash or a drain) may have seen seqs this
+   * worker has not read from the bus yet; wait briefly until it has, rather than answer
+   * recovered:false for a gap that does not exist.
+   */
+  private async deliveredUpTo(room: string, since: number, epoch: string | undefined): Promise<void> {
+    const deadline = Date.now() + AHEAD_WAIT_MS;
+    for (;;) {
+      const last = this.o.pipeline.lastDelivered(room);
+      if (!last || (epoch !== undefined && epoch !== last.epoch) || last.seq >= since || Date.now() >= deadline) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   private recoverable(last: RoomHead, since: number, epoch: string | undefined): boolean {
