@@ -87,7 +87,6 @@ export class Engine {
       membership: this.membership,
       pipeline: this.pipeline,
       maxReplay: c.history,
-      compressThreshold: c.compressThreshold,
       replayBufferBytes: Math.floor(c.maxBackpressure / 4),
     });
     o.metrics.tickTarget.set(c.tickMs / 1000);

@@ -4,7 +4,6 @@
 // stream is contiguous and in order.
 import type { Bus, LogEntry, RoomHead } from '../bus/bus.js';
 import { WireError } from '../protocol/errors.js';
-import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import { mergeBatch, type TickPipeline } from '../tick/pipeline.js';
@@ -15,7 +14,6 @@ export interface RoomsOptions {
   pipeline: TickPipeline;
   /** Largest recovery gap, in log entries (beyond it: recovered:false). */
   maxReplay: number;
-  compressThreshold: number;
   /** A replay pauses while the member's send buffer holds more than this (bytes). */
   replayBufferBytes: number;
 }
@@ -128,7 +126,7 @@ export class Rooms {
       for (const frame of chunks(next)) {
         await c.drained(this.o.replayBufferBytes);
         if (!isOpen() || !c.rooms.has(room)) return;
-        this.sendReplay(c, room, epoch, frame);
+        c.send(mergeBatch(room, epoch, frame)); // compressed by the connection when it asked
         after = frame[frame.length - 1]!.seq;
       }
     }
@@ -165,12 +163,6 @@ export class Rooms {
     this.o.pipeline.unfollowed(room);
   }
 
-  private sendReplay(c: Connection, room: string, epoch: string, entries: LogEntry[]): void {
-    const frame = mergeBatch(room, epoch, entries);
-    if (!c.compress) return c.send(frame);
-    const plain = encodeFrame(frame);
-    c.sendEncoded(plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : plain);
-  }
 }
 
 /** Splits consecutive entries into replay frames of bounded size. */
