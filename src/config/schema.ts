@@ -36,6 +36,12 @@ export const configSchema = z
     compressThreshold: z.number().int().min(0).default(1024).describe('z frames only for encoded frames over this size (bytes)'),
     idleTimeoutSec: z.number().int().min(8).max(960).default(60).describe('close sockets silent this long (welcome.hb)'),
     membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
+    membersPushMaxMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(30000)
+      .describe('longest gap between members pushes: the gap grows with the room (membersPushMs per 10k members)'),
     kickSeconds: z.number().int().min(0).default(60).describe('rejoin ban after a kick without seconds'),
     muteSeconds: z.number().int().min(1).default(300).describe('mute length when a mute gives no seconds'),
     drainMs: z.number().int().min(0).default(5000).describe('max jittered reconnectMs in bye while draining'),

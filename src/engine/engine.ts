@@ -19,6 +19,7 @@ import { RateLimiter } from '../tick/rate-limit.js';
 import { Ticker } from '../tick/ticker.js';
 import { encodeFrame } from '../protocol/codec.js';
 import { Rooms } from './rooms.js';
+import { membersPushDue, type MembersPush } from '../rooms/members-push.js';
 import type { ApiMessage } from '../api/routes.js';
 
 export interface EngineOptions {
@@ -41,8 +42,6 @@ interface ConnState {
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
-/** Relative change of a room's member count that warrants a `members` push. */
-const MEMBERS_PUSH_CHANGE = 0.01;
 
 export class Engine {
   readonly membership = new Membership();
@@ -55,7 +54,7 @@ export class Engine {
   private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
   private readonly state = new WeakMap<Connection, ConnState>();
   private readonly all = new Set<Connection>();
-  private readonly lastPushed = new Map<string, number>();
+  private readonly lastPushed = new Map<string, MembersPush>();
   private readonly now: () => number;
   private timers: NodeJS.Timeout[] = [];
   private draining = false;
@@ -371,13 +370,12 @@ export class Engine {
     const counts = this.membership.counts();
     this.o.bus.reportMembers(counts);
     this.o.metrics.rooms.set(counts.size);
+    const now = this.now();
     for (const room of counts.keys()) {
       const count = Math.max(this.o.bus.members(room), counts.get(room) ?? 0);
       const last = this.lastPushed.get(room);
-      // A push is one frame to every member: in a huge room only a change of at least 1%
-      // is worth it (while an audience pours in, the count changes every interval).
-      if (last !== undefined && Math.abs(count - last) < Math.max(1, last * MEMBERS_PUSH_CHANGE)) continue;
-      this.lastPushed.set(room, count);
+      if (last !== undefined && !membersPushDue(last, count, now, this.o.config)) continue;
+      this.lastPushed.set(room, { count, at: now });
       this.o.publisher.publish(room, encodeFrame({ op: 'members', room, count }));
     }
     for (const room of this.lastPushed.keys()) if (!counts.has(room)) this.lastPushed.delete(room);
