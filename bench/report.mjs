@@ -2,7 +2,7 @@
 // Renders bench/RESULTS.md from bench/results/*.json: the newest result of each scenario
 // (or the files given as arguments), with the machine, the commands, a table per scenario
 // (roomcast and each peer side by side, and the ratios roomcast/peer) and what limits them.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_DIR, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
 
@@ -86,6 +86,7 @@ function contendersSection(r, perRoom) {
       ]);
     }
   }
+  const stops = cs.filter((c) => c.stoppedAt).map((c) => `${c.label} ×${c.workers} stopped at rate ${fmt(c.stoppedAt.rate, perRoom ? 1 : 0)}: ${c.stoppedAt.error}`);
   out.push(
     table(
       ['contender', 'workers', perRoom ? 'msgs/s in (all rooms)' : 'rate in', 'posted/s', 'delivered msgs/s', 'frames/s', 'frames/member/s', 'msgs/frame', 'MiB/s', 'misses (members)', 'p50 / p99 / max ms', 'server CPU %', 'gen CPU %', 'roomcast tick',
@@ -93,6 +94,7 @@ function contendersSection(r, perRoom) {
       rows,
     ),
   );
+  if (stops.length) out.push(`\nSweeps that stopped early (the rows above are what they sustained before):\n\n${stops.map((t) => `- ${t}`).join('\n')}`);
   if (r.ratios?.length) {
     out.push('\nRatios roomcast / peer, measured in the same run (msgs/s and frames/s: higher is better for roomcast; p99, CPU and RSS: lower is better):\n');
     out.push(
@@ -247,6 +249,9 @@ function render() {
     else if (s === 'million') out.push(million(r));
     else if (s === 'api') out.push(api(r));
     else if (s === 'adaptive') out.push(adaptive(r));
+    // Hand-written notes on a scenario (runs that stopped early, what limited them) survive re-rendering.
+    const notes = join(BENCH_DIR, 'notes', `${s}.md`);
+    if (existsSync(notes)) out.push(`\n${readFileSync(notes, 'utf8').trim()}`);
     out.push('');
   }
   out.push(LIMITS);

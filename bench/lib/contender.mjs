@@ -56,12 +56,21 @@ export async function runContender(o) {
     await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: o.rooms, rate: 0, maxMs: o.maxMs, ...(o.senderConfig ?? {}) });
     out.baseline = await baseline(target, fleet, o.rooms);
     for (const rate of o.rates) {
-      const row = await measureStep({
-        target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? o.redis : o.redisForSingle ?? null,
-        rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
-        label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
-        quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,
-      });
+      let row;
+      try {
+        row = await measureStep({
+          target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? o.redis : o.redisForSingle ?? null,
+          rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
+          label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
+          quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,
+        });
+      } catch (err) {
+        // A contender that cannot finish a step (e.g. too busy working off a backlog to answer
+        // the tail check) keeps the rates it sustained; the report says where it stopped.
+        out.stoppedAt = { rate, error: String(err.message) };
+        log(`  ${target.label} ×${o.workers} stopped at rate ${rate}: ${err.message}`);
+        break;
+      }
       row.serverRssPerMemberKiB = out.serverRssPerMemberKiB;
       if (o.maxP99Ms && row.latencyMs.p99 !== null && row.latencyMs.p99 > o.maxP99Ms) {
         row.ok = false;

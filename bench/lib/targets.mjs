@@ -24,6 +24,9 @@ export const TARGETS = {
 };
 
 /** A tiny HTTP client (keep-alive off) for control requests. */
+/** The tail check asks a server that may still be working off a backlog: give it time. */
+const SEQS_TIMEOUT_MS = 60_000;
+
 export function http(method, url, { body, headers = {}, timeoutMs = 10_000 } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
@@ -173,7 +176,7 @@ export async function startTarget(kind, o) {
         const worker = async () => {
           while (next < rooms.length) {
             const i = next++;
-            const r = await http('GET', `${apiBase}/v1/rooms/${encodeURIComponent(rooms[i])}`, { headers: { Authorization: `Bearer ${API_KEY}` } });
+            const r = await http('GET', `${apiBase}/v1/rooms/${encodeURIComponent(rooms[i])}`, { headers: { Authorization: `Bearer ${API_KEY}` }, timeoutMs: SEQS_TIMEOUT_MS });
             if (r.status === 200) out[i] = JSON.parse(r.text).seq;
             else if (r.status !== 404) throw new Error(`GET /v1/rooms/${rooms[i]}: ${r.status} ${r.text}`);
           }
@@ -181,7 +184,7 @@ export async function startTarget(kind, o) {
         await Promise.all(Array.from({ length: Math.min(16, rooms.length) }, worker));
         return out;
       }
-      const r = await http('GET', `${apiBase}/seqs`);
+      const r = await http('GET', `${apiBase}/seqs`, { timeoutMs: SEQS_TIMEOUT_MS });
       const s = JSON.parse(r.text);
       return rooms.map((room) => s[room] ?? 0);
     },
