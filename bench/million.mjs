@@ -28,6 +28,8 @@ const f = parseFlags(
     idleS: { type: 'number', default: 10, help: 'idle Redis ops/s measurement seconds' },
     reachTimeoutS: { type: 'number', default: 180, help: 'longest wait for one probe to reach everyone' },
     connectTimeoutS: { type: 'number', default: 1800, help: 'longest connect phase' },
+    stallS: { type: 'number', default: 180, help: 'end the connect phase when no member connected for this long (then measure those connected)' },
+    askTimeoutS: { type: 'number', default: 180, help: 'longest wait for a generator to answer a control message (a starved box answers late)' },
     skipChecks: { type: 'boolean', default: false, help: 'run even if a limit check fails' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
@@ -76,12 +78,13 @@ async function phase(name, target, redis, sender, members, gens, addrs) {
     procs: gens, members, proto: 'roomcast', client: 'lite', urls: target.urls, rooms: [ROOM], addrs,
     secret: target.secret, uidPrefix: `${name}-`, tokenTtlSec: 7200, latencySample: 0, connectRate: f.connectRate,
     maxPending: f.maxPending || Math.min(4000, 256 * f.workers), connectTimeoutMs: 60_000, retries: 5, maxMs: 6 * 3_600_000,
+    askTimeoutMs: f.askTimeoutS * 1000,
   });
   const out = { members, gens, addrs: addrs.length };
   try {
     await fleet.start();
-    const conn = await fleet.waitConnected({ label: `${name}: `, timeoutMs: f.connectTimeoutS * 1000 });
-    out.connect = { opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec), failReasons: conn.failReasons, closes: conn.closes };
+    const conn = await fleet.waitConnected({ label: `${name}: `, timeoutMs: f.connectTimeoutS * 1000, stallMs: f.stallS * 1000 });
+    out.connect = { stopped: conn.stopped, opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec), failReasons: conn.failReasons, closes: conn.closes };
     await sleep(3000);
     const rssAfter = totalRss(target.pids());
     const g = await fleet.window(false);

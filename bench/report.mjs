@@ -139,7 +139,7 @@ function million(r) {
     if (!p) return null;
     const reach = p.probes.map((q) => q.reachAllMs).sort((a, b) => a - b);
     return [
-      fmt(p.members), `${fmt(p.connect.opened)} (${fmt(p.connect.failed)} failed)`, `${fmt(p.connect.perSec)} /s (${fmt(p.connect.secs)} s)`,
+      fmt(p.members), `${fmt(p.connect.opened)} (${fmt(p.connect.failed)} failed)${p.connect.stopped ? `; connect phase ${p.connect.stopped}` : ''}`, `${fmt(p.connect.perSec)} /s (${fmt(p.connect.secs)} s)`,
       `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
       `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})`,
       p.probes.map((q) => `${ms(q.latencyMs.p50)}/${ms(q.latencyMs.p99)}`).join(', '),

@@ -89,6 +89,7 @@ export class Fleet {
       };
       await this.ask(this.children.length - 1, { type: 'start', config });
       first += count;
+      if (procs > 8 && (p + 1) % 8 === 0) log(`started ${p + 1}/${procs} generator processes`);
     }
     onCleanup(() => this.stop());
   }
@@ -97,7 +98,7 @@ export class Fleet {
     return this.children.map((c) => c.child.pid);
   }
 
-  ask(idx, msg, timeoutMs = 30_000) {
+  ask(idx, msg, timeoutMs = this.o.askTimeoutMs ?? 30_000) {
     const id = ++this.seq;
     const { child } = this.children[idx];
     return new Promise((resolve, reject) => {
@@ -123,14 +124,32 @@ export class Fleet {
   }
 
   /** Waits until every member is open (and joined, for protocols that join), printing progress. */
-  async waitConnected({ timeoutMs = 600_000, needJoined = true, label = '' } = {}) {
+  async waitConnected({ timeoutMs = 600_000, needJoined = true, label = '', stallMs = Infinity } = {}) {
     const t0 = this.startedAt ?? Date.now();
     let lastPrint = 0;
     let c;
+    let stopped = null;
+    let progressAt = Date.now();
+    let lastOpened = -1;
     for (;;) {
-      c = await this.sum({ type: 'counts' });
-      const done = c.pendingStart === 0 && c.connecting === 0 && (!needJoined || c.joined >= c.opened);
+      let polled;
+      try {
+        polled = await this.sum({ type: 'counts' });
+      } catch (err) {
+        // A generator starved of CPU answers late: skip this poll, the phase's own limits still hold.
+        log(`${label}progress poll failed (${err.message}); polling again`);
+      }
+      if (polled) c = polled;
       const now = Date.now();
+      if (!c) {
+        if (now - t0 > timeoutMs) throw new Error(`no generator answered within ${timeoutMs / 1000} s`);
+        continue;
+      }
+      if (c.opened > lastOpened) {
+        lastOpened = c.opened;
+        progressAt = now;
+      }
+      const done = c.pendingStart === 0 && c.connecting === 0 && (!needJoined || c.joined >= c.opened);
       if (done || now - lastPrint > 2000) {
         lastPrint = now;
         const secs = (now - t0) / 1000;
@@ -140,15 +159,17 @@ export class Fleet {
         );
       }
       if (done) break;
-      if (now - t0 > timeoutMs) {
-        log(`connect phase timed out after ${timeoutMs / 1000} s`);
+      if (now - t0 > timeoutMs) stopped = `timed out after ${Math.round(timeoutMs / 1000)} s`;
+      else if (now - progressAt > stallMs) stopped = `stalled: no new member for ${Math.round(stallMs / 1000)} s`;
+      if (stopped) {
+        log(`${label}connect phase ${stopped} at ${c.opened} members`);
         break;
       }
       await sleep(250);
     }
     const secs = (Date.now() - t0) / 1000;
     const w = await this.sum({ type: 'window', reset: false });
-    return { opened: c.opened, joined: c.joined, failed: c.failed, closed: c.closed, rssStart: c.rssStart, closes: w.closes, secs, perSec: c.opened / secs, rss: c.rss, failReasons: w.failReasons, lostSamples: w.lostSamples };
+    return { opened: c.opened, joined: c.joined, failed: c.failed, closed: c.closed, rssStart: c.rssStart, closes: w.closes, secs, perSec: c.opened / secs, rss: c.rss, failReasons: w.failReasons, lostSamples: w.lostSamples, stopped };
   }
 
   /** Aggregated window stats; reset starts a new window. */
