@@ -2,7 +2,7 @@
 // per room to the bus in one round trip, replying to senders when the append resolves;
 // (2) merge what the bus delivered for each followed room into one `batch` frame, encode it
 // once (and compress once when asked and big), and hand it to uWS publish.
-import type { Bus, LogEntry, RoomHead, AppendItem } from '../bus/bus.js';
+import type { Bus, EntryBody, LogEntry, RoomHead, AppendItem } from '../bus/bus.js';
 import { kindLabel, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
@@ -87,8 +87,11 @@ export class TickPipeline {
   onEntries(room: string, epoch: string, entries: LogEntry[]): void {
     if (!this.delivered.has(room)) return;
     const box = this.inbox.get(room);
-    if (box && box.epoch === epoch) box.entries.push(...entries);
-    else this.inbox.set(room, { epoch, entries: entries.slice() });
+    if (box && box.epoch === epoch) {
+      // This worker's own entries may be queued already (ownEntry): skip their read copies.
+      const tail = box.entries[box.entries.length - 1]?.seq ?? 0;
+      for (const e of entries) if (e.seq > tail) box.entries.push(e);
+    } else this.inbox.set(room, { epoch, entries: entries.slice() });
     const t = this.now();
     for (const e of entries) this.o.metrics.busReadLag.observe(Math.max(0, t - e.ts) / 1000);
   }
@@ -137,6 +140,7 @@ export class TickPipeline {
     }
     this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
     results.forEach((r, i) => {
+      if (!(r instanceof Error)) this.ownEntry(items[i]!.room, r, items[i]!.entry);
       const { shown, likes } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
@@ -147,6 +151,24 @@ export class TickPipeline {
       if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
       for (const reply of likes) reply(outcome);
     });
+  }
+
+  /**
+   * This worker's own appended entry goes out in the same tick when it directly follows what
+   * the room's members have or are about to get: waiting for the bus to read it back would
+   * cost a whole tick. The read copy is then skipped as already seen; an entry from another
+   * worker in between means it waits for the read as before.
+   */
+  private ownEntry(room: string, head: RoomHead, body: EntryBody): void {
+    const last = this.delivered.get(room);
+    if (!last || last.epoch !== head.epoch) return;
+    const box = this.inbox.get(room);
+    if (box && box.epoch !== head.epoch) return;
+    const tail = box?.entries[box.entries.length - 1]?.seq ?? last.seq;
+    if (head.seq !== tail + 1) return;
+    const entry: LogEntry = { ...body, seq: head.seq };
+    if (box) box.entries.push(entry);
+    else this.inbox.set(room, { epoch: head.epoch, entries: [entry] });
   }
 
   /** Applies the room's budget share; sampled-out messages are answered at once. */

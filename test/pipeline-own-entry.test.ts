@@ -1,0 +1,99 @@
+// The tick pipeline on a real Redis streams bus: a worker's own appended entry is published in
+// the same tick (not a tick later, after the bus read it back), its read copy is not published
+// again, and an entry from another worker in between still goes out in log order.
+import { decode } from '@msgpack/msgpack';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BusHandler } from '../src/bus/bus.js';
+import { RedisStreamsBus } from '../src/bus/redis-streams-bus.js';
+import { createMetrics } from '../src/metrics/metrics.js';
+import { Outboxes } from '../src/tick/outbox.js';
+import { TickPipeline } from '../src/tick/pipeline.js';
+import type { Msg } from '../src/protocol/ops.js';
+import { RedisServer } from './redis-server.js';
+import { sleep } from './helpers.js';
+
+interface Published {
+  from: number;
+  to: number;
+  msgs: Msg[];
+}
+
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await RedisServer.launch();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+let n = 0;
+async function worker(prefix: string) {
+  const bus = new RedisStreamsBus({ url: redis.url, prefix, history: 100, workerId: `p${++n}`, heartbeatMs: 1000, blockMs: 50, epochCheckMs: 5000, reconnectMaxMs: 200, commandTimeoutMs: 1000 });
+  const outboxes = new Outboxes();
+  const published: Published[] = [];
+  const pipeline = new TickPipeline({
+    bus,
+    outboxes,
+    publisher: {
+      publish: (_room, plain) => {
+        const f = decode(plain) as Published;
+        published.push({ from: f.from, to: f.to, msgs: f.msgs });
+        return { receivers: 1, bytes: plain.byteLength };
+      },
+    },
+    metrics: createMetrics(new Registry()),
+    roomChatBudget: 1000,
+    compressThreshold: 1 << 20,
+    budgetShare: () => 1,
+  });
+  const handler: BusHandler = { onEntries: (room, epoch, entries) => pipeline.onEntries(room, epoch, entries), onControl: () => {} };
+  await bus.start(handler);
+  const say = (room: string, b: string) =>
+    new Promise<unknown>((resolve) => outboxes.addHigh(room, { msg: { u: 'sys', k: 'system', b, t: Date.now() }, reply: resolve }));
+  return { bus, pipeline, published, say };
+}
+
+describe('a worker publishes its own entries in the tick that appended them', () => {
+  it('same tick, no duplicate from the read copy, and log order with another worker', async () => {
+    const prefix = `own${process.pid}`;
+    const a = await worker(prefix);
+    const b = await worker(prefix);
+    const room = 'r-own';
+    try {
+      a.pipeline.followed(room, await a.bus.follow(room));
+      b.pipeline.followed(room, await b.bus.follow(room));
+
+      // A's own entry: out in the very tick that appended it.
+      const acked = a.say(room, 'one');
+      await a.pipeline.tick();
+      expect(await acked).toEqual({ shown: true, seq: 1 });
+      expect(a.published).toEqual([{ from: 1, to: 1, msgs: [expect.objectContaining({ b: 'one' })] }]);
+
+      // The bus reads it back; the next ticks do not publish it again.
+      await sleep(200);
+      await a.pipeline.tick();
+      await a.pipeline.tick();
+      expect(a.published).toHaveLength(1);
+
+      // B appends seq 2; A has not read it yet when it appends seq 3: A's entry must wait for
+      // the read, so its members still get 2 before 3.
+      const fromB = b.say(room, 'two');
+      await b.pipeline.tick();
+      expect(await fromB).toEqual({ shown: true, seq: 2 });
+      const fromA = a.say(room, 'three');
+      await a.pipeline.tick();
+      expect(await fromA).toEqual({ shown: true, seq: 3 });
+      for (let i = 0; i < 50 && a.published.at(-1)?.to !== 3; i++) {
+        await sleep(20);
+        await a.pipeline.tick();
+      }
+      const seqs = a.published.flatMap((p) => Array.from({ length: p.to - p.from + 1 }, (_, i) => p.from + i));
+      expect(seqs).toEqual([1, 2, 3]);
+      expect(a.published.flatMap((p) => p.msgs.map((m) => m.b))).toEqual(['one', 'two', 'three']);
+    } finally {
+      await a.bus.close();
+      await b.bus.close();
+    }
+  });
+});
