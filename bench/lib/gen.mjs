@@ -57,6 +57,8 @@ export class Fleet {
     const per = Math.ceil(members / procs);
     if (per > 19_000) throw new Error(`${per} members per generator process is over the ~19k open-file budget; use more --gens`);
     let first = 0;
+    let started = 0;
+    const starts = [];
     for (let p = 0; p < procs && first < members; p++) {
       const count = Math.min(per, members - first);
       const child = fork(WORKER, [], {
@@ -79,6 +81,7 @@ export class Fleet {
       const config = {
         ...this.o,
         members: count,
+        totalMembers: members,
         firstIndex: first,
         connectRate: Math.max(1, (this.o.connectRate ?? 5000) / procs),
         maxPending: Math.max(16, Math.floor((this.o.maxPending ?? 2000) / procs)),
@@ -87,10 +90,15 @@ export class Fleet {
         senders: sendersHere,
         pingEveryMs: 0,
       };
-      await this.ask(this.children.length - 1, { type: 'start', config });
+      // Started side by side: on a loaded box one Node start takes seconds.
+      starts.push(
+        this.ask(this.children.length - 1, { type: 'start', config }).then(() => {
+          if (procs > 8 && ++started % 8 === 0) log(`started ${started}/${procs} generator processes`);
+        }),
+      );
       first += count;
-      if (procs > 8 && (p + 1) % 8 === 0) log(`started ${p + 1}/${procs} generator processes`);
     }
+    await Promise.all(starts);
     onCleanup(() => this.stop());
   }
 
@@ -145,8 +153,9 @@ export class Fleet {
         if (now - t0 > timeoutMs) throw new Error(`no generator answered within ${timeoutMs / 1000} s`);
         continue;
       }
-      if (c.opened > lastOpened) {
-        lastOpened = c.opened;
+      // progress = connections ever opened (members closed meanwhile do not hide new ones)
+      if (c.opened + c.closed > lastOpened) {
+        lastOpened = c.opened + c.closed;
         progressAt = now;
       }
       const done = c.pendingStart === 0 && c.connecting === 0 && (!needJoined || c.joined >= c.opened);
