@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { LAG_SAMPLE_MS } from '../metrics/metrics.js';
 import type { Config } from '../config/schema.js';
 import { freePort } from '../gateway/free-port.js';
 import { restartDelayMs } from './backoff.js';
@@ -41,7 +42,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const devSecret = randomBytes(32).toString('hex');
   const registry = new Registry();
   registry.setDefaultLabels({ worker: 'supervisor' });
-  collectDefaultMetrics({ register: registry, prefix: 'roomcast_' });
+  collectDefaultMetrics({ register: registry, prefix: 'roomcast_', eventLoopMonitoringPrecision: LAG_SAMPLE_MS });
   const restarts = new Counter({
     name: 'roomcast_worker_restarts_total',
     help: 'worker processes restarted after a crash',
