@@ -137,14 +137,15 @@ function million(r) {
   const x = r.result;
   const phase = (p) => {
     if (!p) return null;
-    const reach = p.probes.map((q) => q.reachAllMs).sort((a, b) => a - b);
+    const probes = p.probes ?? [];
+    const reach = probes.map((q) => q.reachAllMs).sort((a, b) => a - b);
     return [
-      fmt(p.members), `${fmt(p.connect.opened)} (${fmt(p.connect.failed)} failed)${p.connect.stopped ? `; connect phase ${p.connect.stopped}` : ''}`, `${fmt(p.connect.perSec)} /s (${fmt(p.connect.secs)} s)`,
+      fmt(p.members), `${fmt(p.connect?.opened)} (${fmt(p.connect?.failed)} failed)${p.connect?.stopped ? `; connect phase ${p.connect.stopped}` : ''}`, `${fmt(p.connect?.perSec)} /s (${fmt(p.connect?.secs)} s)`,
       `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
-      `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})`,
-      p.probes.map((q) => `${ms(q.latencyMs.p50)}/${ms(q.latencyMs.p99)}`).join(', '),
-      fmt(p.idle.redis.opsPerSec), fmt(p.steady.redis.opsPerSec), `${fmt(p.idle.serverCpuPct)}% / ${fmt(p.steady.serverCpuPct)}%`,
-      p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)} missed)`,
+      reach.length ? `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})` : '–',
+      probes.map((q) => `${ms(q.latencyMs.p50)}/${ms(q.latencyMs.p99)}`).join(', ') || '–',
+      p.idle ? fmt(p.idle.redis.opsPerSec) : '–', p.steady ? fmt(p.steady.redis.opsPerSec) : '–', `${p.idle ? fmt(p.idle.serverCpuPct) : '–'}% / ${p.steady ? fmt(p.steady.serverCpuPct) : '–'}%`,
+      p.tail ? (p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)} missed)`) : `not checked (stopped: ${p.error ?? '?'})`,
     ];
   };
   const out = [
