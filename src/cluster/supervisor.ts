@@ -11,12 +11,14 @@ import { AggregatorRegistry, collectDefaultMetrics, Counter, Registry } from 'pr
 import { LAG_SAMPLE_MS } from '../metrics/metrics.js';
 import type { Config } from '../config/schema.js';
 import { freePort } from '../gateway/free-port.js';
-import { restartDelayMs } from './backoff.js';
+import { backoffMs } from '../util/backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker that stayed up this long resets its restart backoff. */
 const STABLE_MS = 30_000;
+/** Worker restarts: 250 ms doubling to 10 s, so a crash loop neither spins nor waits long. */
+const RESTART_BACKOFF = { baseMs: 250, maxMs: 10_000 };
 const COLLECT_TIMEOUT_MS = 2000;
 
 interface Slot {
@@ -103,7 +105,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
       slot.child = undefined;
       if (stopping) return;
       if (Date.now() - slot.startedAt > STABLE_MS) slot.attempts = 0;
-      const delay = restartDelayMs(slot.attempts++);
+      const delay = backoffMs(slot.attempts++, RESTART_BACKOFF);
       restarts.inc();
       log.error({ worker: slot.id, code, signal, restartInMs: delay }, 'worker exited; restarting');
       slot.restartTimer = setTimeout(() => spawn(slot), delay);
