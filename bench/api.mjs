@@ -48,7 +48,7 @@ main(async () => {
   const room = 'api';
   const runs = [];
   for (const workers of f.workers) {
-    if (redis) await redis.client.flushall();
+    if (redis) await redis.flush();
     const target = await startTarget('roomcast', {
       workers,
       redisUrl: redis?.url,

@@ -1,16 +1,22 @@
 #!/usr/bin/env node
 // Scenario 2, many-rooms: thousands of small rooms with traffic (API posts spread over the
-// rooms), roomcast and the peers under the same harness. Reports Redis ops/s, server CPU
-// per room, delivered msgs/s, misses and latency, and the ratios roomcast/peer.
+// rooms), roomcast and the peers under the same harness, at one or more room counts in one
+// run. Reports Redis commands and Redis CPU per message, idle Redis load, server CPU, RSS
+// per room, delivered msgs/s, misses and latency, and the ratios roomcast/peer. With
+// --redis-cluster roomcast runs on a local Redis Cluster (3 masters + 3 replicas); the peers
+// keep their single Redis.
 import { parseFlags, main, log, writeResult, needPackages, needBuild, PEER_PACKAGES, commandLine } from './lib/common.mjs';
 import { addrsFor } from './lib/gen.mjs';
-import { launchRedis } from './lib/redis.mjs';
+import { launchRedis, launchRedisCluster } from './lib/redis.mjs';
+import { mark, diff } from './lib/proc.mjs';
 import { runContender, ratios } from './lib/contender.mjs';
 import { checkLimits } from './lib/limits.mjs';
 
 const f = parseFlags(
   {
-    rooms: { type: 'number', default: 2000, help: 'number of rooms' },
+    rooms: { type: 'numbers', default: [2000], help: 'room counts to run (e.g. 2000,20000)' },
+    redisCluster: { type: 'boolean', default: false, help: 'roomcast on a local Redis Cluster (3 masters, 3 replicas)' },
+    idleS: { type: 'number', default: 10, help: 'seconds of idle Redis load measured before the steps (roomcast)' },
     membersPerRoom: { type: 'number', default: 5, help: 'members in each room' },
     workers: { type: 'numbers', default: [2], help: 'worker counts to run' },
     targets: { type: 'list', default: ['roomcast', 'uws', 'ws', 'sio'], help: 'contenders: roomcast,uws,ws,sio' },
@@ -31,35 +37,53 @@ const f = parseFlags(
 main(async () => {
   await needBuild();
   await needPackages(f.targets.flatMap((t) => PEER_PACKAGES[t] ?? []), `many-rooms with ${f.targets.join(',')}`);
-  const members = f.rooms * f.membersPerRoom;
-  await checkLimits({ members, perProcess: Math.min(19_000, members), processes: 8 });
+  const maxMembers = Math.max(...f.rooms) * f.membersPerRoom;
+  await checkLimits({ members: maxMembers, perProcess: Math.min(19_000, maxMembers), processes: 8 });
   const redis = await launchRedis();
-  const rooms = Array.from({ length: f.rooms }, (_v, i) => `room-${i}`);
-  const gens = f.gens || Math.max(2, Math.ceil(members / 18_000));
+  const cluster = f.redisCluster ? await launchRedisCluster() : null;
   const contenders = [];
-  for (const workers of f.workers) {
-    for (const kind of f.targets) {
-      log(`=== many-rooms: ${kind} ×${workers}, ${f.rooms} rooms × ${f.membersPerRoom} members`);
-      try {
-        const c = await runContender({
-          kind, workers, redis, redisForSingle: redis, members, rooms, gens, addrs: addrsFor(members),
-          rates: f.ratesPerRoom.map((r) => +(r * f.rooms).toFixed(2)),
-          stepS: f.stepS, warmupS: f.warmupS, client: f.client, latencySample: f.latencySample,
-          connectRate: f.connectRate, stopOnFail: false,
-          senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, maxInflight: 512 },
-          targetOpts: { redisAlways: true },
-          maxMs: 3_600_000,
-        });
-        for (const s of c.steps) {
-          s.ratePerRoom = +(s.rate / f.rooms).toFixed(3);
-          s.serverCpuPctPerRoom = +(s.serverCpuPct / f.rooms).toFixed(4);
-          s.serverCpuUsPerRoomPerSec = Math.round((s.serverCpuPct / 100) * 1e6 / f.rooms);
-          s.redisOpsPerRoomPerSec = s.redis ? +(s.redis.opsPerSec / f.rooms).toFixed(3) : null;
+  for (const roomCount of f.rooms) {
+    const members = roomCount * f.membersPerRoom;
+    const rooms = Array.from({ length: roomCount }, (_v, i) => `room-${i}`);
+    const gens = f.gens || Math.max(2, Math.ceil(members / 18_000));
+    for (const workers of f.workers) {
+      for (const kind of f.targets) {
+        log(`=== many-rooms: ${kind} ×${workers}, ${roomCount} rooms × ${f.membersPerRoom} members${kind === 'roomcast' && cluster ? ' (Redis Cluster)' : ''}`);
+        const rr = kind === 'roomcast' && cluster ? cluster : redis;
+        try {
+          const c = await runContender({
+            kind, workers, redis, roomcastRedis: cluster ?? undefined, redisForSingle: redis, members, rooms, gens, addrs: addrsFor(members),
+            rates: f.ratesPerRoom.map((r) => +(r * roomCount).toFixed(2)),
+            stepS: f.stepS, warmupS: f.warmupS, client: f.client, latencySample: f.latencySample,
+            connectRate: f.connectRate, stopOnFail: false,
+            senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, maxInflight: 512 },
+            targetOpts: { redisAlways: true },
+            maxMs: 3_600_000,
+            beforeSteps: async (target) => {
+              // Idle: members connected, nothing sent. Redis load must not grow with rooms.
+              const r0 = await rr.counters();
+              const c0 = mark(target.pids());
+              await new Promise((r) => setTimeout(r, f.idleS * 1000));
+              const idle = { redis: rr.rate(r0, await rr.counters()), serverCpuPct: diff(c0).cpuPct };
+              log(`idle: Redis ${idle.redis.opsPerSec} commands/s, server CPU ${idle.serverCpuPct}%`);
+              return idle;
+            },
+          });
+          c.rooms = roomCount;
+          c.redisCluster = kind === 'roomcast' && !!cluster;
+          c.serverRssPerRoomKiB = c.serverRssMiB ? +((c.serverRssMiB.after * 1024) / roomCount).toFixed(2) : null;
+          for (const s of c.steps) {
+            s.ratePerRoom = +(s.rate / roomCount).toFixed(3);
+            s.serverCpuPctPerRoom = +(s.serverCpuPct / roomCount).toFixed(4);
+            s.serverCpuUsPerRoomPerSec = Math.round((s.serverCpuPct / 100) * 1e6 / roomCount);
+            s.redisOpsPerRoomPerSec = s.redis ? +(s.redis.opsPerSec / roomCount).toFixed(3) : null;
+            s.serverRssPerRoomKiB = +((s.serverRssMiB * 1024) / roomCount).toFixed(2);
+          }
+          contenders.push(c);
+        } catch (err) {
+          log(`${kind} ×${workers} failed: ${err.message}`);
+          contenders.push({ kind, workers, members, rooms: roomCount, error: String(err.message), steps: [] });
         }
-        contenders.push(c);
-      } catch (err) {
-        log(`${kind} ×${workers} failed: ${err.message}`);
-        contenders.push({ kind, workers, members, error: String(err.message), steps: [] });
       }
     }
   }
@@ -67,7 +91,7 @@ main(async () => {
     flags: f,
     command: commandLine('many-rooms'),
     contenders,
-    ratios: ratios(contenders.filter((c) => !c.error)),
+    ratios: f.rooms.flatMap((n) => ratios(contenders.filter((c) => !c.error && c.rooms === n)).map((r) => ({ rooms: n, ...r }))),
   });
   log(`results: ${file}`);
 }, 3 * 3_600_000);

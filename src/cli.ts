@@ -2,7 +2,7 @@
 // argv / env / config file -> a validated config -> a running worker; and `roomcast token`.
 import { Command, Option } from 'commander';
 import { ConfigError, envName, loadConfig } from './config/load.js';
-import { configSchema } from './config/schema.js';
+import { configSchema, usesRedis } from './config/schema.js';
 import { mintToken, type Role } from './auth/tokens.js';
 import { startNode } from './node.js';
 import { startSupervisor } from './cluster/supervisor.js';
@@ -37,14 +37,14 @@ start.action(async (opts: Record<string, string | boolean>) => {
     }
     throw err;
   }
-  if (config.workers !== 1 && config.redis === null) {
-    console.error('roomcast: more than one worker needs --redis (workers share rooms through Redis streams)');
+  if (config.workers !== 1 && !usesRedis(config)) {
+    console.error('roomcast: more than one worker needs --redis or --redis-cluster (workers share rooms through Redis streams)');
     process.exit(2);
   }
   // With Redis, a supervisor runs the workers (even one: it restarts it); without, one
   // in-process worker with the in-memory bus is the embedded default.
   const stop =
-    config.redis === null
+    !usesRedis(config)
       ? (await startNode(config)).stop
       : (await startSupervisor(config, createLogger(config.logLevel, { role: 'supervisor' }))).stop;
   const shutdown = (signal: string) => {

@@ -16,7 +16,7 @@ import { Engine } from './engine/engine.js';
 import { Gateway } from './gateway/server.js';
 import { json } from './gateway/http.js';
 import { createLogger } from './log.js';
-import { createMetrics } from './metrics/metrics.js';
+import { busEvents, createMetrics } from './metrics/metrics.js';
 
 export interface RoomcastNode {
   readonly port: number;
@@ -52,7 +52,8 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     log.warn('DEV MODE: no --secret configured. Anyone can mint tokens at GET /dev/token. Never run this in production.');
   }
   const nodeId = config.nodeId ?? hostname();
-  const bus = deps.bus ?? createBus(config, nodeId, log);
+  let paceMs = () => config.tickMs;
+  const bus = deps.bus ?? createBus(config, nodeId, { log, events: busEvents(metrics), paceMs: () => paceMs() });
   const gateway = new Gateway({
     host: config.host,
     port: config.port,
@@ -73,6 +74,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     : undefined;
   const prefilter = createBlocklist(config.blocklist);
   const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter });
+  paceMs = () => engine.effectiveTickMs;
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');

@@ -316,4 +316,37 @@ describe('the review webhook', () => {
       await a.close();
     });
   });
+
+  describe('a slow reviewer', () => {
+    let node: RoomcastNode;
+    beforeAll(async () => {
+      node = await startTestNode({ ...BASE, tickMs: 20, reviewUrl: reviewer.url('/slow'), reviewTimeoutMs: 5000 });
+    });
+    afterAll(() => node?.stop());
+
+    it('holds back only the chat under review: other rooms and high-priority messages go out meanwhile', async () => {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      reviewer.handlers.set('/slow', async (messages, res, req) => {
+        await held;
+        approveAll(messages, res, req);
+      });
+      const a = await joinedClient(node, 'a', 'chatty');
+      const b = await joinedClient(node, 'b', 'elsewhere');
+      const pending = sendChat(a, 'chatty', 'under review');
+      await eventually(() => reviewer.count('/slow') > 0, 3000, 'the review call');
+      const t0 = Date.now();
+      const seq = await postShown(node, 'elsewhere', { kind: 'system', body: 'the show starts' });
+      await waitMsg(b, 'elsewhere', (m) => m.b === 'the show starts');
+      await postShown(node, 'chatty', { kind: 'gift', body: 'rose' });
+      await waitMsg(a, 'chatty', (m) => m.b === 'rose');
+      // Both went out while the webhook still held its answer.
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(seq).toBeGreaterThan(0);
+      release();
+      expect(await pending).toMatchObject({ op: 'ack', shown: true });
+      await waitMsg(a, 'chatty', (m) => m.b === 'under review');
+      await Promise.all([a.close(), b.close()]);
+    });
+  });
 });

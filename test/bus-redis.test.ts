@@ -3,6 +3,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomHead } from '../src/bus/bus.js';
+import { Keys } from '../src/bus/redis/keys.js';
 import { RedisStreamsBus, type RedisStreamsBusOptions } from '../src/bus/redis-streams-bus.js';
 import { body, busContract, CONTRACT_HISTORY, Recorder, sleep, until } from './bus-contract.js';
 import { RedisServer } from './redis-server.js';
@@ -15,13 +16,13 @@ let workers = 0;
 
 function makeBus(url: string, prefix: string, extra: Partial<RedisStreamsBusOptions> = {}): RedisStreamsBus {
   return new RedisStreamsBus({
-    url,
+    target: { url },
     prefix,
     history: CONTRACT_HISTORY,
     workerId: `w${++workers}`,
     heartbeatMs: HEARTBEAT_MS,
-    blockMs: 50,
-    epochCheckMs: 300,
+    blockMs: 1000,
+    partitions: 8,
     reconnectMaxMs: 200,
     commandTimeoutMs: 1000,
     ...extra,
@@ -62,18 +63,83 @@ describe('RedisStreamsBus specifics', () => {
     return { bus, rec };
   }
 
-  it('uses one hash-tagged stream per room whose entry ids are the seqs, trimmed near history', async () => {
+  it('keeps a room log (ids = seqs, trimmed near history), its meta and its partition stream in one hash slot', async () => {
     const prefix = nextPrefix();
+    const k = new Keys(prefix, 8);
     const { bus } = await started(prefix);
     for (let i = 0; i < 300; i++) await bus.append([{ room: 'keys', entry: body() }]);
-    expect(await admin.get(`${prefix}:{keys}:seq`)).toBe('300');
-    expect(await admin.get(`${prefix}:{keys}:epoch`)).toBe((await bus.head('keys')).epoch);
-    const last = await admin.xrevrange(`${prefix}:{keys}:log`, '+', '-', 'COUNT', 1);
+    const tag = `{p${k.partitionOf('keys')}}`;
+    for (const key of [k.meta('keys'), k.log('keys'), k.stream(k.partitionOf('keys'))]) expect(key).toContain(tag);
+    expect(await admin.hgetall(k.meta('keys'))).toEqual({ s: '300', e: (await bus.head('keys')).epoch });
+    const last = await admin.xrevrange(k.log('keys'), '+', '-', 'COUNT', 1);
     expect(last[0]?.[0]).toBe('300-1');
     // MAXLEN ~ trims whole stream nodes (100 entries by default): bounded, not exact.
-    const len = await admin.xlen(`${prefix}:{keys}:log`);
+    const len = await admin.xlen(k.log('keys'));
     expect(len).toBeGreaterThanOrEqual(CONTRACT_HISTORY);
     expect(len).toBeLessThanOrEqual(CONTRACT_HISTORY + 100);
+    const part = await admin.xrevrange(k.stream(k.partitionOf('keys')), '+', '-', 'COUNT', 1);
+    expect(part[0]?.[1].slice(0, 6)).toEqual(['r', 'keys', 's', '300', 'e', (await bus.head('keys')).epoch]);
+  });
+
+  it('costs one Redis call per appended room and reads partitions, not rooms', async () => {
+    const prefix = nextPrefix();
+    const { bus: reader } = await started(prefix);
+    const { bus: writer } = await started(prefix);
+    const rooms = Array.from({ length: 200 }, (_, i) => `many-${i}`);
+    for (const room of rooms) await reader.follow(room);
+    await sleep(300);
+    const before = await commandStats(admin);
+    const rounds = 10;
+    for (let i = 0; i < rounds; i++) await writer.append(rooms.map((room) => ({ room, entry: body() })));
+    await sleep(300);
+    const after = await commandStats(admin);
+    const calls = (cmd: string) => (after[cmd] ?? 0) - (before[cmd] ?? 0);
+    // One script call per appended entry: every room and every round.
+    expect(calls('evalsha') + calls('eval')).toBe(rooms.length * rounds);
+    // The reader's XREADs stay few (they read partitions), whatever the room count: no per-room reads.
+    expect(calls('xread')).toBeLessThan(rounds * 4);
+    expect(calls('xrange') + calls('xrevrange') + calls('get')).toBe(0);
+  });
+
+  it('expires every key of a room historyTtl after its last append; the next append starts a new epoch', async () => {
+    const prefix = nextPrefix();
+    const { bus } = await started(prefix, { historyTtlMs: 600 });
+    const { bus: other, rec } = await started(prefix, { historyTtlMs: 600 });
+    const baseline = (await admin.keys(`${prefix}:*`)).sort();
+    const head = await other.follow('brief');
+    const [first] = await bus.append([{ room: 'brief', entry: body() }]);
+    await bus.control({ type: 'mute', room: 'brief', untilMs: 1 });
+    await until(() => rec.of('brief').length === 1, 'live entry');
+    expect((await admin.keys(`${prefix}:*`)).length).toBeGreaterThan(baseline.length);
+    for (const key of await admin.keys(`${prefix}:*{p*`)) {
+      const ttl = await admin.pttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(600);
+    }
+    await until(async () => (await admin.keys(`${prefix}:*{p*`)).length === 0 && (await admin.exists(`${prefix}:control`)) === 0, 'keys expired', 3000);
+    // Member hashes and the worker set come and go with heartbeats; nothing else is left.
+    const left = (await admin.keys(`${prefix}:*`)).filter((k) => !k.includes(':members:') && !k.endsWith(':workers'));
+    expect(left.sort()).toEqual(baseline.filter((k) => !k.includes(':members:') && !k.endsWith(':workers')));
+    // Recovery after expiry: a new epoch, nothing to replay.
+    const gone = await bus.range('brief', 1, 10);
+    expect(gone.epoch).not.toBe((first as RoomHead).epoch);
+    expect(gone).toMatchObject({ entries: [], head: 0 });
+    const [next] = await bus.append([{ room: 'brief', entry: body() }]);
+    expect(next).toEqual({ epoch: gone.epoch, seq: 1 });
+    // The follower, still in the quiet room, carries on under the new epoch.
+    await until(() => rec.of('brief').length === 2, 'entry of the new epoch');
+    expect(rec.of('brief').map((e) => [e.epoch === head.epoch, e.entry.seq])).toEqual([
+      [true, 1],
+      [false, 1],
+    ]);
+  });
+
+  it('refuses to start against a deployment with another partition count', async () => {
+    const prefix = nextPrefix();
+    await started(prefix);
+    const bus = makeBus(shared.url, prefix, { partitions: 16 });
+    await expect(bus.start(new Recorder())).rejects.toThrow(/uses 8 bus partitions; this node is configured with 16/);
+    await bus.close();
   });
 
   it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
@@ -82,30 +148,30 @@ describe('RedisStreamsBus specifics', () => {
     bus.reportMembers(new Map([['big', 1000], ['small', 1]]));
     await until(() => bus.members('big') === 1000, 'own count');
     await sleep(HEARTBEAT_MS * 2);
-    expect(await admin.hgetall(`${prefix}:members:solo`)).toEqual({ big: '1000', small: '1' });
-    const ttl = await admin.pttl(`${prefix}:members:solo`);
+    expect(await admin.hgetall(`${prefix}:members:{solo}`)).toEqual({ big: '1000', small: '1' });
+    const ttl = await admin.pttl(`${prefix}:members:{solo}`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(HEARTBEAT_MS * 3);
     await bus.close();
     await sleep(HEARTBEAT_MS * 4);
-    expect(await admin.exists(`${prefix}:members:solo`)).toBe(0);
+    expect(await admin.exists(`${prefix}:members:{solo}`)).toBe(0);
   });
 
   it('picks up a room log lost under a follow (new epoch) without a reconnect', async () => {
     const prefix = nextPrefix();
-    // The writer notices through its own append's epoch; the reader only through its periodic check.
-    const { bus: writer, rec: wrec } = await started(prefix, { epochCheckMs: 60_000 });
+    // Both notice through the partition stream: its entries carry their epoch.
+    const { bus: writer, rec: wrec } = await started(prefix);
     const { bus: reader, rec } = await started(prefix);
     const head = await reader.follow('lost');
     expect(await writer.follow('lost')).toEqual(head);
     await writer.append([{ room: 'lost', entry: body() }]);
     await until(() => rec.of('lost').length === 1 && wrec.of('lost').length === 1, 'first entry');
-    await admin.del(`${prefix}:{lost}:log`, `${prefix}:{lost}:seq`, `${prefix}:{lost}:epoch`);
+    const k = new Keys(prefix, 8);
+    await admin.del(k.meta('lost'), k.log('lost'));
     const [after] = await writer.append([{ room: 'lost', entry: body() }]);
     const fresh = after as RoomHead;
     expect(fresh.seq).toBe(1);
     expect(fresh.epoch).not.toBe(head.epoch);
-    // Both XREADs still wait past seq 1 of the old log until an epoch check resets them.
     await until(() => rec.of('lost').length === 2 && wrec.of('lost').length === 2, 'entry of the new epoch');
     for (const r of [rec, wrec]) {
       expect(r.of('lost').map((e) => [e.epoch, e.entry.seq])).toEqual([
@@ -138,9 +204,9 @@ describe('RedisStreamsBus specifics', () => {
 
     it('survives a Redis restarted empty: a new epoch, and following continues', async () => {
       const prefix = nextPrefix();
-      // No periodic epoch check, and appends by another worker: the reconnect alone must notice.
-      const { bus, rec } = await started(prefix, { epochCheckMs: 60_000 }, server.url);
-      const { bus: writer } = await started(prefix, { epochCheckMs: 60_000 }, server.url);
+      // Appends by another worker: the reconnect must notice.
+      const { bus, rec } = await started(prefix, {}, server.url);
+      const { bus: writer } = await started(prefix, {}, server.url);
       const head = await bus.follow('phoenix');
       for (let i = 0; i < 3; i++) await writer.append([{ room: 'phoenix', entry: body() }]);
       await until(() => rec.of('phoenix').length === 3, 'entries before the restart');
@@ -220,3 +286,10 @@ describe('RedisStreamsBus specifics', () => {
     });
   });
 });
+
+/** Calls per command from INFO commandstats. */
+async function commandStats(admin: Redis): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const m of String(await admin.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) out[m[1]!] = Number(m[2]);
+  return out;
+}

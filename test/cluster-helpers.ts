@@ -50,7 +50,10 @@ export function assertBuilt(): void {
 
 export interface StartOptions {
   workers?: number;
-  redis: string;
+  /** One Redis URL, or… */
+  redis?: string;
+  /** …a Redis Cluster's seed nodes. */
+  redisCluster?: string;
   /** Extra CLI arguments (e.g. ['--chat-rate', '100']). */
   args?: string[];
   /** Name used in test failure messages. */
@@ -102,7 +105,7 @@ export class Supervisor {
     const args = [
       CLI, 'start',
       '--workers', String(workers),
-      '--redis', o.redis,
+      ...(o.redisCluster ? ['--redis-cluster', o.redisCluster] : ['--redis', o.redis ?? '']),
       '--port', '0',
       '--host', '127.0.0.1',
       '--secret', SECRET,

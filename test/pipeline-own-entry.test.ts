@@ -29,7 +29,7 @@ afterAll(async () => {
 
 let n = 0;
 async function worker(prefix: string) {
-  const bus = new RedisStreamsBus({ url: redis.url, prefix, history: 100, workerId: `p${++n}`, heartbeatMs: 1000, blockMs: 50, epochCheckMs: 5000, reconnectMaxMs: 200, commandTimeoutMs: 1000 });
+  const bus = new RedisStreamsBus({ target: { url: redis.url }, prefix, history: 100, workerId: `p${++n}`, heartbeatMs: 1000, reconnectMaxMs: 200, commandTimeoutMs: 1000 });
   const outboxes = new Outboxes();
   const published: Published[] = [];
   const pipeline = new TickPipeline({

@@ -13,8 +13,11 @@ import { baseline, measureStep, describeRow } from './steps.mjs';
  *      connectTimeoutMs, maxMs }
  */
 export async function runContender(o) {
-  if (o.redis) await o.redis.client.flushall();
-  const target = await startTarget(o.kind, { workers: o.workers, redisUrl: o.redis?.url, ...(o.targetOpts ?? {}) });
+  if (o.redis) await o.redis.flush();
+  if (o.roomcastRedis && o.roomcastRedis !== o.redis) await o.roomcastRedis.flush();
+  // roomcast may run on its own Redis (a Cluster) while the peers keep theirs.
+  const rr = o.kind === 'roomcast' && o.roomcastRedis ? o.roomcastRedis : o.redis;
+  const target = await startTarget(o.kind, { workers: o.workers, redisUrl: rr?.url, redisCluster: rr?.seeds, ...(o.targetOpts ?? {}) });
   const out = { kind: o.kind, label: target.label, workers: o.workers, members: o.members, rooms: o.rooms.length, steps: [] };
   let fleet;
   let sender;
@@ -55,11 +58,12 @@ export async function runContender(o) {
     const api = target.urls[0];
     await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: o.rooms, rate: 0, maxMs: o.maxMs, ...(o.senderConfig ?? {}) });
     out.baseline = await baseline(target, fleet, o.rooms);
+    if (o.beforeSteps && o.kind === 'roomcast') out.idle = await o.beforeSteps(target);
     for (const rate of o.rates) {
       let row;
       try {
         row = await measureStep({
-          target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? o.redis : o.redisForSingle ?? null,
+          target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? rr : o.redisForSingle ?? null,
           rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
           label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
           quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,

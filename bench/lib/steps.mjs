@@ -67,7 +67,8 @@ export async function measureStep(o) {
   const r0 = redis ? await redis.counters() : null;
   await fleet.window(true);
   await sender.window(true);
-  const cpu0 = mark([...serverPids, ...genPids, sender.pid, ...(redis ? [redis.pid] : [])]);
+  const redisPids = redis ? redis.pids : [];
+  const cpu0 = mark([...serverPids, ...genPids, sender.pid, ...redisPids]);
   const t0 = performance.now();
   const end = Date.now() + o.seconds * 1000;
   while (Date.now() < end) {
@@ -90,7 +91,7 @@ export async function measureStep(o) {
   const pick = (set) => cpu.each.filter((e) => set.has(e.pid));
   const serverCpu = pick(serverSet).reduce((a, e) => a + e.cpuPct, 0);
   const genCpu = pick(genSet).reduce((a, e) => a + e.cpuPct, 0);
-  const redisCpu = redis ? cpu.each.find((e) => e.pid === redis.pid)?.cpuPct ?? 0 : 0;
+  const redisCpu = pick(new Set(redisPids)).reduce((a, e) => a + e.cpuPct, 0);
   const senderCpu = cpu.each.find((e) => e.pid === sender.pid)?.cpuPct ?? 0;
   const serverRss = totalRss(serverPids);
 
@@ -151,6 +152,12 @@ export async function measureStep(o) {
         }
       : null,
   };
+  if (redis && row.sentPerSec > 0) {
+    // Per appended message: top-level Redis commands (a script counts once) and Redis CPU.
+    row.redisCmdsPerMsg = +(row.redis.opsPerSec / row.sentPerSec).toFixed(2);
+    row.redisCpuUsPerMsg = Math.round(((row.redisCpuPct / 100) * 1e6) / row.sentPerSec);
+  }
+  row.serverCpuUsPerMsg = row.sentPerSec > 0 ? Math.round(((row.serverCpuPct / 100) * 1e6) / row.sentPerSec) : null;
   fleet.lastTotalMissed = tail.totalMissed;
   // connections lost before or during the step are reported (open < members), not counted as misses
   row.lostMembers = members - row.open;

@@ -81,7 +81,7 @@ export async function startTarget(kind, o) {
   if (kind === 'roomcast') {
     const port = await freePort();
     const useRedis = workers > 1 || o.redisAlways;
-    if (useRedis && !o.redisUrl) throw new Error('roomcast with several workers needs Redis');
+    if (useRedis && !o.redisUrl && !o.redisCluster) throw new Error('roomcast with several workers needs Redis');
     const args = [
       join(ROOT, 'dist/src/cli.js'), 'start',
       '--host', '127.0.0.1', '--port', String(port),
@@ -89,7 +89,7 @@ export async function startTarget(kind, o) {
       '--connect-rate', '0', '--log-level', 'info',
       '--tick-ms', String(o.tickMs ?? 50),
       ...(o.maxTickMs ? ['--max-tick-ms', String(o.maxTickMs)] : []),
-      ...(useRedis ? ['--workers', String(workers), '--redis', o.redisUrl] : []),
+      ...(useRedis ? ['--workers', String(workers), ...(o.redisCluster ? ['--redis-cluster', o.redisCluster] : ['--redis', o.redisUrl])] : []),
       ...(o.args ?? []),
     ];
     spawnLogged(args);

@@ -1,5 +1,7 @@
-// The one seam between workers and nodes. Implementations: MemoryBus (one process) and,
-// for clusters, a Redis streams bus. Both pass test/bus-contract.ts.
+// The one seam between workers and nodes, in four parts that each own one thing (as centrifuge
+// splits Broker from PresenceManager): the room log, the live feed, presence counts and the
+// control channel. Implementations: MemoryBus (one process) and RedisStreamsBus (clusters);
+// both pass test/bus-contract.ts.
 import type { Msg } from '../protocol/ops.js';
 
 /** What a tick appends for one room: the messages that passed the budget and the likes sum. */
@@ -37,6 +39,8 @@ export type ControlCommand =
 export interface BusHandler {
   /** New entries of a followed room, in seq order. */
   onEntries(room: string, epoch: string, entries: LogEntry[]): void;
+  /** A read from the bus handed over everything it had (after its onEntries calls). */
+  onReadDone?(): void;
   onControl(cmd: ControlCommand): void;
   /** A followed room's log was lost and restarted under a new epoch (entries follow from seq 1). */
   onEpoch?(room: string, epoch: string): void;
@@ -49,25 +53,60 @@ export interface AppendItem {
   entry: EntryBody;
 }
 
-export interface Bus {
-  readonly kind: 'memory' | 'redis';
-  start(handler: BusHandler): Promise<void>;
-  /** Appends one entry per room in one round trip; each result is the new head or an Error. */
+/** Each room's ordered log: the truth for seq, epoch and recovery. */
+export interface RoomLog {
+  /** Appends one entry per item in one round trip; each result is the new head or an Error. */
   append(items: readonly AppendItem[]): Promise<Array<RoomHead | Error>>;
-  /** Starts delivering the room's new entries to onEntries; resolves with the head at that point. */
-  follow(room: string): Promise<RoomHead>;
-  unfollow(room: string): void;
   /** Entries after `afterSeq` for recovery. */
   range(room: string, afterSeq: number, limit: number): Promise<RangeResult>;
   head(room: string): Promise<RoomHead>;
+}
+
+/** Live delivery of followed rooms' new entries to BusHandler.onEntries. */
+export interface LiveFeed {
+  /** Starts delivering the room's new entries; resolves with the head at that point. */
+  follow(room: string): Promise<RoomHead>;
+  unfollow(room: string): void;
+}
+
+/** Cluster-wide approximate member counts. */
+export interface Presence {
   /** This worker's member count per room (a heartbeat; absent rooms count zero). */
   reportMembers(counts: ReadonlyMap<string, number>): void;
-  /** Cluster-wide approximate member count. */
   members(room: string): number;
   /** Largest rooms cluster-wide. */
   topRooms(n: number): Array<[string, number]>;
-  /** Sends a moderation command to every worker, this one included. */
+}
+
+/** Moderation commands, seen by every worker in one order. */
+export interface ControlChannel {
+  /** Sends a command to every worker, this one included. */
   control(cmd: ControlCommand): Promise<void>;
+}
+
+/** One explicit lifecycle state (as ioredis' `status`), not several flags. */
+export type BusStatus = 'connecting' | 'ready' | 'reconnecting' | 'closed';
+export const BUS_STATUSES: readonly BusStatus[] = ['connecting', 'ready', 'reconnecting', 'closed'];
+
+export type BusOp = 'append' | 'read' | 'heartbeat' | 'control' | 'range';
+export const BUS_OPS: readonly BusOp[] = ['append', 'read', 'heartbeat', 'control', 'range'];
+
+/** What a bus reports for metrics (injected, so the bus never imports the metrics module). */
+export interface BusEvents {
+  error(op: BusOp): void;
+  reconnect(): void;
+  /** A read re-established after an error or reconnect (its followed rooms re-checked). */
+  resubscribe(): void;
+  /** Entries fetched from a room's own log to fill a gap in the live feed. */
+  gapFill(entries: number): void;
+  status(s: BusStatus): void;
+}
+
+export interface Bus extends RoomLog, LiveFeed, Presence, ControlChannel {
+  readonly kind: 'memory' | 'redis';
+  start(handler: BusHandler): Promise<void>;
+  status(): BusStatus;
+  /** status() === 'ready': sends and API posts are refused otherwise. */
   available(): boolean;
   close(): Promise<void>;
 }

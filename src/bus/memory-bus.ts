@@ -1,47 +1,55 @@
-// The in-memory bus of the single-process embedded default: one bounded log per room.
+// The in-memory bus of the single-process embedded default: one bounded log per room, expired
+// like the Redis one (historyTtl after its last append: the next append starts a new epoch).
 import { randomBytes } from 'node:crypto';
-import type { AppendItem, Bus, BusHandler, ControlCommand, LogEntry, RangeResult, RoomHead } from './bus.js';
+import type { AppendItem, Bus, BusHandler, BusStatus, ControlCommand, LogEntry, RangeResult, RoomHead } from './bus.js';
 
 interface RoomLog {
   epoch: string;
   seq: number;
   entries: LogEntry[];
-  followed: boolean;
+  /** Last append (or creation). */
   touched: number;
 }
 
 export interface MemoryBusOptions {
   /** Entries kept per room. */
   history: number;
-  /** A room with no followers and no appends for this long forgets its log (a new epoch). */
-  idleRoomMs?: number;
+  /** A log with no append for this long is forgotten (a new epoch). Default 86,400,000 (1 day). */
+  historyTtlMs?: number;
   now?: () => number;
 }
 
 export class MemoryBus implements Bus {
   readonly kind = 'memory' as const;
   private readonly logs = new Map<string, RoomLog>();
+  private readonly followed = new Set<string>();
   private counts: ReadonlyMap<string, number> = new Map();
   private handler: BusHandler | undefined;
   private readonly now: () => number;
+  private readonly ttlMs: number;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private state: BusStatus = 'connecting';
 
   constructor(private readonly opts: MemoryBusOptions) {
     this.now = opts.now ?? Date.now;
+    this.ttlMs = opts.historyTtlMs ?? 86_400_000;
   }
 
   async start(handler: BusHandler): Promise<void> {
     this.handler = handler;
-    const idle = this.opts.idleRoomMs ?? 10 * 60_000;
-    this.sweepTimer = setInterval(() => this.sweep(idle), Math.min(idle, 60_000));
+    this.state = 'ready';
+    this.sweepTimer = setInterval(() => this.sweep(), Math.min(this.ttlMs, 60_000));
     this.sweepTimer.unref();
   }
 
+  /** The room's live log; an expired one is replaced by an empty log under a new epoch. */
   private log(room: string): RoomLog {
     let l = this.logs.get(room);
-    if (!l) {
-      l = { epoch: randomBytes(6).toString('hex'), seq: 0, entries: [], followed: false, touched: this.now() };
+    if (!l || this.now() - l.touched >= this.ttlMs) {
+      const expired = l !== undefined;
+      l = { epoch: randomBytes(6).toString('hex'), seq: 0, entries: [], touched: this.now() };
       this.logs.set(room, l);
+      if (expired && this.followed.has(room)) this.handler?.onEpoch?.(room, l.epoch);
     }
     return l;
   }
@@ -54,23 +62,18 @@ export class MemoryBus implements Bus {
       // Trim in chunks so the common append is O(1).
       if (l.entries.length > this.opts.history * 1.25) l.entries.splice(0, l.entries.length - this.opts.history);
       l.touched = this.now();
-      if (l.followed) this.handler?.onEntries(room, l.epoch, [e]);
+      if (this.followed.has(room)) this.handler?.onEntries(room, l.epoch, [e]);
       return { epoch: l.epoch, seq: l.seq };
     });
   }
 
   async follow(room: string): Promise<RoomHead> {
-    const l = this.log(room);
-    l.followed = true;
-    return { epoch: l.epoch, seq: l.seq };
+    this.followed.add(room);
+    return this.head(room);
   }
 
   unfollow(room: string): void {
-    const l = this.logs.get(room);
-    if (l) {
-      l.followed = false;
-      l.touched = this.now();
-    }
+    this.followed.delete(room);
   }
 
   async range(room: string, afterSeq: number, limit: number): Promise<RangeResult> {
@@ -103,16 +106,22 @@ export class MemoryBus implements Bus {
     this.handler?.onControl(cmd);
   }
 
+  status(): BusStatus {
+    return this.state;
+  }
+
   available(): boolean {
-    return true;
+    return this.state === 'ready';
   }
 
   async close(): Promise<void> {
+    this.state = 'closed';
     clearInterval(this.sweepTimer);
   }
 
-  private sweep(idleMs: number): void {
-    const cutoff = this.now() - idleMs;
-    for (const [room, l] of this.logs) if (!l.followed && l.touched < cutoff) this.logs.delete(room);
+  /** Forgets expired logs of rooms nobody follows (a followed one is renewed on its next use). */
+  private sweep(): void {
+    const cutoff = this.now() - this.ttlMs;
+    for (const [room, l] of this.logs) if (!this.followed.has(room) && l.touched < cutoff) this.logs.delete(room);
   }
 }

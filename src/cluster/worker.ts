@@ -1,8 +1,7 @@
 // A worker process of the supervisor: waits for its config over IPC, runs one roomcast node
-// on the shared port with the Redis bus, and drains when told to (or when orphaned).
+// on the shared port with the Redis bus (built by the node), and drains when told to (or when orphaned).
 import { hostname } from 'node:os';
 import { Registry } from 'prom-client';
-import { createBus } from '../bus/create.js';
 import { createLogger } from '../log.js';
 import { startNode, type RoomcastNode } from '../node.js';
 import type { ToSupervisor, ToWorker } from './ipc.js';
@@ -34,8 +33,7 @@ process.on('message', (m: ToWorker) => {
       registry.setDefaultLabels({ worker: m.workerId });
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
-      const bus = createBus(config, m.workerId, log);
-      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
+      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });

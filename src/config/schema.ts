@@ -11,6 +11,27 @@ export const configSchema = z
       .default(1)
       .describe('worker processes; "auto" = one per core; more than one needs --redis'),
     redis: z.string().nullable().default(null).describe('Redis URL; absent = in-memory bus (single worker)'),
+    redisCluster: z
+      .string()
+      .regex(/^\s*[^\s,:]+:\d{1,5}(\s*,\s*[^\s,:]+:\d{1,5})*\s*$/, 'host:port[,host:port…]')
+      .nullable()
+      .default(null)
+      .describe('Redis Cluster seed nodes host:port[,host:port…]; instead of --redis'),
+    busPartitions: z
+      .number()
+      .int()
+      .min(1)
+      .max(4096)
+      .default(64)
+      .describe('partition streams rooms hash to (Redis bus); the same on every node of a deployment'),
+    historyTtl: z.number().int().min(1).default(86400).describe('seconds a room log and its keys live after the last append'),
+    redisWaitReplicas: z
+      .number()
+      .int()
+      .min(0)
+      .max(16)
+      .default(0)
+      .describe('acks wait for this many Redis replicas (WAIT); 0 = asynchronous replication'),
     redisPrefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/).default('rc').describe('Redis key prefix; one prefix = one roomcast cluster'),
     secret: z.string().min(1).nullable().default(null).describe('HS256 token secret; absent = dev mode'),
     apiKey: z.string().min(1).nullable().default(null).describe('bearer key for /v1 routes; dev mode uses "dev" when absent'),
@@ -56,7 +77,13 @@ export const configSchema = z
     metricsTopRooms: z.number().int().min(0).max(1000).default(20).describe('rooms with their own room_members series'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.redis === null || c.redisCluster === null, { message: 'give --redis or --redis-cluster, not both' });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
 export type ConfigInput = z.input<typeof configSchema>;
+
+/** Whether the bus runs on Redis (one server or a Cluster) rather than in memory. */
+export function usesRedis(c: Config): boolean {
+  return c.redis !== null || c.redisCluster !== null;
+}

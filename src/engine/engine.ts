@@ -104,6 +104,7 @@ export class Engine {
   async start(): Promise<void> {
     await this.o.bus.start({
       onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
+      onReadDone: () => this.pipeline.deliverRead(),
       onControl: (cmd) => this.applyControl(cmd),
       onEpoch: (room, epoch) => this.pipeline.onEpoch(room, epoch),
       onAvailability: (up) => {
@@ -125,6 +126,11 @@ export class Engine {
       this.pipeline.rates.sweep();
       this.moderation.sweep();
     });
+  }
+
+  /** The current (possibly stretched) tick. */
+  get effectiveTickMs(): number {
+    return this.ticker.effectiveMs;
   }
 
   get ready(): boolean {
@@ -407,7 +413,7 @@ export class Engine {
     this.draining = true;
     for (const c of this.all) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
     await this.ticker.stop();
-    await this.ticker.flush();
+    await this.pipeline.flush();
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
     await this.o.bus.close();

@@ -2,14 +2,14 @@
 // recovery — replaying the log after `since`, at the pace the member's socket drains, until
 // it has caught up with the live stream; only then is it subscribed to live batches, so its
 // stream is contiguous and in order.
-import type { Bus, LogEntry, RoomHead } from '../bus/bus.js';
+import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
 import { WireError } from '../protocol/errors.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import { mergeBatch, type TickPipeline } from '../tick/pipeline.js';
 
 export interface RoomsOptions {
-  bus: Bus;
+  bus: RoomLog & LiveFeed & Pick<Presence, 'members'>;
   membership: Membership;
   pipeline: TickPipeline;
   /** Largest recovery gap, in log entries (beyond it: recovered:false). */

@@ -1,6 +1,7 @@
 // The contract's metrics (PROTOCOL §7) on an injected registry. Room-labelled series exist
 // only for the top N rooms by members, so label cardinality stays bounded.
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { BUS_OPS, BUS_STATUSES, type BusEvents } from '../bus/bus.js';
 
 export type MessageResult =
   | 'accepted'
@@ -33,6 +34,11 @@ export interface Metrics {
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
   joins: Counter<'result'>;
+  busErrors: Counter<'op'>;
+  busReconnects: Counter;
+  busResubscribes: Counter;
+  busGapFills: Counter;
+  busStatus: Gauge<'status'>;
 }
 
 const P = 'roomcast_';
@@ -103,5 +109,33 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       registers,
     }),
     badFrames: new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
+    busErrors: zeroed(new Counter({ name: P + 'bus_errors_total', help: 'failed bus (Redis) operations by op', labelNames: ['op'], registers }), 'op', BUS_OPS),
+    busReconnects: new Counter({ name: P + 'bus_reconnects_total', help: 'Redis reconnect attempts of the bus', registers }),
+    busResubscribes: new Counter({
+      name: P + 'bus_resubscribes_total',
+      help: 'bus reads re-established after a reconnect (followed rooms re-checked)',
+      registers,
+    }),
+    busGapFills: new Counter({ name: P + 'bus_gap_fills_total', help: "entries fetched from a room's log to fill a live-feed gap", registers }),
+    busStatus: zeroed(new Gauge({ name: P + 'bus_status', help: '1 for the bus status in force', labelNames: ['status'], registers }), 'status', BUS_STATUSES),
+  };
+}
+
+/** Every known label value exported at 0 from the start (a dashboard shows 0, not "No data"). */
+function zeroed<M extends Counter<L> | Gauge<L>, L extends string>(metric: M, label: L, values: readonly string[]): M {
+  for (const v of values) metric.inc({ [label]: v } as Record<L, string>, 0);
+  return metric;
+}
+
+/** The bus's events as metrics. */
+export function busEvents(m: Metrics): BusEvents {
+  return {
+    error: (op) => m.busErrors.inc({ op }),
+    reconnect: () => m.busReconnects.inc(),
+    resubscribe: () => m.busResubscribes.inc(),
+    gapFill: (n) => m.busGapFills.inc(n),
+    status: (s) => {
+      for (const v of BUS_STATUSES) m.busStatus.set({ status: v }, v === s ? 1 : 0);
+    },
   };
 }

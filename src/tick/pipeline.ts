@@ -1,8 +1,9 @@
-// One tick of a worker: (1) apply each room's budget to its outbox and append one log entry
-// per room to the bus in one round trip, replying to senders when the append resolves;
-// (2) merge what the bus delivered for each followed room into one `batch` frame, encode it
-// once (and compress once when asked and big), and hand it to uWS publish.
-import type { Bus, EntryBody, LogEntry, RoomHead, AppendItem } from '../bus/bus.js';
+// A worker's pipeline: (1) each tick applies each room's budget to its outbox and appends one
+// log entry per room to the bus in one round trip, replying to senders when the append
+// resolves; (2) what the bus delivers for each followed room is merged into one `batch` frame,
+// encoded once (and compressed once when asked and big), and handed to uWS publish: this
+// worker's own entries right after their append, other workers' as each bus read returns.
+import type { EntryBody, LogEntry, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { kindLabel, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
@@ -16,7 +17,7 @@ import { RateMeter } from './rate-meter.js';
 export type Reviewer = (candidates: ReadonlyArray<{ room: string; msg: Msg }>) => Promise<ReadonlySet<number>>;
 
 export interface PipelineOptions {
-  bus: Bus;
+  bus: Pick<RoomLog, 'append'>;
   outboxes: Outboxes;
   publisher: RoomPublisher;
   metrics: Metrics;
@@ -27,6 +28,11 @@ export interface PipelineOptions {
   review?: Reviewer;
   onError?: (err: unknown) => void;
   now?: () => number;
+}
+
+interface Candidate {
+  room: string;
+  p: Pending;
 }
 
 interface Inbox {
@@ -40,6 +46,10 @@ export class TickPipeline {
   private readonly budgets = new Map<string, { budget: Budget; used: number }>();
   private inbox = new Map<string, Inbox>();
   private readonly delivered = new Map<string, RoomHead>();
+  /** Chat waiting for the next webhook call, the call in flight, and what it let through. */
+  private underReview: Candidate[] = [];
+  private reviewing: Promise<void> | undefined;
+  private passedReview: Candidate[] = [];
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
   readonly rates: RateMeter;
@@ -49,9 +59,29 @@ export class TickPipeline {
     this.rates = new RateMeter(this.now);
   }
 
+  /**
+   * One tick: append what the outboxes hold (one round trip), then publish this worker's own
+   * entries. Other workers' entries never wait for it: they go out when the bus read returns
+   * them (deliverRead). Chat under review never holds the tick up either: the webhook runs
+   * beside the ticks, and what it passes is appended by the tick after its answer.
+   */
   async tick(): Promise<void> {
     await this.append();
     this.deliver();
+  }
+
+  /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
+  deliverRead(): void {
+    this.deliver();
+  }
+
+  /** Drains everything queued, reviews included (used when draining). */
+  async flush(): Promise<void> {
+    while (this.reviewing || this.underReview.length) {
+      this.startReview();
+      await this.reviewing;
+    }
+    await this.tick();
   }
 
   // ---- delivery state, per followed room ----
@@ -100,35 +130,34 @@ export class TickPipeline {
 
   private async append(): Promise<void> {
     const taken = this.o.outboxes.take();
-    if (taken.size === 0) return;
+    const passed = this.passedReview;
+    this.passedReview = [];
+    if (taken.size === 0 && passed.length === 0) return;
     const t = this.now();
-    const plans: Array<{ room: string; box: RoomOutbox; kept: Pending[] }> = [];
-    const candidates: Array<{ room: string; p: Pending; plan: number }> = [];
+    const plans = new Map<string, { box?: RoomOutbox; kept: Pending[] }>();
     for (const [room, box] of taken) {
       const kept: Pending[] = [];
       for (const p of this.applyBudget(room, box.normal, t)) {
-        if (p.review) candidates.push({ room, p, plan: plans.length });
+        if (p.review && this.o.review) this.underReview.push({ room, p });
         else kept.push(p);
       }
-      plans.push({ room, box, kept });
+      plans.set(room, { box, kept });
     }
-    const refused = await this.reviewed(candidates);
-    candidates.forEach((c, i) => {
-      if (!refused.has(i)) {
-        plans[c.plan]!.kept.push(c.p);
-        return;
-      }
-      this.o.metrics.messagesReceived.inc({ kind: kindLabel(c.p.msg.k), result: 'rejected' });
-      c.p.reply({ error: new WireError('REJECTED') });
-    });
+    for (const { room, p } of passed) {
+      const plan = plans.get(room);
+      if (plan) plan.kept.push(p);
+      else plans.set(room, { kept: [p] });
+    }
+    this.startReview();
     const items: AppendItem[] = [];
     const owed: Array<{ shown: Pending[]; likes: RoomOutbox['likeReplies'] }> = [];
-    for (const { room, box, kept } of plans) {
-      const shown = box.high.concat(kept);
-      if (shown.length === 0 && box.likes === 0) continue;
-      items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes: box.likes, ts: t } });
+    for (const [room, { box, kept }] of plans) {
+      const shown = box ? box.high.concat(kept) : kept;
+      const likes = box?.likes ?? 0;
+      if (shown.length === 0 && likes === 0) continue;
+      items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes, ts: t } });
       if (!this.delivered.has(room)) this.rates.add(room, shown.length);
-      owed.push({ shown, likes: box.likeReplies });
+      owed.push({ shown, likes: box?.likeReplies ?? [] });
     }
     if (items.length === 0) return;
     const started = performance.now();
@@ -151,6 +180,30 @@ export class TickPipeline {
       if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
       for (const reply of likes) reply(outcome);
     });
+  }
+
+  /** One webhook call at a time with everything that waits for review; its passes join the next append. */
+  private startReview(): void {
+    const review = this.o.review;
+    if (!review || this.reviewing || this.underReview.length === 0) return;
+    const batch = this.underReview;
+    this.underReview = [];
+    this.reviewing = review(batch.map((c) => ({ room: c.room, msg: c.p.msg })))
+      .catch((err: unknown) => {
+        // A reviewer must answer with a policy, never throw; if it does, nothing unreviewed passes.
+        this.o.onError?.(err);
+        return new Set(batch.map((_c, i) => i));
+      })
+      .then((refused) => {
+        batch.forEach((c, i) => {
+          if (!refused.has(i)) return this.passedReview.push(c);
+          this.o.metrics.messagesReceived.inc({ kind: kindLabel(c.p.msg.k), result: 'rejected' });
+          c.p.reply({ error: new WireError('REJECTED') });
+        });
+      })
+      .finally(() => {
+        this.reviewing = undefined;
+      });
   }
 
   /**
@@ -185,11 +238,6 @@ export class TickPipeline {
       p.reply({ shown: false });
     }
     return kept;
-  }
-
-  private async reviewed(candidates: ReadonlyArray<{ room: string; p: Pending }>): Promise<ReadonlySet<number>> {
-    if (!this.o.review || candidates.length === 0) return new Set();
-    return this.o.review(candidates.map((c) => ({ room: c.room, msg: c.p.msg })));
   }
 
   // ---- step 2: deliver ----

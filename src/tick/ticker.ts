@@ -60,10 +60,4 @@ export class Ticker {
     clearTimeout(this.timer);
     await this.running;
   }
-
-  /** Runs one tick now (used when draining). */
-  async flush(): Promise<void> {
-    await this.running;
-    await this.o.run();
-  }
 }
