@@ -3,8 +3,9 @@
 // rooms), roomcast and the peers under the same harness, at one or more room counts in one
 // run. Reports Redis commands and Redis CPU per message, idle Redis load, server CPU, RSS
 // per room, delivered msgs/s, misses and latency, and the ratios roomcast/peer. With
-// --redis-cluster roomcast runs on a local Redis Cluster (3 masters + 3 replicas); the peers
-// keep their single Redis.
+// --redis-cluster roomcast also runs on a local Redis Cluster (3 masters + 3 replicas), and
+// with --wait-replicas N once more with acks that wait for N replicas; the peers keep their
+// single Redis.
 import { parseFlags, main, log, writeResult, needPackages, needBuild, PEER_PACKAGES, commandLine } from './lib/common.mjs';
 import { addrsFor } from './lib/gen.mjs';
 import { launchRedis, launchRedisCluster } from './lib/redis.mjs';
@@ -15,7 +16,8 @@ import { checkLimits } from './lib/limits.mjs';
 const f = parseFlags(
   {
     rooms: { type: 'numbers', default: [2000], help: 'room counts to run (e.g. 2000,20000)' },
-    redisCluster: { type: 'boolean', default: false, help: 'roomcast on a local Redis Cluster (3 masters, 3 replicas)' },
+    redisCluster: { type: 'boolean', default: false, help: 'also run roomcast on a local Redis Cluster (3 masters, 3 replicas)' },
+    waitReplicas: { type: 'number', default: 0, help: 'with --redis-cluster, also run roomcast with --redis-wait-replicas N' },
     idleS: { type: 'number', default: 10, help: 'seconds of idle Redis load measured before the steps (roomcast)' },
     membersPerRoom: { type: 'number', default: 5, help: 'members in each room' },
     workers: { type: 'numbers', default: [2], help: 'worker counts to run' },
@@ -46,32 +48,38 @@ main(async () => {
     const members = roomCount * f.membersPerRoom;
     const rooms = Array.from({ length: roomCount }, (_v, i) => `room-${i}`);
     const gens = f.gens || Math.max(2, Math.ceil(members / 18_000));
+    // roomcast on one Redis, then (optionally) on the Cluster, and on the Cluster with WAIT.
+    const variants = [
+      { kind: 'roomcast', label: 'roomcast', redis },
+      ...(cluster ? [{ kind: 'roomcast', label: 'roomcast (Redis Cluster)', redis: cluster }] : []),
+      ...(cluster && f.waitReplicas > 0 ? [{ kind: 'roomcast', label: `roomcast (Redis Cluster, WAIT ${f.waitReplicas})`, redis: cluster, args: ['--redis-wait-replicas', String(f.waitReplicas)] }] : []),
+      ...f.targets.filter((t) => t !== 'roomcast').map((kind) => ({ kind, redis })),
+    ].filter((v) => f.targets.includes(v.kind));
     for (const workers of f.workers) {
-      for (const kind of f.targets) {
-        log(`=== many-rooms: ${kind} ×${workers}, ${roomCount} rooms × ${f.membersPerRoom} members${kind === 'roomcast' && cluster ? ' (Redis Cluster)' : ''}`);
-        const rr = kind === 'roomcast' && cluster ? cluster : redis;
+      for (const v of variants) {
+        const kind = v.kind;
+        log(`=== many-rooms: ${v.label ?? kind} ×${workers}, ${roomCount} rooms × ${f.membersPerRoom} members`);
         try {
           const c = await runContender({
-            kind, workers, redis, roomcastRedis: cluster ?? undefined, redisForSingle: redis, members, rooms, gens, addrs: addrsFor(members),
+            kind, workers, redis, roomcastRedis: v.redis === redis ? undefined : v.redis, redisForSingle: redis, members, rooms, gens, addrs: addrsFor(members),
             rates: f.ratesPerRoom.map((r) => +(r * roomCount).toFixed(2)),
             stepS: f.stepS, warmupS: f.warmupS, client: f.client, latencySample: f.latencySample,
             connectRate: f.connectRate, stopOnFail: false,
             senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, maxInflight: 512 },
-            targetOpts: { redisAlways: true },
+            targetOpts: { redisAlways: true, args: v.args },
             maxMs: 3_600_000,
             beforeSteps: async (target) => {
               // Idle: members connected, nothing sent. Redis load must not grow with rooms.
-              const r0 = await rr.counters();
+              const r0 = await v.redis.counters();
               const c0 = mark(target.pids());
               await new Promise((r) => setTimeout(r, f.idleS * 1000));
-              const idle = { redis: rr.rate(r0, await rr.counters()), serverCpuPct: diff(c0).cpuPct };
+              const idle = { redis: v.redis.rate(r0, await v.redis.counters()), serverCpuPct: diff(c0).cpuPct };
               log(`idle: Redis ${idle.redis.opsPerSec} commands/s, server CPU ${idle.serverCpuPct}%`);
               return idle;
             },
           });
+          if (v.label) c.label = v.label;
           c.rooms = roomCount;
-          c.redisCluster = kind === 'roomcast' && !!cluster;
-          c.serverRssPerRoomKiB = c.serverRssMiB ? +((c.serverRssMiB.after * 1024) / roomCount).toFixed(2) : null;
           for (const s of c.steps) {
             s.ratePerRoom = +(s.rate / roomCount).toFixed(3);
             s.serverCpuPctPerRoom = +(s.serverCpuPct / roomCount).toFixed(4);
@@ -81,8 +89,8 @@ main(async () => {
           }
           contenders.push(c);
         } catch (err) {
-          log(`${kind} ×${workers} failed: ${err.message}`);
-          contenders.push({ kind, workers, members, rooms: roomCount, error: String(err.message), steps: [] });
+          log(`${v.label ?? kind} ×${workers} failed: ${err.message}`);
+          contenders.push({ kind, label: v.label ?? kind, workers, members, rooms: roomCount, error: String(err.message), steps: [] });
         }
       }
     }

@@ -9,7 +9,7 @@ import { BENCH_DIR, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
 const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'api', 'adaptive'];
 const FULL = {
   'big-room': (r) => r.flags.membersPerWorker >= 18_000,
-  'many-rooms': (r) => r.flags.rooms >= 2000,
+  'many-rooms': (r) => Math.max(...[].concat(r.flags.rooms)) >= 2000,
   storm: (r) => r.flags.senders >= 10_000,
   million: (r) => r.flags.members >= 1_000_000,
   api: (r) => r.flags.members >= 2000,
@@ -99,14 +99,57 @@ function contendersSection(r, perRoom) {
     out.push('\nRatios roomcast / peer, measured in the same run (msgs/s and frames/s: higher is better for roomcast; p99, CPU and RSS: lower is better):\n');
     out.push(
       table(
-        ['workers', 'peer', 'sustained delivered msgs/s', 'server RSS/member', 'connect/s', 'per rate: msgs/s · frames/s · p99 · CPU'],
+        ['workers', 'roomcast', 'peer', 'sustained delivered msgs/s', 'server RSS/member', 'connect/s', 'per rate: msgs/s · frames/s · p99 · CPU'],
         r.ratios.map((x) => [
-          x.workers, x.peerLabel, ratio(x.sustainedMsgs), ratio(x.serverRssPerMember), ratio(x.connectPerSec),
+          x.workers, `${x.roomcastLabel ?? 'roomcast'}${x.rooms ? ` (${fmt(x.rooms)} rooms)` : ''}`, x.peerLabel, ratio(x.sustainedMsgs), ratio(x.serverRssPerMember), ratio(x.connectPerSec),
           x.perRate.map((p) => `${p.rate}: ${ratio(p.deliveredMsgs)} · ${ratio(p.frames)} · ${ratio(p.p99)} · ${ratio(p.serverCpu)}${p.bothOk ? '' : ' (misses)'}`).join('<br>'),
         ]),
       ),
     );
   }
+  return out.join('\n');
+}
+
+/** many-rooms at platform scale: what Redis and the server pay per message, per room count. */
+function platform(r) {
+  const rows = [];
+  const cs = r.contenders.filter((c) => !c.error);
+  for (const c of cs) {
+    const idle = c.idle ? `${fmt(c.idle.redis.opsPerSec, 1)} / ${fmt(c.idle.serverCpuPct, 1)}%` : '–';
+    for (const s of c.steps) {
+      rows.push([
+        fmt(c.rooms ?? r.flags.rooms), c.label, fmt(s.sentPerSec), idle,
+        s.redisCmdsPerMsg ?? '–', s.redisCpuUsPerMsg ?? '–', fmt(s.serverCpuPct, 1), s.serverCpuUsPerMsg ?? '–',
+        `${ms(s.latencyMs.p50)} / ${ms(s.latencyMs.p99)}`, `${fmt(c.serverRssPerMemberKiB, 2)} KiB`, s.ok ? 'yes' : 'no',
+      ]);
+    }
+  }
+  const out = [
+    'Per message and per room (one member per room unless the command says otherwise). Redis commands are top-level commands on the Redis roomcast used (a script counts once, as the round trip it is); Redis CPU is every Redis process of it; idle is members connected and nothing sent.\n',
+    table(['rooms', 'contender', 'msgs/s in', 'idle: Redis cmds/s / server CPU', 'Redis cmds/msg', 'Redis CPU µs/msg', 'server CPU %', 'server CPU µs/msg', 'p50 / p99 ms', 'server RSS/room (connected)', 'ok'], rows),
+  ];
+  // The issue's targets, from this run: Redis CPU/msg flat in rooms; p99 within a tick of raw uWS; CPU ≤ 1.5× raw uWS.
+  const counts = [...new Set(cs.map((c) => c.rooms))].sort((a, b) => a - b);
+  const lines = [];
+  for (const label of [...new Set(cs.filter((c) => c.kind === 'roomcast').map((c) => c.label))]) {
+    const by = (n) => cs.find((c) => c.label === label && c.rooms === n);
+    if (counts.length >= 2) {
+      const a = by(counts[0])?.steps.at(-1);
+      const b = by(counts.at(-1))?.steps.at(-1);
+      if (a?.redisCpuUsPerMsg && b?.redisCpuUsPerMsg) lines.push(`${label}: Redis CPU per message at ${fmt(counts.at(-1))} rooms ÷ at ${fmt(counts[0])} rooms = ×${(b.redisCpuUsPerMsg / a.redisCpuUsPerMsg).toFixed(2)} (target ≤ ×1.2); idle Redis cmds/s ${fmt(by(counts[0])?.idle?.redis.opsPerSec, 1)} → ${fmt(by(counts.at(-1))?.idle?.redis.opsPerSec, 1)}.`);
+    }
+    for (const n of counts) {
+      const rc = by(n);
+      const uws = cs.find((c) => c.kind === 'uws' && c.rooms === n);
+      if (!rc || !uws) continue;
+      for (const s of rc.steps) {
+        const u = uws.steps.find((x) => x.rate === s.rate);
+        if (!u) continue;
+        lines.push(`${label}, ${fmt(n)} rooms, ${fmt(s.rate)} msgs/s: p99 ${ms(s.latencyMs.p99)} vs raw uWS ${ms(u.latencyMs.p99)} + tick ${r.flags.tickMs ?? 50} ms; server CPU ×${(s.serverCpuPct / u.serverCpuPct).toFixed(2)} of raw uWS (target ≤ ×1.5); RSS/room ${fmt(rc.serverRssPerMemberKiB, 2)} vs ${fmt(uws.serverRssPerMemberKiB, 2)} KiB (+${fmt(rc.serverRssPerMemberKiB - uws.serverRssPerMemberKiB, 2)}).`);
+      }
+    }
+  }
+  if (lines.length) out.push('\nAgainst the targets (same run):\n\n' + lines.map((l) => `- ${l}`).join('\n'));
   return out.join('\n');
 }
 
@@ -245,7 +288,7 @@ function render() {
     }
     out.push(header(r) + '\n');
     if (s === 'big-room') out.push(contendersSection(r, false));
-    else if (s === 'many-rooms') out.push(contendersSection(r, true));
+    else if (s === 'many-rooms') out.push(platform(r) + '\n\n' + contendersSection(r, true));
     else if (s === 'storm') out.push(storm(r));
     else if (s === 'million') out.push(million(r));
     else if (s === 'api') out.push(api(r));

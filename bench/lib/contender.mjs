@@ -17,7 +17,7 @@ export async function runContender(o) {
   if (o.roomcastRedis && o.roomcastRedis !== o.redis) await o.roomcastRedis.flush();
   // roomcast may run on its own Redis (a Cluster) while the peers keep theirs.
   const rr = o.kind === 'roomcast' && o.roomcastRedis ? o.roomcastRedis : o.redis;
-  const target = await startTarget(o.kind, { workers: o.workers, redisUrl: rr?.url, redisCluster: rr?.seeds, ...(o.targetOpts ?? {}) });
+  const target = await startTarget(o.kind, { ...(o.targetOpts ?? {}), workers: o.workers, redisUrl: rr?.url, redisCluster: rr?.seeds });
   const out = { kind: o.kind, label: target.label, workers: o.workers, members: o.members, rooms: o.rooms.length, steps: [] };
   let fleet;
   let sender;
@@ -120,6 +120,7 @@ export function ratios(contenders) {
       }
       out.push({
         workers: rc.workers,
+        roomcastLabel: rc.label,
         peer: peer.kind,
         peerLabel: peer.label,
         sustainedMsgs: rc.sustained && peer.sustained ? +(rc.sustained.deliveredMsgsPerSec / peer.sustained.deliveredMsgsPerSec).toFixed(2) : null,
