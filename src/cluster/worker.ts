@@ -35,7 +35,7 @@ process.on('message', (m: ToWorker) => {
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
       const bus = createBus(config, m.workerId, log);
-      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
+      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });
@@ -52,6 +52,9 @@ process.on('message', (m: ToWorker) => {
       return;
     case 'collect':
       if (node) void node.registry.getMetricsAsJSON().then((metrics) => send({ type: 'collected', id: m.id, metrics }));
+      return;
+    case 'probe':
+      send({ type: 'probed', id: m.id, ready: node?.engine.ready ?? false });
       return;
     case 'metrics':
       waiting.get(m.id)?.(m.text);
