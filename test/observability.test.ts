@@ -217,6 +217,13 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
     restricted.sendRaw('not msgpack', false);
     await restricted.waitFor((f) => f.op === 'error' && f.code === 'BAD_FRAME');
 
+    // The hot-room series count from when a room is among the top rooms (members pushes every 250 ms).
+    const deadline = Date.now() + 10_000;
+    while (!(await node!.metricsText()).includes('roomcast_room_messages_total{room="lobby"')) {
+      if (Date.now() > deadline) throw new Error('lobby never became a tracked top room');
+      await sleep(100);
+    }
+
     // Over-budget chat flood (budget 5/s): most of it is sampled out; then one user over its rate.
     const flood = await Promise.all(lobby.flatMap((c, i) => [0, 1, 2].map((k) => chat(c, 'lobby', `flood ${i}.${k}`))));
     expect(flood.some((f) => f.op === 'ack' && f.shown === false)).toBe(true);
