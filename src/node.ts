@@ -14,12 +14,15 @@ import { createBlocklist } from './review/blocklist.js';
 import { createWebhookReviewer } from './review/webhook.js';
 import { Engine } from './engine/engine.js';
 import { Gateway } from './gateway/server.js';
-import { json } from './gateway/http.js';
+import { json, type Route } from './gateway/http.js';
+import { startAdminServer, type AdminServer } from './gateway/admin.js';
 import { createLogger } from './log.js';
 import { busEvents, createMetrics } from './metrics/metrics.js';
 
 export interface RoomcastNode {
   readonly port: number;
+  /** The --admin-port listener's port, when this process serves one. */
+  readonly adminPort?: number;
   readonly config: Config;
   readonly engine: Engine;
   readonly registry: Registry;
@@ -38,6 +41,8 @@ export interface NodeDeps {
   metricsText?: () => Promise<string>;
   /** Dev mode's token secret, shared by all workers of a node (default: random). */
   devSecret?: string;
+  /** A cluster worker: with --admin-port, the supervisor serves the ops routes, not this worker. */
+  supervised?: boolean;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;
@@ -70,7 +75,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     log,
   });
   const review = config.reviewUrl
-    ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, registry, log })
+    ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, calls: metrics.reviewCalls, log })
     : undefined;
   const prefilter = createBlocklist(config.blocklist);
   const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter });
@@ -80,30 +85,37 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');
   for (const r of apiRoutes({ control: engine, apiKey, apiRate: config.apiRate })) gateway.route(r);
 
-  gateway.route({ method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) });
-  gateway.route({
-    method: 'get',
-    pattern: '/readyz',
-    handler: () => (engine.ready ? json(200, { ready: true }) : json(503, { ready: false })),
-  });
-  gateway.route({
-    method: 'get',
-    pattern: '/metrics',
-    handler: async () => ({
-      status: 200,
-      body: await (deps.metricsText ?? (() => registry.metrics()))(),
-      contentType: registry.contentType,
-    }),
-  });
+  const ops: Route[] = [
+    { method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) },
+    { method: 'get', pattern: '/readyz', handler: () => (engine.ready ? json(200, { ready: true }) : json(503, { ready: false })) },
+    {
+      method: 'get',
+      pattern: '/metrics',
+      handler: async () => ({
+        status: 200,
+        body: await (deps.metricsText ?? (() => registry.metrics()))(),
+        contentType: registry.contentType,
+      }),
+    },
+  ];
+  // With --admin-port the ops routes live on their own listener only.
+  if (config.adminPort === null) for (const r of ops) gateway.route(r);
   if (devMode) for (const r of devRoutes(secret)) gateway.route(r);
 
   await engine.start();
   const port = await gateway.listen(engine);
+  let admin: AdminServer | undefined;
+  if (config.adminPort !== null && !deps.supervised) {
+    const count = (route: string, status: number) => metrics.httpRequests.inc({ route, status: String(status) });
+    admin = await startAdminServer(config.adminHost, config.adminPort, ops, count);
+    log.info({ port: admin.port, host: config.adminHost }, 'admin listener (metrics, healthz, readyz)');
+  }
   log.info({ port, host: config.host, node: nodeId, bus: bus.kind, tickMs: config.tickMs }, 'roomcast worker listening');
 
   let stopping: Promise<void> | undefined;
   return {
     port,
+    adminPort: admin?.port,
     config,
     engine,
     registry,
@@ -114,6 +126,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
         gateway.stopListening();
         await engine.drain(reason);
         gateway.closeAll();
+        await admin?.close();
         log.info('roomcast worker stopped');
       })();
       return stopping;

@@ -177,9 +177,9 @@ export class Prometheus {
     return res.data.groups.flatMap((g) => g.rules);
   }
 
-  async targets(): Promise<Array<{ health: string; lastError: string; scrapeUrl: string }>> {
+  async targets(): Promise<Array<{ health: string; lastError: string; scrapeUrl: string; labels: Record<string, string> }>> {
     const res = (await (await fetch(`${this.url}/api/v1/targets`)).json()) as {
-      data: { activeTargets: Array<{ health: string; lastError: string; scrapeUrl: string }> };
+      data: { activeTargets: Array<{ health: string; lastError: string; scrapeUrl: string; labels: Record<string, string> }> };
     };
     return res.data.activeTargets;
   }
@@ -190,25 +190,50 @@ export class Prometheus {
   }
 }
 
+/**
+ * grafana/prometheus.yml as the proof runs it: 1 s scrapes and evaluations, the rules file by
+ * its absolute path, the roomcast target at `metricsPort`, and the optional redis_exporter
+ * job at `exporterPort` (where nothing listens). Throws when the example no longer has a
+ * line this relies on.
+ */
+export function proofConfig(metricsPort: number, exporterPort: number): string {
+  let text = readFileSync(join(ROOT, 'grafana/prometheus.yml'), 'utf8');
+  const swaps: Array<[RegExp, string]> = [
+    [/^( {2}scrape_interval:) 15s/m, '$1 1s\n  scrape_timeout: 1s'],
+    [/^( {2}evaluation_interval:) 15s/m, '$1 1s'],
+    [/^( {4}scrape_timeout:) 5s/m, '$1 1s'],
+    [/^( {2}- )alerts\.yml/m, `$1${join(ROOT, 'grafana/alerts.yml')}`],
+    [/^( {10}- )127\.0\.0\.1:8080/m, `$1127.0.0.1:${metricsPort}`],
+    [/^( {10}- )127\.0\.0\.1:9121/m, `$1127.0.0.1:${exporterPort}`],
+  ];
+  for (const [re, to] of swaps) {
+    if (!re.test(text)) throw new Error(`grafana/prometheus.yml: no line matching ${re}`);
+    text = text.replace(re, to);
+  }
+  return text;
+}
+
 // ---- roomcast from the built CLI ----
 
 export class RoomcastProcess {
   private constructor(
     readonly proc: ChildProcess,
     readonly port: number,
+    /** Where /metrics is served: the public port, or the --admin-port given in `args`. */
+    readonly metricsPort: number,
     readonly output: () => string,
   ) {}
 
-  static start(cli: string, port: number, args: string[]): RoomcastProcess {
+  static start(cli: string, port: number, metricsPort: number, args: string[]): RoomcastProcess {
     const proc = spawn(process.execPath, [cli, 'start', '--port', String(port), '--host', '127.0.0.1', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     process.once('exit', () => proc.kill('SIGKILL'));
-    return new RoomcastProcess(proc, port, tail(proc));
+    return new RoomcastProcess(proc, port, metricsPort, tail(proc));
   }
 
   async metricsText(): Promise<string> {
-    const res = await fetch(`http://127.0.0.1:${this.port}/metrics`);
+    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`);
     if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
     return res.text();
   }

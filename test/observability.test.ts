@@ -1,5 +1,6 @@
-// The observability proof: a 2-worker roomcast (built CLI + Redis) under real traffic, scraped
-// by a real Prometheus; then every panel query of grafana/dashboards/roomcast.json and every
+// The observability proof: a 2-worker roomcast (built CLI + Redis, metrics on --admin-port)
+// under real traffic, scraped by a real Prometheus configured from grafana/prometheus.yml
+// (whose optional redis_exporter job has no exporter here); then every panel query of grafana/dashboards/roomcast.json and every
 // alert of grafana/alerts.yml is evaluated through Prometheus' HTTP API. A panel query that
 // errors or returns no (or only NaN) series fails the test: a dashboard that renders empty is
 // the bug this catches. Also: promtool accepts the rules and the example config, the dashboard
@@ -24,6 +25,7 @@ import {
   isNumberLiteral,
   operands,
   Prometheus,
+  proofConfig,
   readDashboard,
   RoomcastProcess,
   ROOT,
@@ -39,7 +41,7 @@ const API_KEY = 'k';
 /** Top-N rooms with a room_members series; the traffic fills more rooms than this. */
 const TOP_ROOMS = 5;
 /** Dashboard variables at their "All" value, as Grafana sends them. */
-const ALL = { instance: '.*' };
+const ALL = { instance: '.*', worker: '.*' };
 /** The alerts the issue asks for (more may exist). */
 const REQUIRED_ALERTS = [
   'RoomcastTickOverrun',
@@ -47,8 +49,13 @@ const REQUIRED_ALERTS = [
   'RoomcastBackpressureDropsRising',
   'RoomcastRedisUnavailable',
   'RoomcastWorkerFlapping',
+  'RoomcastWorkerDown',
+  'RoomcastNotScraped',
+  'RoomcastConnectionsDropped',
+  'RoomcastRedisAppendSlow',
+  'RoomcastRedisReadLagHigh',
 ];
-const ROWS = ['Traffic', 'Throughput', 'Latency', 'Health', 'Process'];
+const ROWS = ['Overview', 'Traffic', 'Hot rooms', 'Throughput', 'Latency', 'Health', 'Redis', 'Process'];
 /** PROTOCOL §7 and docs/protocol.md §8 metrics, as exposed (histograms by their _bucket series). */
 const CONTRACT_METRICS = [
   'roomcast_connections',
@@ -73,12 +80,24 @@ const CONTRACT_METRICS = [
   'roomcast_bus_available',
   'roomcast_joins_total',
   'roomcast_tick_target_seconds',
+  'roomcast_connects_total',
+  'roomcast_disconnects_total',
+  'roomcast_worker_up',
+  'roomcast_metrics_collect_timeouts_total',
+  'roomcast_room_messages_total',
+  'roomcast_room_delivery_lag_seconds',
+  'roomcast_bus_errors_total',
+  'roomcast_bus_reconnects_total',
+  'roomcast_bus_resubscribes_total',
+  'roomcast_bus_gap_fills_total',
+  'roomcast_bus_status',
 ];
 /** prom-client default process metrics every worker must export (prefix roomcast_). */
 const PROCESS_METRICS = [
   'roomcast_process_cpu_seconds_total',
   'roomcast_process_resident_memory_bytes',
   'roomcast_process_open_fds',
+  'roomcast_process_max_fds',
   'roomcast_nodejs_eventloop_lag_p99_seconds',
   'roomcast_nodejs_gc_duration_seconds_count',
   'roomcast_nodejs_heap_size_used_bytes',
@@ -116,7 +135,8 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
     const reviewPort = (reviewer.address() as AddressInfo).port;
 
     const port = await freePort();
-    node = RoomcastProcess.start(cli, port, [
+    const adminPort = await freePort();
+    node = RoomcastProcess.start(cli, port, adminPort, [
       '--workers', '2',
       '--redis', redis.url,
       '--redis-prefix', `obs${process.pid}`,
@@ -130,22 +150,9 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
       '--history', '100',
       '--review-url', `http://127.0.0.1:${reviewPort}/review`,
       '--log-level', 'info',
+      '--admin-port', String(adminPort),
     ]);
-    prom = await Prometheus.start(
-      [
-        'global:',
-        '  scrape_interval: 1s',
-        '  scrape_timeout: 1s',
-        '  evaluation_interval: 1s',
-        'rule_files:',
-        `  - ${join(ROOT, 'grafana/alerts.yml')}`,
-        'scrape_configs:',
-        '  - job_name: roomcast',
-        '    static_configs:',
-        `      - targets: ['127.0.0.1:${port}']`,
-        '',
-      ].join('\n'),
-    );
+    prom = await Prometheus.start(proofConfig(adminPort, await freePort()));
     await node.waitForWorkers(2);
 
     // Let Prometheus see the node before anything happens (counters at 0, so increases show).
@@ -209,6 +216,13 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
     expect((await refusedUpgrade(port, {})).status).toBe(401);
     restricted.sendRaw('not msgpack', false);
     await restricted.waitFor((f) => f.op === 'error' && f.code === 'BAD_FRAME');
+
+    // The hot-room series count from when a room is among the top rooms (members pushes every 250 ms).
+    const deadline = Date.now() + 10_000;
+    while (!(await node!.metricsText()).includes('roomcast_room_messages_total{room="lobby"')) {
+      if (Date.now() > deadline) throw new Error('lobby never became a tracked top room');
+      await sleep(100);
+    }
 
     // Over-budget chat flood (budget 5/s): most of it is sampled out; then one user over its rate.
     const flood = await Promise.all(lobby.flatMap((c, i) => [0, 1, 2].map((k) => chat(c, 'lobby', `flood ${i}.${k}`))));
@@ -292,8 +306,11 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
 
   it('Prometheus scrapes the node: one target, up, every series labelled with its worker', async () => {
     const targets = await prom!.targets();
-    expect(targets).toHaveLength(1);
-    expect(targets[0]!.health, targets[0]!.lastError).toBe('up');
+    const roomcast = targets.filter((t) => t.labels.job === 'roomcast');
+    expect(roomcast).toHaveLength(1);
+    expect(roomcast[0]!.health, roomcast[0]!.lastError).toBe('up');
+    // The example config's optional redis_exporter job: no exporter here, and nothing else minds.
+    expect(targets.filter((t) => t.labels.job === 'redis').map((t) => t.health)).toEqual(['down']);
     // Every roomcast series carries `worker` (w0, w1 and the supervisor's).
     expect(await prom!.vector('count({__name__=~"roomcast_.+", worker=""})')).toEqual([]);
     const workers = (await prom!.vector('count by (worker) ({__name__=~"roomcast_.+"})')).map((s) => s.metric.worker).sort();
@@ -339,6 +356,13 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
       ['API 202s', 'sum(roomcast_http_requests_total{status="202"})', (v) => v > 0],
       ['the one worker restart (no crash under load)', 'max(roomcast_worker_restarts_total{worker="supervisor"})', (v) => v === 1],
       ['Redis up on both workers', 'sum(roomcast_bus_available{worker=~"w.+"})', (v) => v === 2],
+      ['both workers report to the supervisor', 'sum(roomcast_worker_up)', (v) => v === 2],
+      ['connects', 'sum(roomcast_connects_total)', (v) => v >= 17],
+      ['hot room: lobby accepted', 'sum(roomcast_room_messages_total{room="lobby", result="accepted"})', (v) => v > 0],
+      ['hot room: lobby sampled out', 'sum(roomcast_room_messages_total{room="lobby", result="sampled_out"})', (v) => v > 0],
+      ['hot room: lobby delivered', 'sum(roomcast_room_messages_total{room="lobby", result="delivered"})', (v) => v > 0],
+      ['hot room: quiet refused (review)', 'sum(roomcast_room_messages_total{room="quiet", result="refused"})', (v) => v >= 1],
+      ['hot-room series bounded to the top rooms', 'count(count by (room) (roomcast_room_messages_total))', (v) => v <= TOP_ROOMS],
     ];
     const failed: string[] = [];
     // Prometheus may be a scrape behind the traffic: retry until all hold (or time out).
@@ -407,7 +431,10 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
       if (rule.health !== 'ok') problems.push(`${rule.name}: health ${rule.health}: ${rule.lastError}`);
       const full = await prom!.query(rule.query);
       if (full.status !== 'success') problems.push(`${rule.name}: ${full.errorType}: ${full.error}`);
-      const parts = operands(rule.query).filter((p) => !isNumberLiteral(p));
+      // absent(x) is quiet exactly when x has data: check x.
+      const parts = operands(rule.query)
+        .filter((p) => !isNumberLiteral(p))
+        .map((p) => /^absent\((.*)\)$/s.exec(p)?.[1] ?? p);
       if (parts.length === 0) problems.push(`${rule.name}: no operand to check`);
       for (const part of parts) {
         const r = await prom!.query(part);
@@ -420,6 +447,13 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
     expect(problems, problems.join('\n')).toEqual([]);
   });
 
+  it('the firing-alerts annotation query is valid', async () => {
+    const annotations = (readDashboard().annotations as { list: Array<{ expr?: string }> }).list.filter((a) => a.expr);
+    expect(annotations).toHaveLength(1);
+    const r = await prom!.query(annotations[0]!.expr!);
+    expect(r.status, r.error).toBe('success');
+  });
+
   it('promtool accepts the rules file and the example prometheus.yml', () => {
     const run = (args: string[]) => execFileSync('promtool', args, { cwd: ROOT, encoding: 'utf8', stdio: 'pipe' });
     expect(run(['check', 'rules', 'grafana/alerts.yml'])).toContain('SUCCESS');
@@ -428,12 +462,27 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
 });
 
 describe('observability files', () => {
-  it('the dashboard JSON follows Grafana conventions and has the four rows of the issue (+ process)', () => {
+  it('the dashboard JSON follows Grafana conventions, with the overview row on top', () => {
     const d = readDashboard();
     expect(dashboardProblems(d)).toEqual([]);
     expect(d.panels.filter((p) => p.type === 'row').map((p) => p.title)).toEqual(ROWS);
     const titles = allPanels(d).map((p) => `${p.row}/${p.panel.title}`);
     for (const t of [
+      'Overview/Nodes up',
+      'Overview/Viewers',
+      'Overview/Messages/s',
+      'Overview/Delivery p99',
+      'Overview/Drop %',
+      'Overview/Redis up',
+      'Traffic/Connects and disconnects/s by close code',
+      'Hot rooms/Hot rooms',
+      'Hot rooms/Hot rooms: messages/s by result',
+      'Hot rooms/Hot rooms: delivery lag',
+      'Health/Workers up',
+      'Health/Metric collection timeouts/s',
+      'Redis/Redis errors/s by operation',
+      'Redis/Redis reconnects, resubscribes and gap fills/s',
+      'Redis/Redis connection status',
       'Traffic/Connections',
       'Traffic/Joins/s by result',
       'Traffic/Top rooms by members',
@@ -455,10 +504,20 @@ describe('observability files', () => {
     ]) {
       expect(titles).toContain(t);
     }
-    // Room-labelled queries stay bounded: only topk over room_members.
+    // Room-labelled queries stay bounded: only topk over the top rooms' series.
     for (const { panel } of allPanels(d)) {
-      for (const t of panel.targets ?? []) if (t.expr.includes('room)')) expect(t.expr).toMatch(/^topk\(\d+, /);
+      for (const t of panel.targets ?? []) if (/\broom\b/.test(t.expr.replace(/roomcast_room_\w+/g, ''))) expect(t.expr).toMatch(/^topk\(\d+, /);
     }
+    // The overview's thresholds are the alerts' levels.
+    const stat = (title: string) => allPanels(d).find((p) => p.panel.title === title)!.panel as unknown as {
+      fieldConfig: { defaults: { thresholds: { steps: Array<{ color: string; value: number | null }> } } };
+    };
+    const redAt = (title: string) => stat(title).fieldConfig.defaults.thresholds.steps.find((x) => x.color === 'red')?.value;
+    const rules = readFileSync(join(ROOT, 'grafana/alerts.yml'), 'utf8');
+    const level = (alert: string) => Number(/> ([\d.]+)\n/.exec(rules.slice(rules.indexOf(`alert: ${alert}`)))![1]);
+    expect(redAt('Delivery p99')).toBe(level('RoomcastDeliveryLatencyHigh'));
+    expect(redAt('Drop %')).toBe(level('RoomcastBackpressureDropsRising'));
+    expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'instance', 'worker']);
     // Every contract metric is charted somewhere.
     const exprs = allPanels(d).flatMap(({ panel }) => (panel.targets ?? []).map((t) => t.expr)).join('\n');
     for (const name of [...CONTRACT_METRICS, ...PROCESS_METRICS.filter((n) => !n.endsWith('_count'))]) {
@@ -499,7 +558,7 @@ describe('observability files', () => {
     const rules = readFileSync(join(ROOT, 'grafana/alerts.yml'), 'utf8');
     for (const [, name] of rules.matchAll(/- alert: (\w+)/g)) {
       expect(doc, name).toContain(`### ${name}`);
-      expect(rules).toContain(`docs/operations.md#${name!.toLowerCase()}`);
+      expect(rules).toContain(`#${name!.toLowerCase()}'`);
     }
   });
 });

@@ -8,10 +8,13 @@ export type ToWorker =
   | { type: 'start'; config: Config; workerId: string; devSecret: string }
   | { type: 'drain' }
   | { type: 'collect'; id: number }
+  /** Readiness for the supervisor's --admin-port /readyz. */
+  | { type: 'probe'; id: number }
   | { type: 'metrics'; id: number; text: string };
 
 export type ToSupervisor =
   | { type: 'ready'; port: number }
   | { type: 'collected'; id: number; metrics: MetricJson[] }
+  | { type: 'probed'; id: number; ready: boolean }
   /** A worker serving GET /metrics asks for the node-wide aggregate. */
   | { type: 'metrics?'; id: number };

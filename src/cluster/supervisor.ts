@@ -1,16 +1,19 @@
 // The supervisor of `roomcast start --workers N`: forks N worker processes that all listen
 // on one port (SO_REUSEPORT, uWS's default on Linux), restarts crashed ones with capped
-// jittered backoff, serves the node-wide /metrics aggregate to its workers over IPC, and
-// drains every worker on SIGTERM/SIGINT.
+// jittered backoff, serves the node-wide /metrics aggregate to its workers over IPC (and
+// itself on --admin-port), reports each worker's liveness, and drains every worker on
+// SIGTERM/SIGINT.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, collectDefaultMetrics, Counter, Registry } from 'prom-client';
-import { LAG_SAMPLE_MS } from '../metrics/metrics.js';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { processMetrics } from '../metrics/metrics.js';
 import type { Config } from '../config/schema.js';
+import { startAdminServer, type AdminServer } from '../gateway/admin.js';
 import { freePort } from '../gateway/free-port.js';
+import { json } from '../gateway/http.js';
 import { backoffMs } from '../util/backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
 
@@ -20,6 +23,8 @@ const STABLE_MS = 30_000;
 /** Worker restarts: 250 ms doubling to 10 s, so a crash loop neither spins nor waits long. */
 const RESTART_BACKOFF = { baseMs: 250, maxMs: 10_000 };
 const COLLECT_TIMEOUT_MS = 2000;
+/** How long /readyz on --admin-port waits for the workers' answers. */
+const PROBE_TIMEOUT_MS = 1000;
 
 interface Slot {
   id: string;
@@ -27,10 +32,14 @@ interface Slot {
   attempts: number;
   startedAt: number;
   restartTimer?: NodeJS.Timeout;
+  /** The worker's last metrics: reported in its place while it does not answer in time. */
+  last?: MetricJson[];
 }
 
 export interface Supervisor {
   readonly port: number;
+  /** The --admin-port listener's port (served by the supervisor), when configured. */
+  readonly adminPort?: number;
   /** Resolves when every worker has reported ready once. */
   readonly ready: Promise<void>;
   stop(reason?: string): Promise<void>;
@@ -44,44 +53,88 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const devSecret = randomBytes(32).toString('hex');
   const registry = new Registry();
   registry.setDefaultLabels({ worker: 'supervisor' });
-  collectDefaultMetrics({ register: registry, prefix: 'roomcast_', eventLoopMonitoringPrecision: LAG_SAMPLE_MS });
+  processMetrics(registry);
   const restarts = new Counter({
     name: 'roomcast_worker_restarts_total',
     help: 'worker processes restarted after a crash',
     registers: [registry],
   });
+  const workerUp = new Gauge({
+    name: 'roomcast_worker_up',
+    help: '1 when the worker answered the last metrics collection in time; 0 when it did not or is not running',
+    labelNames: ['worker'],
+    registers: [registry],
+  });
+  const collectTimeouts = new Counter({
+    name: 'roomcast_metrics_collect_timeouts_total',
+    help: `metrics collections a running worker did not answer within ${COLLECT_TIMEOUT_MS} ms`,
+    labelNames: ['worker'],
+    registers: [registry],
+  });
   const slots: Slot[] = Array.from({ length: count }, (_v, i) => ({ id: `w${i}`, attempts: 0, startedAt: 0 }));
+  for (const { id } of slots) {
+    workerUp.set({ worker: id }, 0);
+    collectTimeouts.inc({ worker: id }, 0);
+  }
   let stopping = false;
   let seq = 0;
-  const pending = new Map<number, { want: number; got: MetricJson[][]; done: () => void }>();
+  const waiting = new Map<number, (slot: Slot, m: ToSupervisor) => void>();
   let readyLeft = count;
   let markReady!: () => void;
-  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  const allReady = new Promise<void>((resolve) => (markReady = resolve));
 
   const send = (child: ChildProcess | undefined, msg: ToWorker) => {
     if (child?.connected) child.send(msg);
   };
 
-  async function aggregate(): Promise<string> {
-    const live = slots.map((s) => s.child).filter((c): c is ChildProcess => !!c?.connected);
+  /** Sends `msg` to every running worker; resolves with the answers that came within `timeoutMs`. */
+  function ask(msg: (id: number) => ToWorker, timeoutMs: number): Promise<Map<Slot, ToSupervisor>> {
+    const live = slots.filter((s) => s.child?.connected);
     const id = ++seq;
-    const got: MetricJson[][] = [];
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, COLLECT_TIMEOUT_MS);
-      pending.set(id, {
-        want: live.length,
-        got,
-        done: () => {
-          clearTimeout(timer);
-          resolve();
-        },
+    const answers = new Map<Slot, ToSupervisor>();
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        resolve(answers);
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      waiting.set(id, (slot, m) => {
+        answers.set(slot, m);
+        if (answers.size >= live.length) finish();
       });
-      if (live.length === 0) resolve();
-      for (const c of live) send(c, { type: 'collect', id });
+      if (live.length === 0) finish();
+      for (const s of live) send(s.child, msg(id));
     });
-    pending.delete(id);
+  }
+
+  /**
+   * The node-wide metrics. A running worker that does not answer in time (hung, or busy for
+   * seconds) is reported with its last answer, so its series do not vanish and restart the
+   * alerts' `for:` timers, and with roomcast_worker_up 0, so the hang itself shows.
+   */
+  async function aggregate(): Promise<string> {
+    const answers = await ask((id) => ({ type: 'collect', id }), COLLECT_TIMEOUT_MS);
+    const got: MetricJson[][] = [];
+    for (const slot of slots) {
+      const answered = answers.get(slot)?.type === 'collected';
+      workerUp.set({ worker: slot.id }, answered ? 1 : 0);
+      if (!answered && slot.child?.connected) collectTimeouts.inc({ worker: slot.id });
+      if (slot.last) got.push(slot.last);
+    }
     got.push(await registry.getMetricsAsJSON());
     return AggregatorRegistry.aggregate(got).metrics();
+  }
+
+  /** Ready while not stopping, with at least one worker running, and every running worker ready (its bus reachable). */
+  async function ready(): Promise<boolean> {
+    const live = slots.filter((s) => s.child?.connected);
+    if (stopping || live.length === 0) return false;
+    const answers = await ask((id) => ({ type: 'probe', id }), PROBE_TIMEOUT_MS);
+    return live.every((s) => {
+      const a = answers.get(s);
+      return a?.type === 'probed' && a.ready;
+    });
   }
 
   function spawn(slot: Slot): void {
@@ -92,17 +145,17 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
       if (m.type === 'ready') {
         log.info({ worker: slot.id, pid: child.pid }, 'worker ready');
         if (--readyLeft === 0) markReady();
-      } else if (m.type === 'collected') {
-        const p = pending.get(m.id);
-        if (!p) return;
-        p.got.push(m.metrics);
-        if (p.got.length >= p.want) p.done();
+      } else if (m.type === 'collected' || m.type === 'probed') {
+        // A late answer still refreshes the worker's last metrics.
+        if (m.type === 'collected') slot.last = m.metrics;
+        waiting.get(m.id)?.(slot, m);
       } else if (m.type === 'metrics?') {
         void aggregate().then((text) => send(child, { type: 'metrics', id: m.id, text }));
       }
     });
     child.on('exit', (code, signal) => {
       slot.child = undefined;
+      slot.last = undefined;
       if (stopping) return;
       if (Date.now() - slot.startedAt > STABLE_MS) slot.attempts = 0;
       const delay = backoffMs(slot.attempts++, RESTART_BACKOFF);
@@ -114,11 +167,20 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   }
 
   slots.forEach(spawn);
-  log.info({ workers: count, port }, 'roomcast supervisor started');
+  let admin: AdminServer | undefined;
+  if (config.adminPort !== null) {
+    admin = await startAdminServer(config.adminHost, config.adminPort, [
+      { method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) },
+      { method: 'get', pattern: '/readyz', handler: async () => ((await ready()) ? json(200, { ready: true }) : json(503, { ready: false })) },
+      { method: 'get', pattern: '/metrics', handler: async () => ({ status: 200, body: await aggregate(), contentType: registry.contentType }) },
+    ]);
+  }
+  log.info({ workers: count, port, adminPort: admin?.port }, 'roomcast supervisor started');
 
   return {
     port,
-    ready,
+    adminPort: admin?.port,
+    ready: allReady,
     async stop() {
       stopping = true;
       const exits = slots.map((s) => {
@@ -135,6 +197,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
         });
       });
       await Promise.all(exits);
+      await admin?.close();
       log.info('roomcast supervisor stopped');
     },
   };

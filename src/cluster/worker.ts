@@ -33,7 +33,7 @@ process.on('message', (m: ToWorker) => {
       registry.setDefaultLabels({ worker: m.workerId });
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
-      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
+      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });
@@ -50,6 +50,9 @@ process.on('message', (m: ToWorker) => {
       return;
     case 'collect':
       if (node) void node.registry.getMetricsAsJSON().then((metrics) => send({ type: 'collected', id: m.id, metrics }));
+      return;
+    case 'probe':
+      send({ type: 'probed', id: m.id, ready: node?.engine.ready ?? false });
       return;
     case 'metrics':
       waiting.get(m.id)?.(m.text);

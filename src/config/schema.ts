@@ -6,6 +6,11 @@ export const configSchema = z
   .object({
     port: z.number().int().min(0).max(65535).default(8080).describe('TCP port for WebSocket and HTTP'),
     host: z.string().min(1).default('0.0.0.0').describe('address to listen on'),
+    adminPort: z
+      .preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().int().min(0).max(65535).nullable())
+      .default(null)
+      .describe('port of a separate listener for /metrics, /healthz, /readyz (the public port then no longer answers them); absent = served on --port'),
+    adminHost: z.string().min(1).default('127.0.0.1').describe('address of the --admin-port listener'),
     workers: z
       .union([z.number().int().min(1).max(256), z.literal('auto')])
       .default(1)

@@ -256,6 +256,7 @@ export class Engine {
     const kind = op.kind;
     const refuse = (e: WireError, result: MessageResult) => {
       this.o.metrics.messagesReceived.inc({ kind, result });
+      this.o.metrics.roomStats.count(op.room, 'refused');
       throw e;
     };
     if (c.creds.guest) refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
@@ -388,6 +389,7 @@ export class Engine {
     const top = this.o.bus.topRooms(this.o.config.metricsTopRooms);
     this.o.metrics.roomMembers.reset();
     for (const [room, n] of top) this.o.metrics.roomMembers.set({ room }, n);
+    this.o.metrics.roomStats.track(top.map(([room]) => room));
   }
 
   /**

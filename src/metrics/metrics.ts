@@ -1,7 +1,12 @@
 // The contract's metrics (PROTOCOL §7) on an injected registry. Room-labelled series exist
-// only for the top N rooms by members, so label cardinality stays bounded.
+// only for the top N rooms by members, so label cardinality stays bounded. Every labelled
+// counter whose label values are known exports each series at 0 from the start (PROTOCOL §7),
+// so a fresh node's panels show 0, not "No data".
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import type { AuthFailure } from '../auth/tokens.js';
 import { BUS_OPS, BUS_STATUSES, type BusEvents } from '../bus/bus.js';
+import { registerEventLoopLag, UNUSED_LAG_SAMPLE_MS } from './event-loop.js';
+import { RoomStats } from './room-stats.js';
 
 export type MessageResult =
   | 'accepted'
@@ -13,6 +18,29 @@ export type MessageResult =
   | 'rejected'
   | 'sampled_out'
   | 'unavailable';
+
+const MESSAGE_RESULTS: readonly MessageResult[] = [
+  'accepted', 'rate_limited', 'too_large', 'invalid', 'muted', 'forbidden', 'rejected', 'sampled_out', 'unavailable',
+];
+const KINDS = ['chat', 'like', 'system', 'gift', 'other'] as const;
+const AUTH_FAILURES: ReadonlyArray<AuthFailure | 'rate_limited'> = ['missing', 'expired', 'signature', 'malformed', 'claims', 'rate_limited'];
+/** The error codes a bad frame is counted under (the rest are answered per op). */
+const BAD_FRAME_CODES = ['BAD_FRAME', 'UNKNOWN_OP'] as const;
+const JOIN_RESULTS = ['joined', 'recovered', 'unrecovered', 'refused'] as const;
+export const REVIEW_OUTCOMES = ['ok', 'timeout', 'error'] as const;
+/**
+ * Close codes with their own series (docs/protocol.md §8): 1000 normal, 1001 going away
+ * (drain, or a browser leaving), 1005 closed without a code, 1006 dropped without a close
+ * frame (network, or an oversized frame), 4008 bad frames, 4009 too slow, 4010 token
+ * expired, 4011 disconnected by the API. Anything else counts as `other`.
+ */
+export const CLOSE_CODES = ['1000', '1001', '1005', '1006', '4008', '4009', '4010', '4011'] as const;
+
+/** The `code` label of roomcast_disconnects_total for a WebSocket close code. */
+export function closeCodeLabel(code: number): string {
+  const s = String(code);
+  return (CLOSE_CODES as readonly string[]).includes(s) ? s : 'other';
+}
 
 export interface Metrics {
   connections: Gauge;
@@ -34,11 +62,16 @@ export interface Metrics {
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
   joins: Counter<'result'>;
+  connects: Counter;
+  disconnects: Counter<'code'>;
+  reviewCalls: Counter<'outcome'>;
+  /** Exported by the bus: errors by operation, reconnects, re-established reads, gap fills, status. */
   busErrors: Counter<'op'>;
   busReconnects: Counter;
   busResubscribes: Counter;
   busGapFills: Counter;
   busStatus: Gauge<'status'>;
+  roomStats: RoomStats;
 }
 
 const P = 'roomcast_';
@@ -49,29 +82,38 @@ export function kindLabel(kind: string): string {
 }
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/**
- * Event-loop lag sampling period (ms). prom-client's default, 10 ms, wakes an idle worker 100
- * times a second: on a node running dozens of workers that was most of their idle CPU. Each
- * sample still measures the delay exactly; only the number of samples drops.
- */
-export const LAG_SAMPLE_MS = 50;
+/** prom-client's process metrics, with an event-loop delay that reads ~0 when idle (event-loop.ts). */
+export function processMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, prefix: P, eventLoopMonitoringPrecision: UNUSED_LAG_SAMPLE_MS });
+  registerEventLoopLag(registry, P);
+}
+
+/** Each known label combination at 0. */
+function zero<L extends string>(c: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const v of values) c.inc({ [label]: v } as Partial<Record<L, string>>, 0);
+  return c;
+}
 
 export function createMetrics(registry: Registry, opts: { defaultMetrics?: boolean } = {}): Metrics {
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: P, eventLoopMonitoringPrecision: LAG_SAMPLE_MS });
+  if (opts.defaultMetrics !== false) processMetrics(registry);
   const registers = [registry];
+  const messagesReceived = new Counter({
+    name: P + 'messages_received_total',
+    help: 'messages received by kind and result',
+    labelNames: ['kind', 'result'],
+    registers,
+  });
+  for (const kind of KINDS) for (const result of MESSAGE_RESULTS) messagesReceived.inc({ kind, result }, 0);
+  const busStatus = new Gauge({ name: P + 'bus_status', help: '1 for the bus connection\'s current status', labelNames: ['status'], registers });
+  for (const status of BUS_STATUSES) busStatus.set({ status }, 0);
   return {
     connections: new Gauge({ name: P + 'connections', help: 'open WebSocket connections', registers }),
     rooms: new Gauge({ name: P + 'rooms', help: 'rooms with local members', registers }),
     roomMembers: new Gauge({ name: P + 'room_members', help: 'members of the top rooms', labelNames: ['room'], registers }),
-    messagesReceived: new Counter({
-      name: P + 'messages_received_total',
-      help: 'messages received by kind and result',
-      labelNames: ['kind', 'result'],
-      registers,
-    }),
+    messagesReceived,
     batchesPublished: new Counter({ name: P + 'batches_published_total', help: 'batch frames published', registers }),
-    deliveries: new Counter({ name: P + 'deliveries_total', help: 'frames x local receivers', registers }),
-    deliveredBytes: new Counter({ name: P + 'delivered_bytes_total', help: 'bytes handed to sockets', registers }),
+    deliveries: new Counter({ name: P + 'deliveries_total', help: 'frames written to sockets (skipped ones not counted)', registers }),
+    deliveredBytes: new Counter({ name: P + 'delivered_bytes_total', help: 'bytes written to sockets', registers }),
     tickDuration: new Histogram({
       name: P + 'tick_duration_seconds',
       help: 'time spent in one tick (append + deliver)',
@@ -95,36 +137,53 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     }),
     backpressureDrops: new Counter({ name: P + 'backpressure_drops_total', help: 'frames skipped for slow sockets', registers }),
     busAvailable: new Gauge({ name: P + 'bus_available', help: '1 while the bus (Redis) is reachable', registers }),
-    authFailures: new Counter({ name: P + 'auth_failures_total', help: 'refused upgrades by reason', labelNames: ['reason'], registers }),
+    authFailures: zero(
+      new Counter({ name: P + 'auth_failures_total', help: 'refused upgrades by reason', labelNames: ['reason'], registers }),
+      'reason',
+      AUTH_FAILURES,
+    ),
     httpRequests: new Counter({
       name: P + 'http_requests_total',
       help: 'HTTP requests by route and status',
       labelNames: ['route', 'status'],
       registers,
     }),
-    joins: new Counter({
-      name: P + 'joins_total',
-      help: 'joins by result (joined, recovered, unrecovered, refused)',
-      labelNames: ['result'],
-      registers,
-    }),
-    badFrames: new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
-    busErrors: zeroed(new Counter({ name: P + 'bus_errors_total', help: 'failed bus (Redis) operations by op', labelNames: ['op'], registers }), 'op', BUS_OPS),
-    busReconnects: new Counter({ name: P + 'bus_reconnects_total', help: 'Redis reconnect attempts of the bus', registers }),
+    joins: zero(
+      new Counter({ name: P + 'joins_total', help: 'joins by result (joined, recovered, unrecovered, refused)', labelNames: ['result'], registers }),
+      'result',
+      JOIN_RESULTS,
+    ),
+    badFrames: zero(
+      new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
+      'code',
+      BAD_FRAME_CODES,
+    ),
+    connects: new Counter({ name: P + 'connects_total', help: 'WebSocket connections opened', registers }),
+    disconnects: zero(
+      new Counter({ name: P + 'disconnects_total', help: 'WebSocket connections closed, by close code', labelNames: ['code'], registers }),
+      'code',
+      [...CLOSE_CODES, 'other'],
+    ),
+    reviewCalls: zero(
+      new Counter({ name: P + 'review_calls_total', help: 'review webhook calls by outcome (ok, timeout, error)', labelNames: ['outcome'], registers }),
+      'outcome',
+      REVIEW_OUTCOMES,
+    ),
+    busErrors: zero(
+      new Counter({ name: P + 'bus_errors_total', help: 'bus (Redis) operations that failed, by operation', labelNames: ['op'], registers }),
+      'op',
+      BUS_OPS,
+    ),
+    busReconnects: new Counter({ name: P + 'bus_reconnects_total', help: 'bus (Redis) connections re-established', registers }),
     busResubscribes: new Counter({
       name: P + 'bus_resubscribes_total',
-      help: 'bus reads re-established after a reconnect (followed rooms re-checked)',
+      help: 'partition or room reads re-established after an error or reconnect',
       registers,
     }),
-    busGapFills: new Counter({ name: P + 'bus_gap_fills_total', help: "entries fetched from a room's log to fill a live-feed gap", registers }),
-    busStatus: zeroed(new Gauge({ name: P + 'bus_status', help: '1 for the bus status in force', labelNames: ['status'], registers }), 'status', BUS_STATUSES),
+    busGapFills: new Counter({ name: P + 'bus_gap_fills_total', help: "entries fetched from a room's log to fill a gap", registers }),
+    busStatus,
+    roomStats: new RoomStats(registry, P),
   };
-}
-
-/** Every known label value exported at 0 from the start (a dashboard shows 0, not "No data"). */
-function zeroed<M extends Counter<L> | Gauge<L>, L extends string>(metric: M, label: L, values: readonly string[]): M {
-  for (const v of values) metric.inc({ [label]: v } as Record<L, string>, 0);
-  return metric;
 }
 
 /** The bus's events as metrics. */

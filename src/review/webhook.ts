@@ -1,7 +1,7 @@
 // The review webhook: once per tick per worker, all candidate chat in one POST; the answer
 // names the messages to refuse. Slow or failing reviewers fall back to the configured policy.
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import type { Counter } from 'prom-client';
 import type { Reviewer } from '../tick/pipeline.js';
 
 export interface WebhookOptions {
@@ -9,7 +9,8 @@ export interface WebhookOptions {
   timeoutMs: number;
   /** true: let everything through when the reviewer fails; false: refuse everything. */
   failOpen: boolean;
-  registry: Registry;
+  /** roomcast_review_calls_total (metrics.ts: its outcomes start at 0). */
+  calls: Counter<'outcome'>;
   log: Logger;
 }
 
@@ -18,12 +19,7 @@ export interface WebhookOptions {
  * Response: 200 `{reject: [id, ...]}` (ids not listed pass).
  */
 export function createWebhookReviewer(o: WebhookOptions): Reviewer {
-  const calls = new Counter({
-    name: 'roomcast_review_calls_total',
-    help: 'review webhook calls by outcome (ok, timeout, error)',
-    labelNames: ['outcome'],
-    registers: [o.registry],
-  });
+  const { calls } = o;
   return async (candidates) => {
     const messages = candidates.map((c, id) => ({ id, room: c.room, uid: c.msg.u, name: c.msg.n, kind: c.msg.k, body: c.msg.b }));
     try {

@@ -178,6 +178,7 @@ export class TickPipeline {
         p.reply(outcome);
       }
       if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
+      this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes.length);
       for (const reply of likes) reply(outcome);
     });
   }
@@ -198,6 +199,7 @@ export class TickPipeline {
         batch.forEach((c, i) => {
           if (!refused.has(i)) return this.passedReview.push(c);
           this.o.metrics.messagesReceived.inc({ kind: kindLabel(c.p.msg.k), result: 'rejected' });
+          this.o.metrics.roomStats.count(c.room, 'refused');
           c.p.reply({ error: new WireError('REJECTED') });
         });
       })
@@ -237,6 +239,7 @@ export class TickPipeline {
       this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result: 'sampled_out' });
       p.reply({ shown: false });
     }
+    this.o.metrics.roomStats.count(room, 'sampled_out', dropped.length);
     return kept;
   }
 
@@ -276,6 +279,7 @@ export class TickPipeline {
     m.deliveries.inc(receivers);
     m.deliveredBytes.inc(bytes);
     for (const msg of frame.msgs) m.deliveryLatency.observe(Math.max(0, t - msg.t) / 1000);
+    m.roomStats.delivered(room, frame.msgs.length, Math.max(0, t - (frame.msgs[0]?.t ?? t)) / 1000);
   }
 }
 

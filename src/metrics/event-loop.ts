@@ -1,0 +1,50 @@
+// Event-loop delay that reads ~0 on an idle process. Node's monitorEventLoopDelay records
+// the time between two firings of a timer that repeats every `resolution` ms, so each
+// sample is the period plus the delay: an idle worker sampled every 50 ms read 49-54 ms.
+// prom-client exports those raw samples; these gauges (same names) subtract the period.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Gauge, type Registry } from 'prom-client';
+
+/**
+ * Sampling period (ms). prom-client's default, 10 ms, wakes an idle worker 100 times a
+ * second: on a node running dozens of workers that was most of their idle CPU.
+ */
+export const LAG_SAMPLE_MS = 50;
+
+/** prom-client's own histogram is replaced below; sampled this rarely it costs nothing. */
+export const UNUSED_LAG_SAMPLE_MS = 10_000;
+
+const STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
+
+/** Replaces prom-client's `<prefix>nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds`. */
+export function registerEventLoopLag(registry: Registry, prefix: string): void {
+  const h = monitorEventLoopDelay({ resolution: LAG_SAMPLE_MS });
+  h.enable();
+  const period = LAG_SAMPLE_MS * 1e6;
+  // A sample shorter than the period (timers fire on the loop's cached ms clock) is no delay.
+  const delay = (ns: number) => Math.max(0, ns - period) / 1e9;
+  const read: Record<(typeof STATS)[number], () => number> = {
+    min: () => delay(h.min),
+    max: () => delay(h.max),
+    mean: () => delay(h.mean),
+    stddev: () => h.stddev / 1e9,
+    p50: () => delay(h.percentile(50)),
+    p90: () => delay(h.percentile(90)),
+    p99: () => delay(h.percentile(99)),
+  };
+  // The first gauge collected sets them all and starts a new window (as prom-client does).
+  const collectAll = () => {
+    STATS.forEach((stat, i) => gauges[i]!.set(h.count > 0 ? read[stat]() : 0));
+    h.reset();
+  };
+  const gauges: Gauge[] = STATS.map((stat, i) => {
+    const name = `${prefix}nodejs_eventloop_lag_${stat}_seconds`;
+    registry.removeSingleMetric(name);
+    return new Gauge({
+      name,
+      help: `${stat} event loop delay since the last scrape, without the ${LAG_SAMPLE_MS} ms sampling period`,
+      registers: [registry],
+      collect: i === 0 ? collectAll : undefined,
+    });
+  });
+}
