@@ -17,6 +17,7 @@ import { Gateway } from './gateway/server.js';
 import { json } from './gateway/http.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics/metrics.js';
+import type { UserPresence } from './engine/users.js';
 
 export interface RoomcastNode {
   readonly port: number;
@@ -38,6 +39,8 @@ export interface NodeDeps {
   metricsText?: () => Promise<string>;
   /** Dev mode's token secret, shared by all workers of a node (default: random). */
   devSecret?: string;
+  /** Node-wide sockets per user (a supervised worker's view); default: this worker alone. */
+  users?: UserPresence;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;
@@ -53,13 +56,15 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   }
   const nodeId = config.nodeId ?? hostname();
   const bus = deps.bus ?? createBus(config, nodeId, log);
+  const verifier = createVerifier(secret);
   const gateway = new Gateway({
     host: config.host,
     port: config.port,
-    verifier: createVerifier(secret),
+    verifier,
     allowGuests: config.allowGuests,
     connectRate: config.connectRate,
     connectBurst: config.connectBurst,
+    trustProxy: config.trustProxy,
     maxFrameBytes: config.maxFrameBytes,
     maxHttpBodyBytes: HTTP_BODY_LIMIT,
     idleTimeoutSec: config.idleTimeoutSec,
@@ -72,7 +77,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, registry, log })
     : undefined;
   const prefilter = createBlocklist(config.blocklist);
-  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter });
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users });
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');

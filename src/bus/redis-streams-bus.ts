@@ -675,6 +675,7 @@ function parseHead(v: unknown): RoomHead | Error {
 function isControl(v: unknown): v is ControlCommand {
   if (typeof v !== 'object' || v === null) return false;
   const c = v as Record<string, unknown>;
+  if (c.type === 'disconnect') return typeof c.uid === 'string' && typeof c.untilMs === 'number';
   if (typeof c.room !== 'string' || typeof c.untilMs !== 'number') return false;
   if (c.type === 'kick') return typeof c.uid === 'string';
   return c.type === 'mute' && (c.uid === undefined || typeof c.uid === 'string');

@@ -33,6 +33,8 @@ export interface Metrics {
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
   joins: Counter<'result'>;
+  tokenRefreshes: Counter<'result'>;
+  expiryCloses: Counter;
 }
 
 const P = 'roomcast_';
@@ -103,5 +105,17 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       registers,
     }),
     badFrames: new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
+    tokenRefreshes: zeroed(
+      new Counter({ name: P + 'token_refreshes_total', help: 'refresh ops by result (ok, bad_token, forbidden)', labelNames: ['result'], registers }),
+      'result',
+      ['ok', 'bad_token', 'forbidden'],
+    ),
+    expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
   };
+}
+
+/** Exports every known label value at 0 from the start, so dashboards show 0, not "No data". */
+function zeroed<L extends string>(c: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const v of values) c.inc({ [label]: v } as Partial<Record<L, string>>, 0);
+  return c;
 }

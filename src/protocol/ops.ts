@@ -17,7 +17,8 @@ export type ClientOp =
   | { op: 'send'; ref?: number; room: string; kind: 'like' }
   | { op: 'kick'; ref?: number; room: string; uid: string; reason?: string; seconds?: number }
   | { op: 'mute'; ref?: number; room: string; uid?: string; seconds?: number }
-  | { op: 'ping'; ref?: number };
+  | { op: 'ping'; ref?: number }
+  | { op: 'refresh'; ref?: number; token: string };
 
 export interface BatchFrame {
   op: 'batch';
@@ -41,6 +42,8 @@ export type ServerOp =
   | { op: 'error'; code: string; message: string; ref?: number; retryMs?: number }
   | { op: 'bye'; reason: string; reconnectMs: number }
   | { op: 'pong'; ref?: number; ts: number }
+  | { op: 'refreshed'; ref?: number; exp: number }
+  | { op: 'expiring'; in: number }
   | { op: 'z'; data: Uint8Array };
 
 export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
