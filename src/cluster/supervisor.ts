@@ -13,6 +13,7 @@ import type { Config } from '../config/schema.js';
 import { freePort } from '../gateway/free-port.js';
 import { backoffMs } from '../util/backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
+import { UserCountsHub } from './user-counts.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker that stayed up this long resets its restart backoff. */
@@ -61,6 +62,11 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const send = (child: ChildProcess | undefined, msg: ToWorker) => {
     if (child?.connected) child.send(msg);
   };
+  const users = new UserCountsHub(
+    Math.min(2, config.maxConnsPerUser),
+    () => slots.filter((s) => s.child).map((s) => s.id),
+    (id, msg) => send(slots.find((s) => s.id === id)?.child, msg),
+  );
 
   async function aggregate(): Promise<string> {
     const live = slots.map((s) => s.child).filter((c): c is ChildProcess => !!c?.connected);
@@ -99,10 +105,13 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
         if (p.got.length >= p.want) p.done();
       } else if (m.type === 'metrics?') {
         void aggregate().then((text) => send(child, { type: 'metrics', id: m.id, text }));
+      } else if (m.type === 'users') {
+        users.apply(slot.id, m);
       }
     });
     child.on('exit', (code, signal) => {
       slot.child = undefined;
+      users.dropWorker(slot.id);
       if (stopping) return;
       if (Date.now() - slot.startedAt > STABLE_MS) slot.attempts = 0;
       const delay = backoffMs(slot.attempts++, RESTART_BACKOFF);

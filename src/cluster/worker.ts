@@ -6,11 +6,14 @@ import { createBus } from '../bus/create.js';
 import { createLogger } from '../log.js';
 import { startNode, type RoomcastNode } from '../node.js';
 import type { ToSupervisor, ToWorker } from './ipc.js';
+import { WorkerUsers } from './user-counts.js';
 
 const send = (m: ToSupervisor) => process.send?.(m);
 let node: RoomcastNode | undefined;
 let seq = 0;
 const waiting = new Map<number, (text: string) => void>();
+/** This worker's sockets per user, shared with the node's other workers via the supervisor. */
+const users = new WorkerUsers(send);
 
 /** GET /metrics on any worker answers with the node-wide aggregate from the supervisor. */
 function nodeMetrics(): Promise<string> {
@@ -35,7 +38,7 @@ process.on('message', (m: ToWorker) => {
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
       const bus = createBus(config, m.workerId, log);
-      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret }).then(
+      void startNode(config, { log, registry, bus, metricsText: nodeMetrics, devSecret: m.devSecret, users }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });
@@ -56,6 +59,9 @@ process.on('message', (m: ToWorker) => {
     case 'metrics':
       waiting.get(m.id)?.(m.text);
       waiting.delete(m.id);
+      return;
+    case 'user-others':
+      users.others(m);
       return;
   }
 });
