@@ -1,12 +1,18 @@
-// Types of the v1 wire contract (PROTOCOL §3, §4).
+// Types of the v1 wire contract (PROTOCOL §3, §4, §9). No imports: the client SDK uses them too.
 
 /** One message in a room's stream. */
 export interface Msg {
+  /** sender uid (`system` for API messages without a uid) */
   u: string;
+  /** sender display name */
   n?: string;
+  /** kind: `chat`, `gift`, `system` or a custom kind (likes are only counted, in `Batch.likes`) */
   k: string;
+  /** body: a string for chat; any MessagePack value for API kinds */
   b: unknown;
+  /** server time, ms */
   t: number;
+  /** extras set through the server API */
   x?: Record<string, unknown>;
 }
 
