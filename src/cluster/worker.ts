@@ -13,7 +13,8 @@ let node: RoomcastNode | undefined;
 let seq = 0;
 const waiting = new Map<number, (text: string) => void>();
 /** This worker's sockets per user, shared with the node's other workers via the supervisor. */
-const users = new WorkerUsers(send);
+// Counts still change while an orphaned worker drains: nobody to tell then.
+const users = new WorkerUsers((m) => void (process.connected && send(m)));
 
 /** GET /metrics on any worker answers with the node-wide aggregate from the supervisor. */
 function nodeMetrics(): Promise<string> {
