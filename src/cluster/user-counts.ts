@@ -120,6 +120,7 @@ export class UserCountsHub {
       let total = 0;
       for (const n of per?.values() ?? []) total += n;
       let told = this.told.get(uid);
+      if (total < this.shareFrom && !told) continue; // nobody was told about it: nothing to take back
       for (const w of workers) {
         const others = total >= this.shareFrom ? total - (per?.get(w) ?? 0) : 0;
         if (others === (told?.get(w) ?? 0)) continue;
