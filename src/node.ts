@@ -18,6 +18,7 @@ import { json, type Route } from './gateway/http.js';
 import { startAdminServer, type AdminServer } from './gateway/admin.js';
 import { createLogger } from './log.js';
 import { busEvents, createMetrics } from './metrics/metrics.js';
+import type { UserPresence } from './engine/users.js';
 
 export interface RoomcastNode {
   readonly port: number;
@@ -43,6 +44,8 @@ export interface NodeDeps {
   devSecret?: string;
   /** A cluster worker: with --admin-port, the supervisor serves the ops routes, not this worker. */
   supervised?: boolean;
+  /** Node-wide sockets per user (a supervised worker's view); default: this worker alone. */
+  users?: UserPresence;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;
@@ -59,13 +62,15 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const nodeId = config.nodeId ?? hostname();
   let paceMs = () => config.tickMs;
   const bus = deps.bus ?? createBus(config, nodeId, { log, events: busEvents(metrics), paceMs: () => paceMs() });
+  const verifier = createVerifier(secret);
   const gateway = new Gateway({
     host: config.host,
     port: config.port,
-    verifier: createVerifier(secret),
+    verifier,
     allowGuests: config.allowGuests,
     connectRate: config.connectRate,
     connectBurst: config.connectBurst,
+    trustProxy: config.trustProxy,
     maxFrameBytes: config.maxFrameBytes,
     maxHttpBodyBytes: HTTP_BODY_LIMIT,
     idleTimeoutSec: config.idleTimeoutSec,
@@ -78,7 +83,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, calls: metrics.reviewCalls, log })
     : undefined;
   const prefilter = createBlocklist(config.blocklist);
-  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter });
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users });
   paceMs = () => engine.effectiveTickMs;
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');

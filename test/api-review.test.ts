@@ -104,6 +104,13 @@ describe('the blocklist', () => {
     expect(await metric(node, 'roomcast_messages_received_total', { kind: 'chat', result: 'rejected' })).toBe(rejectedBefore + 4);
     await Promise.all([a.close(), b.close()]);
   });
+
+  it('does not apply to API messages, whatever their priority (the backend vouches for them)', async () => {
+    const b = await joinedClient(node, 'b2', 'bl-api');
+    await postShown(node, 'bl-api', { kind: 'quiz', body: 'a badword from the backend', priority: 'normal' });
+    await waitMsg(b, 'bl-api', (m) => m.b === 'a badword from the backend');
+    await b.close();
+  });
 });
 
 describe('the review webhook', () => {
@@ -204,10 +211,12 @@ describe('the review webhook', () => {
       await Promise.all([primer, a, b, c].map((x) => x.close()));
     });
 
-    it('is not called for ticks without candidate chat, nor for high-priority API messages', async () => {
+    it('is not called for ticks without candidate chat, nor for API messages of any priority', async () => {
       const c = await joinedClient(node, 'quiet', 'rv-4');
       const before = reviewer.count('/batch');
       await postShown(node, 'rv-4', { kind: 'system', body: 'announcement' });
+      // docs/openapi.yaml and docs/protocol.md §8: the backend vouches for its messages.
+      await postShown(node, 'rv-4', { kind: 'quiz', body: 'normal priority', priority: 'normal' });
       await postShown(node, 'rv-4', { kind: 'gift', body: 'g' });
       await waitMsg(c, 'rv-4', (m) => m.b === 'g');
       await sleep(500); // two idle ticks

@@ -24,7 +24,7 @@ import {
   waitState,
   waitText,
 } from './browser-helpers.js';
-import { startTestNode } from './helpers.js';
+import { startTestNode, token } from './helpers.js';
 
 const ARTIFACTS = join(packageRoot, 'test-artifacts');
 /** The bye's reconnectMs is jittered up to this: kept short so the test is quick. */
@@ -168,5 +168,70 @@ describe('demo page in headless Chromium', () => {
     await ann.screenshot({ path: join(ARTIFACTS, 'browser-e2e.png'), fullPage: true });
     expect(annErrors).toEqual([]);
     expect(benErrors).toEqual([]);
+  }, 60_000);
+
+  it('the SDK bundle refreshes short tokens on one connection, and reconnects with a fresh one after 4010', async () => {
+    const node = await startTestNode({ tokenGraceSec: 1 }); // dev mode serves /roomcast.js
+    nodes.push(node);
+    const origin = `http://127.0.0.1:${node.port}`;
+    browser ??= await launchChromium();
+    const page = await (await browser.newContext()).newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    // The page's getToken asks this route, played by the test as a business backend would:
+    // 3-second tokens, and failures on demand.
+    const uid = `sdk-${randomBytes(3).toString('hex')}`;
+    let served = 0;
+    let failNext = 0;
+    await page.route(
+      (url) => url.pathname === '/test-token',
+      async (route) => {
+        if (failNext > 0) {
+          failNext--;
+          return route.fulfill({ status: 503, body: 'down' });
+        }
+        served++;
+        await route.fulfill({ status: 200, contentType: 'text/plain', body: await token(node, { uid, ttlSec: 3 }) });
+      },
+    );
+    await page.goto(`${origin}/healthz`);
+    await page.addScriptTag({ url: '/roomcast.js' });
+    type Win = { rc: { state: string; info?: { sid: string }; ready(): Promise<void> }; closes: number[] };
+    const sid = await page.evaluate(async () => {
+      const w = window as unknown as Win & { Roomcast: { connect(o: unknown): Win['rc'] & { on(e: string, f: (s: { closeCode?: number }) => void): void } } };
+      w.closes = [];
+      const rc = w.Roomcast.connect({
+        url: `${location.origin.replace('http', 'ws')}/ws`,
+        getToken: async () => {
+          const r = await fetch('/test-token', { cache: 'no-store' });
+          if (!r.ok) throw new Error(`token service ${r.status}`);
+          return r.text();
+        },
+      });
+      rc.on('state', (s) => s.closeCode !== undefined && w.closes.push(s.closeCode));
+      rc.on('error', () => undefined);
+      w.rc = rc;
+      await rc.ready();
+      return rc.info!.sid;
+    });
+    const status = () =>
+      page.evaluate(() => {
+        const w = window as unknown as Win;
+        return { state: w.rc.state, sid: w.rc.info?.sid, closes: w.closes };
+      });
+    // Three token lifetimes on one connection: refreshed in place.
+    await new Promise((r) => setTimeout(r, 7000));
+    expect(await status()).toEqual({ state: 'open', sid, closes: [] });
+    expect(served).toBeGreaterThanOrEqual(3);
+    // The next refresh fails: the server closes with 4010 and the SDK comes back with a fresh token.
+    failNext = 1;
+    await expect.poll(async () => (await status()).closes, { timeout: 10_000 }).toEqual([4010]);
+    const reopened = async () => {
+      const s = await status();
+      return s.state === 'open' && s.sid !== sid;
+    };
+    await expect.poll(reopened, { timeout: 10_000 }).toBe(true);
+    expect(errors).toEqual([]);
+    await page.context().close();
   }, 60_000);
 });

@@ -24,6 +24,15 @@ describe('docs/sdk.md', () => {
     expect([...SERVER_ERROR_CODES].sort()).toEqual(Object.keys(ERRORS).sort());
   });
 
+  it('the SDK imports no server code: only src/protocol wire definitions and the one backoff', async () => {
+    const { readdirSync } = await import('node:fs');
+    const allowed = new Set(['../protocol/errors.js', '../protocol/ops.js', '../util/backoff.js']);
+    for (const f of readdirSync(new URL('../src/client/', import.meta.url)).filter((n) => n.endsWith('.ts'))) {
+      for (const m of read(`src/client/${f}`).matchAll(/from '(\.\.\/[^']+)'/g)) expect(allowed, `${f}: ${m[1]}`).toContain(m[1]);
+    }
+    for (const f of ['src/protocol/errors.ts', 'src/protocol/ops.ts', 'src/util/backoff.ts']) expect(read(f), f).not.toMatch(/^import /m);
+  });
+
   it('lists every error code, event and connect option', () => {
     for (const code of [...SERVER_ERROR_CODES, ...CLIENT_ERROR_CODES]) expect(doc, code).toMatch(new RegExp(`^\\| \`${code}\` \\|`, 'm'));
     const events = members('src/client/types.ts', 'ClientEvents');

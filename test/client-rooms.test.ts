@@ -347,4 +347,17 @@ describe('moderation events', () => {
     expect(rc.rooms()[0]).toMatchObject({ mutedUntil: 456, roomMutedUntil: 123, members: 42 });
     await rc.close();
   });
+
+  it('left without a ref (a refreshed token no longer allows the room): the room is forgotten, FORBIDDEN reported', async () => {
+    const { t, rc, of } = setup();
+    const s = await open(t);
+    await joinR1(rc, s);
+    s.push({ op: 'left', room: 'r1' });
+    await flush();
+    expect(rc.rooms()).toEqual([]);
+    expect(of<{ code: string; room?: string }>('error')).toEqual([expect.objectContaining({ code: 'FORBIDDEN', room: 'r1' })]);
+    s.push(batch(11));
+    expect(of('batch')).toEqual([]);
+    await rc.close();
+  });
 });

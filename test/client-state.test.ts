@@ -72,7 +72,7 @@ describe('connecting', () => {
 });
 
 describe('reconnecting', () => {
-  it('backs off exponentially from 500 ms, capped at 10 s, with full jitter', async () => {
+  it('backs off exponentially from 500 ms, capped at 10 s, with equal jitter (src/util/backoff.ts)', async () => {
     const { t, clock, rnd, of, rc } = setup();
     rnd.value = 0.999;
     const seen: Array<number | undefined> = [];
@@ -83,13 +83,13 @@ describe('reconnecting', () => {
       seen.push(delays(of).at(-1));
       await clock.advance(delays(of).at(-1)!);
     }
-    expect(seen).toEqual([499, 999, 1998, 3996, 7992, 9990, 9990]);
+    expect(seen).toEqual([500, 1000, 1999, 3998, 7996, 9995, 9995]);
     expect(t.sockets).toHaveLength(8);
-    // jitter: the delay is random * ceiling, so random 0.25 gives a quarter of the cap
-    rnd.value = 0.25;
+    // jitter: the delay is half the ceiling plus random * half, so random 0 gives half the cap
+    rnd.value = 0;
     t.last.fail();
     await flush();
-    expect(delays(of).at(-1)).toBe(2500);
+    expect(delays(of).at(-1)).toBe(5000);
     expect(of<{ state: string; previous: string }>('state')[0]).toMatchObject({ state: 'reconnecting', previous: 'connecting' });
     await rc.close();
   });
@@ -99,7 +99,7 @@ describe('reconnecting', () => {
     rnd.value = 0.999;
     await flush();
     t.last.fail();
-    await clock.advance(498);
+    await clock.advance(499);
     expect(t.sockets).toHaveLength(1);
     await clock.advance(1);
     expect(t.sockets).toHaveLength(2);
@@ -114,20 +114,20 @@ describe('reconnecting', () => {
       t.last.fail();
       await clock.advance(delays(of).at(-1)!);
     }
-    expect(delays(of)).toEqual([499, 999, 1998]);
+    expect(delays(of)).toEqual([500, 1000, 1999]);
     // short-lived: open 1 s, then dropped — backoff keeps growing
     await open(t);
     await clock.advance(1000);
     t.last.serverClose(1006);
     await flush();
-    expect(delays(of).at(-1)).toBe(3996);
-    await clock.advance(3996);
+    expect(delays(of).at(-1)).toBe(3998);
+    await clock.advance(3998);
     // stable: open 6 s — back to the base
     await open(t);
     await clock.advance(6000);
     t.last.serverClose(1006);
     await flush();
-    expect(delays(of).at(-1)).toBe(499);
+    expect(delays(of).at(-1)).toBe(500);
     expect(of<{ state: string; closeCode?: number }>('state').at(-1)).toMatchObject({ state: 'reconnecting', closeCode: 1006 });
     await rc.close();
   });
@@ -233,12 +233,65 @@ describe('tokens', () => {
     expect(n).toBe(1);
     await clock.advance(1_000);
     expect(n).toBe(2);
-    // the new token is used by the next connection (the open one is not disturbed)
+    // the open connection gets it as a refresh op (PROTOCOL §9), and so does the next one
     expect(rc.state).toBe('open');
+    expect(JSON.parse(Buffer.from(String(s.last('refresh').token).split('.')[1]!, 'base64url').toString()).n).toBe(2);
     s.serverClose(1006);
     await clock.advance(10_000);
     expect(JSON.parse(Buffer.from(t.last.query.get('token')!.split('.')[1]!, 'base64url').toString()).n).toBe(2);
     await rc.close();
+  });
+
+  it('refreshes on the open connection: refresh op, refreshed answer, next refresh before the new exp', async () => {
+    const clock0 = new FakeClock();
+    let n = 0;
+    const getToken = () => jwt({ sub: 'u', n: ++n, exp: Math.floor((clock0.now() + HOUR) / 1000) });
+    const { t, clock, rc, of } = setup({ clock: clock0, getToken, pingIntervalMs: 2 * HOUR });
+    const s = await open(t);
+    await clock.advance(HOUR - 30_000);
+    const r1 = s.last('refresh');
+    s.push({ op: 'refreshed', ref: r1.ref, exp: Math.floor((clock.now() + HOUR) / 1000) });
+    await flush();
+    expect(s.ops('refresh')).toHaveLength(1);
+    await clock.advance(HOUR - 30_000);
+    expect(s.ops('refresh')).toHaveLength(2);
+    // A refused refresh is reported and tried again later; the connection stays.
+    s.push({ op: 'error', ref: s.last('refresh').ref, code: 'BAD_TOKEN', message: 'bad' });
+    await flush();
+    expect(of<{ code: string }>('error').map((e) => e.code)).toEqual(['BAD_TOKEN']);
+    await clock.advance(5_000);
+    expect(s.ops('refresh')).toHaveLength(3);
+    expect(rc.state).toBe('open');
+    await rc.close();
+  });
+
+  it('refreshes at once on the server\'s expiring hint', async () => {
+    let n = 0;
+    const { t, rc } = setup({ getToken: () => jwt({ sub: 'u', n: ++n, exp: 4_000_000_000 }), pingIntervalMs: 2 * HOUR });
+    const s = await open(t);
+    s.push({ op: 'expiring', in: 20_000 });
+    await flush();
+    expect(n).toBe(2);
+    expect(s.ops('refresh')).toHaveLength(1);
+    await rc.close();
+  });
+
+  it('reconnects with a fresh token after close 4010, and stays out after 4011', async () => {
+    let n = 0;
+    const { t, clock, rc, of } = setup({ getToken: () => jwt({ sub: 'u', n: ++n, exp: 4_000_000_000 }), pingIntervalMs: 2 * HOUR });
+    await open(t);
+    t.last.serverClose(4010, 'token expired');
+    await clock.advance(1000);
+    expect(t.sockets).toHaveLength(2);
+    expect(n).toBe(2);
+    expect(JSON.parse(Buffer.from(t.last.query.get('token')!.split('.')[1]!, 'base64url').toString()).n).toBe(2);
+    const s = await open(t);
+    s.push({ op: 'bye', reason: 'banned', reconnectMs: 0 });
+    s.serverClose(4011, 'disconnected');
+    await clock.advance(60_000);
+    expect(t.sockets).toHaveLength(2);
+    expect(rc.state).toBe('closed');
+    expect(of<{ code: string; message: string }>('error').at(-1)).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringContaining('4011') });
   });
 
   it('calls getToken before connecting when the token expires within 30 s', async () => {

@@ -12,6 +12,11 @@ describe('config', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('reads --trust-proxy as a comma-separated list of addresses and CIDRs', () => {
+    expect(loadConfig({ env: {}, cli: { trustProxy: '10.0.0.0/8, 192.168.1.1,::1,fd00::/8' } }).trustProxy).toEqual(['10.0.0.0/8', '192.168.1.1', '::1', 'fd00::/8']);
+    for (const bad of ['10.0.0.0/33', 'proxy.local', '10.0.0.0/8/1', '::1/129']) expect(() => buildConfig({ trustProxy: [bad] }), bad).toThrow(/trustProxy/);
+  });
+
   it('rejects unknown keys and bad values', () => {
     expect(() => buildConfig({ tickMS: 10 })).toThrow(ConfigError);
     expect(() => buildConfig({ tickMs: 'fast' })).toThrow(/tickMs/);

@@ -30,4 +30,47 @@ describe('docs', () => {
       expect(read(link).length, link).toBeGreaterThan(200);
     }
   });
+
+  it('docs/architecture.md names the token library the code uses (fast-jwt, not jose)', () => {
+    expect(read('src/auth/tokens.ts')).toContain("from 'fast-jwt'");
+    const arch = read('docs/architecture.md');
+    expect(arch).toContain('fast-jwt');
+    expect(arch).not.toMatch(/\bjose\b/);
+  });
+
+  it('docs/architecture.md describes the recovery replay as paced by the socket, as the code does', () => {
+    const rooms = read('src/engine/rooms.ts');
+    expect(rooms).toContain('await c.drained(this.o.replayBufferBytes)');
+    expect(read('src/engine/engine.ts')).toContain('replayBufferBytes: Math.floor(c.maxBackpressure / 4)');
+    const arch = read('docs/architecture.md');
+    expect(arch).toContain('the replay is **paced**');
+    expect(arch).toContain('a quarter of `maxBackpressure`');
+  });
+
+  it('API messages skip content review, in the code and in both API docs', () => {
+    // The engine queues API messages without the review flag that client chat carries.
+    const engine = read('src/engine/engine.ts');
+    expect(engine).toContain("this.outboxes.addNormal(op.room, { msg, reply, review: true })");
+    expect(engine).toContain('else this.outboxes.addNormal(room, { msg, reply: resolve });');
+    const openapi = read('docs/openapi.yaml');
+    expect(openapi).toContain('API messages of any priority skip content review');
+    expect(openapi).not.toMatch(/Normal-priority messages also pass the review/);
+    expect(read('docs/protocol.md')).toContain('API messages never pass content review');
+  });
+
+  it('the SDK says what the server does with a re-joining member: unsubscribed until its replay caught up', () => {
+    expect(read('src/engine/rooms.ts')).toMatch(/replay caught up[^]*c\.unsubscribe\(room\);/);
+    for (const f of ['client.ts', 'room-seq.ts']) expect(read(`src/client/${f}`)).not.toContain('stays subscribed');
+    expect(read('src/client/room-seq.ts')).toContain('holds live batches back from a re-joining member');
+  });
+
+  it('the README tour shows refresh and disconnect; docs/security.md covers the session options', () => {
+    const readme = read('README.md');
+    expect(readme).toContain("op: 'refresh'");
+    expect(readme).toMatch(/\/v1\/users\/\w+\/disconnect/);
+    const security = read('docs/security.md');
+    for (const o of ['trustProxy', 'maxConnsPerUser', 'tokenGraceSec', 'multiply across nodes', '/v1/users/:uid/disconnect']) {
+      expect(security, o).toContain(o);
+    }
+  });
 });

@@ -173,7 +173,8 @@ describe('WebSocket framing (uWS), over a raw TCP socket', () => {
   let node: RoomcastNode;
   let path: string;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 10, connectRate: 0, badFrameLimit: 1_000_000 });
+    // One user opens up to 16 sockets at once here: above the default maxConnsPerUser (10).
+    node = await startTestNode({ tickMs: 10, connectRate: 0, badFrameLimit: 1_000_000, maxConnsPerUser: 100 });
     path = `/ws?token=${await token(node, { uid: 'framer' })}`;
   });
   afterAll(() => node?.stop());

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { apiRoutes, type RoomControl } from '../src/api/routes.js';
-import { broadcastBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery } from '../src/api/schemas.js';
+import { broadcastBody, disconnectBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from '../src/api/schemas.js';
 import { ROOM_RE } from '../src/protocol/ops.js';
 import type { RoomcastNode } from '../src/node.js';
 import { startTestNode } from './helpers.js';
@@ -183,7 +183,7 @@ function codeRoutes(): string[] {
   const never = () => {
     throw new Error('not called');
   };
-  const control: RoomControl = { post: never, broadcast: never, kick: never, mute: never, roomInfo: never, topRooms: never };
+  const control: RoomControl = { post: never, broadcast: never, kick: never, mute: never, roomInfo: never, topRooms: never, disconnect: never };
   return apiRoutes({ control, apiKey: 'k', apiRate: 1 }).map((r) => {
     const method = r.method === 'del' ? 'delete' : r.method;
     const path = r.pattern.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}');
@@ -321,6 +321,7 @@ describe('docs/openapi.yaml', () => {
       'get /v1/rooms': ['200', '400', '401'],
       'post /v1/rooms/{room}/kick': ['200', '400', '401', '413', '503'],
       'post /v1/rooms/{room}/mute': ['200', '400', '401', '413', '503'],
+      'post /v1/users/{uid}/disconnect': ['200', '400', '401', '413', '503'],
     };
     expect(Object.keys(expected).sort()).toEqual(codeRoutes().sort());
     for (const [key, statuses] of Object.entries(expected)) {
@@ -356,6 +357,7 @@ describe('docs/openapi.yaml', () => {
     expect(variants).toEqual(expect.arrayContaining([{ required: ['seq', 'shown'], shown: true }, { required: ['shown'], shown: false }]));
     expect(success('/v1/broadcast', 'post', '202').required).toEqual(['rooms', 'failed']);
     expect(success('/v1/rooms/{room}/kick', 'post', '200').required).toEqual(['ok']);
+    expect(success('/v1/users/{uid}/disconnect', 'post', '200').required).toEqual(['ok']);
     expect([...(success('/v1/rooms/{room}/mute', 'post', '200').required as string[])].sort()).toEqual(['ok', 'until']);
     expect([...(success('/v1/rooms/{room}', 'get', '200').required as string[])].sort()).toEqual(['epoch', 'members', 'ratePerSec', 'room', 'seq']);
     const top = success('/v1/rooms', 'get', '200');
@@ -368,10 +370,12 @@ describe('docs/openapi.yaml', () => {
       ['/v1/broadcast', broadcastBody],
       ['/v1/rooms/{room}/kick', kickBody],
       ['/v1/rooms/{room}/mute', muteBody],
+      ['/v1/users/{uid}/disconnect', disconnectBody],
     ];
     it.each(bodies)('POST %s', (path, schema) => {
       const rb = deref(paths[path]!.post!.requestBody as YMap);
-      expect(rb.required).toBe(true);
+      // Every field of a disconnect is optional, so is its body.
+      expect(rb.required).toBe(!path.startsWith('/v1/users/'));
       const docSchema = ((rb.content as YMap)['application/json'] as YMap).schema as YMap;
       expect(deref(docSchema).additionalProperties).toBe(false);
       expect(constraints(docSchema)).toEqual(zodConstraints(schema));
@@ -396,6 +400,9 @@ describe('docs/openapi.yaml', () => {
         expect(room, `${method} ${path}`).toMatchObject({ in: 'path', required: true });
         expect(constraints(room!.schema as YMap), `${method} ${path}`).toEqual(zodConstraints(roomId));
       }
+      const uid = deref((paths['/v1/users/{uid}/disconnect']!.post!.parameters as Y[])[0]!);
+      expect(uid).toMatchObject({ name: 'uid', in: 'path', required: true });
+      expect(constraints(uid.schema as YMap)).toEqual(zodConstraints(userId));
       const top = (paths['/v1/rooms']!.get!.parameters as Y[]).map((p) => deref(p)).find((p) => p.name === 'top')!;
       expect(top).toMatchObject({ in: 'query', required: false });
       expect(constraints(top.schema as YMap)).toEqual(zodConstraints(topQuery));

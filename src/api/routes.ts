@@ -5,9 +5,9 @@ import type { z } from 'zod';
 import { json, jsonError, type HttpReply, type HttpReq, type Route } from '../gateway/http.js';
 import { ERRORS, WireError } from '../protocol/errors.js';
 import type { Outcome } from '../tick/outbox.js';
-import { RateLimiter } from '../tick/rate-limit.js';
+import { RateLimiter } from '../util/token-bucket.js';
 import { createKeyCheck } from './auth.js';
-import { broadcastBody, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery } from './schemas.js';
+import { broadcastBody, disconnectBody, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from './schemas.js';
 
 export interface ApiMessage {
   kind: string;
@@ -25,6 +25,8 @@ export interface RoomControl {
   kick(room: string, uid: string, seconds?: number, reason?: string): Promise<void>;
   /** Resolves with the mute's end (ms; 0 = unmuted). */
   mute(room: string, uid: string | undefined, seconds: number): Promise<number>;
+  /** Closes the user's connections on every node and refuses its upgrades for `seconds`. */
+  disconnect(uid: string, seconds?: number, reason?: string): Promise<void>;
   roomInfo(room: string): Promise<{ room: string; members: number; seq: number; epoch: string; ratePerSec: number }>;
   topRooms(n: number): Array<{ room: string; members: number }>;
 }
@@ -177,6 +179,18 @@ export function apiRoutes(o: ApiOptions): Route[] {
         const r = room(req);
         const b = parse(muteBody, req);
         return json(200, { ok: true, until: await o.control.mute(r, b.uid, b.seconds) });
+      }),
+    },
+    {
+      method: 'post',
+      pattern: '/v1/users/:uid/disconnect',
+      handler: guard(async (req) => {
+        const uid = req.params.uid ?? '';
+        if (!userId.safeParse(uid).success) throw new ApiError(400, 'BAD_REQUEST', 'uid must be 1-64 chars');
+        // An empty body is {}: every field is optional.
+        const b = req.body.byteLength === 0 ? {} : parse(disconnectBody, req);
+        await o.control.disconnect(uid, b.seconds, b.reason);
+        return json(200, { ok: true });
       }),
     },
   ];

@@ -36,6 +36,15 @@ export const kickBody = z
   })
   .strict();
 
+export const userId = z.string().min(1).max(64);
+
+export const disconnectBody = z
+  .object({
+    reason: z.string().max(200).optional(),
+    seconds: z.number().int().min(0).max(365 * 86400).optional(),
+  })
+  .strict();
+
 export const muteBody = z
   .object({
     uid: z.string().min(1).max(64).optional(),

@@ -33,7 +33,8 @@ export interface RangeResult {
 
 export type ControlCommand =
   | { type: 'kick'; room: string; uid: string; reason?: string; untilMs: number }
-  | { type: 'mute'; room: string; uid?: string; untilMs: number };
+  | { type: 'mute'; room: string; uid?: string; untilMs: number }
+  | { type: 'disconnect'; uid: string; reason?: string; untilMs: number };
 
 /** Callbacks a bus makes into its worker (dependencies point inward). */
 export interface BusHandler {

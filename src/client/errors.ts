@@ -1,21 +1,9 @@
 // Typed SDK errors. `code` is one of the wire contract's codes (PROTOCOL §5) when the server
 // refused something, or one of the client-side codes below when the SDK did.
+import { ERRORS, type ErrorCode } from '../protocol/errors.js';
 
-/** Error codes the server sends in `error` frames (PROTOCOL §5). */
-export const SERVER_ERROR_CODES = [
-  'BAD_FRAME',
-  'UNKNOWN_OP',
-  'BAD_ROOM',
-  'TOO_LARGE',
-  'RATE_LIMITED',
-  'NOT_JOINED',
-  'FORBIDDEN',
-  'MUTED',
-  'KICKED',
-  'TOO_MANY_ROOMS',
-  'REJECTED',
-  'UNAVAILABLE',
-] as const;
+/** Error codes the server sends in `error` frames: the server's own registry (PROTOCOL §5, §9). */
+export const SERVER_ERROR_CODES = Object.keys(ERRORS) as readonly ErrorCode[];
 
 /** Error codes the SDK itself raises. */
 export const CLIENT_ERROR_CODES = [
@@ -35,7 +23,7 @@ export const CLIENT_ERROR_CODES = [
   'ABORTED',
 ] as const;
 
-export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
+export type ServerErrorCode = ErrorCode;
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
 export type RoomcastErrorCode = ServerErrorCode | ClientErrorCode;
 

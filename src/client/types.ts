@@ -1,22 +1,9 @@
-// Public types of the SDK and the wire frames it reads (PROTOCOL §3, §4). Declared here
-// rather than imported from the server so the client has no server dependency.
+// Public types of the SDK and the wire frames it reads (PROTOCOL §3, §4). Wire types come
+// from src/protocol, which has no server dependencies, so server and SDK share one definition.
+import type { Msg } from '../protocol/ops.js';
 import type { RoomcastError } from './errors.js';
 
-/** One message in a room's stream. */
-export interface Msg {
-  /** sender uid (`system` for API messages without a uid) */
-  u: string;
-  /** sender display name */
-  n?: string;
-  /** kind: `chat`, `gift`, `system` or a custom kind (likes are only counted, in `Batch.likes`) */
-  k: string;
-  /** body: a string for chat; any MessagePack value for API kinds */
-  b: unknown;
-  /** server time, ms */
-  t: number;
-  /** extras set through the server API */
-  x?: Record<string, unknown>;
-}
+export type { Msg } from '../protocol/ops.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -140,5 +127,3 @@ export interface ClientEvents {
 
 /** A decoded server frame (fields are checked where used). */
 export type Frame = Record<string, unknown> & { op: string };
-
-export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;

@@ -1,6 +1,7 @@
 // Messages between the supervisor and its worker processes (Node IPC channel).
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import type { UserDeltas, UserOthers } from './user-counts.js';
 
 export type MetricJson = MetricObjectWithValues<MetricValue<string>>;
 
@@ -10,11 +11,13 @@ export type ToWorker =
   | { type: 'collect'; id: number }
   /** Readiness for the supervisor's --admin-port /readyz. */
   | { type: 'probe'; id: number }
-  | { type: 'metrics'; id: number; text: string };
+  | { type: 'metrics'; id: number; text: string }
+  | UserOthers;
 
 export type ToSupervisor =
   | { type: 'ready'; port: number }
   | { type: 'collected'; id: number; metrics: MetricJson[] }
   | { type: 'probed'; id: number; ready: boolean }
   /** A worker serving GET /metrics asks for the node-wide aggregate. */
-  | { type: 'metrics?'; id: number };
+  | { type: 'metrics?'; id: number }
+  | UserDeltas;

@@ -16,6 +16,7 @@ import { freePort } from '../gateway/free-port.js';
 import { json } from '../gateway/http.js';
 import { backoffMs } from '../util/backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
+import { UserCountsHub } from './user-counts.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker that stayed up this long resets its restart backoff. */
@@ -86,6 +87,11 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   const send = (child: ChildProcess | undefined, msg: ToWorker) => {
     if (child?.connected) child.send(msg);
   };
+  const users = new UserCountsHub(
+    Math.min(2, config.maxConnsPerUser),
+    () => slots.filter((s) => s.child).map((s) => s.id),
+    (id, msg) => send(slots.find((s) => s.id === id)?.child, msg),
+  );
 
   /** Sends `msg` to every running worker; resolves with the answers that came within `timeoutMs`. */
   function ask(msg: (id: number) => ToWorker, timeoutMs: number): Promise<Map<Slot, ToSupervisor>> {
@@ -151,11 +157,14 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
         waiting.get(m.id)?.(slot, m);
       } else if (m.type === 'metrics?') {
         void aggregate().then((text) => send(child, { type: 'metrics', id: m.id, text }));
+      } else if (m.type === 'users') {
+        users.apply(slot.id, m);
       }
     });
     child.on('exit', (code, signal) => {
       slot.child = undefined;
       slot.last = undefined;
+      users.dropWorker(slot.id);
       if (stopping) return;
       if (Date.now() - slot.startedAt > STABLE_MS) slot.attempts = 0;
       const delay = backoffMs(slot.attempts++, RESTART_BACKOFF);

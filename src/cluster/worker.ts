@@ -5,11 +5,15 @@ import { Registry } from 'prom-client';
 import { createLogger } from '../log.js';
 import { startNode, type RoomcastNode } from '../node.js';
 import type { ToSupervisor, ToWorker } from './ipc.js';
+import { WorkerUsers } from './user-counts.js';
 
 const send = (m: ToSupervisor) => process.send?.(m);
 let node: RoomcastNode | undefined;
 let seq = 0;
 const waiting = new Map<number, (text: string) => void>();
+/** This worker's sockets per user, shared with the node's other workers via the supervisor. */
+// Counts still change while an orphaned worker drains: nobody to tell then.
+const users = new WorkerUsers((m) => void (process.connected && send(m)));
 
 /** GET /metrics on any worker answers with the node-wide aggregate from the supervisor. */
 function nodeMetrics(): Promise<string> {
@@ -33,7 +37,7 @@ process.on('message', (m: ToWorker) => {
       registry.setDefaultLabels({ worker: m.workerId });
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
-      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true }).then(
+      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true, users }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port });
@@ -57,6 +61,9 @@ process.on('message', (m: ToWorker) => {
     case 'metrics':
       waiting.get(m.id)?.(m.text);
       waiting.delete(m.id);
+      return;
+    case 'user-others':
+      users.others(m);
       return;
   }
 });

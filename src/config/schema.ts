@@ -1,6 +1,18 @@
 // Every option with its default, in one schema that rejects unknown keys. docs/configuration.md
 // mirrors this list (a test checks that every key is documented).
+import { isIP } from 'node:net';
 import { z } from 'zod';
+
+/** `addr` or `addr/prefix` (IPv4 or IPv6). */
+function isCidr(s: string): boolean {
+  const [addr = '', prefix, extra] = s.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra !== undefined) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+const commaList = (v: unknown) => (typeof v === 'string' ? v.split(',').map((w) => w.trim()).filter(Boolean) : v);
 
 export const configSchema = z
   .object({
@@ -56,6 +68,12 @@ export const configSchema = z
     joinBurst: z.number().min(1).default(5).describe('join burst per user'),
     connectRate: z.number().min(0).default(50).describe('WebSocket upgrades per second per client IP (0 = no limit)'),
     connectBurst: z.number().min(1).default(200).describe('upgrade burst per client IP'),
+    trustProxy: z
+      .preprocess(commaList, z.array(z.string().refine(isCidr, 'must be an IP address or CIDR (e.g. 10.0.0.0/8)')))
+      .default([])
+      .describe('proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For / Forwarded name the client address'),
+    maxConnsPerUser: z.number().int().min(1).default(10).describe('sockets one user may hold per node; over it the upgrade gets 429'),
+    tokenGraceSec: z.number().int().min(1).max(3600).default(5).describe('an unrefreshed connection is closed (4010) at most this long after its token exp'),
     badFrameLimit: z.number().int().min(1).default(10).describe('bad frames per minute before close 4008'),
     history: z.number().int().min(1).default(1000).describe('log entries kept per room for recovery'),
     maxBackpressure: z.number().int().min(1024).default(65536).describe('per-socket send buffer before frames are skipped (bytes)'),
@@ -72,7 +90,7 @@ export const configSchema = z
     muteSeconds: z.number().int().min(1).default(300).describe('mute length when a mute gives no seconds'),
     drainMs: z.number().int().min(0).default(5000).describe('max jittered reconnectMs in bye while draining'),
     blocklist: z
-      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((w) => w.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
+      .preprocess(commaList, z.array(z.string().min(1)))
       .default([])
       .describe('words refused in chat (case-insensitive; comma-separated on the CLI)'),
     reviewUrl: z.url().nullable().default(null).describe('review webhook, called once per tick with all candidate chat'),

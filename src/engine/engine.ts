@@ -12,10 +12,12 @@ import { peekRef, validateClientOp } from '../protocol/validate.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
-import { mayJoin } from '../auth/tokens.js';
+import { AuthError, mayJoin, type TokenVerifier } from '../auth/tokens.js';
+import { Deadlines } from './deadlines.js';
+import { localUsers, type UserPresence } from './users.js';
 import { Outboxes, type Outcome } from '../tick/outbox.js';
 import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
-import { RateLimiter } from '../tick/rate-limit.js';
+import { RateLimiter } from '../util/token-bucket.js';
 import { Ticker } from '../tick/ticker.js';
 import { encodeFrame } from '../protocol/codec.js';
 import { Rooms } from './rooms.js';
@@ -32,16 +34,35 @@ export interface EngineOptions {
   /** Chat that fails review before it is queued (blocklist); the webhook runs per tick. */
   prefilter?: (room: string, body: string) => boolean;
   review?: Reviewer;
+  /** Verifies the tokens of `refresh` ops. */
+  verifier: TokenVerifier;
+  /** Node-wide socket counts per user (per-user limits and the connection cap); default: this worker's. */
+  users?: UserPresence;
   now?: () => number;
+}
+
+/** Why an upgrade is refused before a socket exists. */
+export interface Refusal {
+  status: number;
+  code: string;
+  message: string;
 }
 
 interface ConnState {
   badFrames: number;
   badSince: number;
   open: boolean;
+  /** `expiring` was sent for the current token */
+  hinted: boolean;
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
+/** Resolution of token deadlines: the wheel is walked this often. */
+const DEADLINE_SLOT_MS = 250;
+/** `expiring` is sent this long before `exp` (or halfway through a shorter token's life). */
+const EXPIRING_HINT_MS = 30_000;
+/** Ops an expired connection may still send while it waits for its 4010. */
+const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 
 export class Engine {
   readonly membership = new Membership();
@@ -56,6 +77,8 @@ export class Engine {
   private readonly all = new Set<Connection>();
   private readonly lastPushed = new Map<string, MembersPush>();
   private readonly now: () => number;
+  private readonly deadlines: Deadlines<Connection>;
+  private readonly users: UserPresence;
   private timers: NodeJS.Timeout[] = [];
   private draining = false;
 
@@ -63,6 +86,8 @@ export class Engine {
     const c = o.config;
     this.now = o.now ?? Date.now;
     this.moderation = new Moderation(this.now);
+    this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
+    this.users = o.users ?? localUsers(this.membership);
     this.decoder = createIngressDecoder(c.maxFrameBytes);
     this.limits = {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
@@ -121,6 +146,7 @@ export class Engine {
       this.timers.push(t);
     };
     every(this.o.config.membersPushMs, () => this.pushMembers());
+    every(DEADLINE_SLOT_MS, () => this.tokenDeadlines());
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.pipeline.rates.sweep();
@@ -142,8 +168,10 @@ export class Engine {
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
     this.all.add(c);
-    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true });
+    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true, hinted: false });
     this.membership.addConnection(c);
+    if (!c.creds.guest) this.users.opened(c.creds.uid);
+    this.scheduleExpiry(c);
     this.o.metrics.connections.inc();
     c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
     if (!initial) return;
@@ -158,6 +186,8 @@ export class Engine {
     if (!st?.open) return;
     st.open = false;
     this.all.delete(c);
+    this.deadlines.delete(c);
+    if (!c.creds.guest) this.users.closed(c.creds.uid);
     this.rooms.dropped(c);
     this.o.metrics.connections.dec();
     this.o.metrics.rooms.set(this.membership.roomCount);
@@ -212,6 +242,10 @@ export class Engine {
 
   private async handle(c: Connection, op: ClientOp): Promise<void> {
     try {
+      if (c.creds.expMs <= this.now() && !WHILE_EXPIRED.has(op.op)) {
+        if (op.op === 'send') this.o.metrics.messagesReceived.inc({ kind: op.kind, result: 'forbidden' });
+        throw new WireError('BAD_TOKEN', 'token expired; send refresh with a fresh token');
+      }
       switch (op.op) {
         case 'join':
           return await this.join(c, op);
@@ -226,6 +260,8 @@ export class Engine {
           return await this.moderate(c, op);
         case 'ping':
           return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
+        case 'refresh':
+          return this.refresh(c, op);
       }
     } catch (err) {
       if (op.op === 'join') this.o.metrics.joins.inc({ result: 'refused' });
@@ -243,7 +279,7 @@ export class Engine {
     if (!c.rooms.has(room) && c.rooms.size >= this.o.config.maxRoomsPerConn) {
       throw new WireError('TOO_MANY_ROOMS', `at most ${this.o.config.maxRoomsPerConn} rooms per connection`);
     }
-    const wait = this.limits.join.take(c.creds.uid);
+    const wait = this.limits.join.take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
     const recovered = await this.rooms.join(c, op, () => this.state.get(c)?.open === true);
     this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
@@ -263,7 +299,7 @@ export class Engine {
     if (!c.rooms.has(op.room)) refuse(new WireError('NOT_JOINED'), 'invalid');
     const muted = this.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
     if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');
-    const wait = this.limits[kind].take(c.creds.uid);
+    const wait = this.limits[kind].take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
     if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
     const reply = (o: Outcome) => {
@@ -276,6 +312,83 @@ export class Engine {
     const msg: Msg = { u: c.creds.uid, k: 'chat', b: op.body, t: this.now() };
     if (c.creds.name !== undefined) msg.n = c.creds.name;
     this.outboxes.addNormal(op.room, { msg, reply, review: true });
+  }
+
+  // ---- token expiry and refresh (PROTOCOL §9) ----
+
+  /**
+   * A fresh token for the same user: its expiry, name, rooms and role apply from now on, and
+   * rooms it no longer allows are left. A bad token or another user's changes nothing.
+   */
+  private refresh(c: Connection, op: Extract<ClientOp, { op: 'refresh' }>): void {
+    const refused = (result: 'bad_token' | 'forbidden', e: WireError) => {
+      this.o.metrics.tokenRefreshes.inc({ result });
+      throw e;
+    };
+    let creds;
+    try {
+      creds = this.o.verifier.verify(op.token);
+    } catch (err) {
+      return refused('bad_token', new WireError('BAD_TOKEN', err instanceof AuthError ? err.message : undefined));
+    }
+    if (c.creds.guest || creds.uid !== c.creds.uid) refused('forbidden', new WireError('FORBIDDEN', 'the token is for another user'));
+    c.creds = creds;
+    for (const room of [...c.rooms]) {
+      if (mayJoin(creds, room)) continue;
+      this.rooms.leave(c, room);
+      c.send({ op: 'left', room });
+    }
+    this.o.metrics.rooms.set(this.membership.roomCount);
+    this.scheduleExpiry(c);
+    this.o.metrics.tokenRefreshes.inc({ result: 'ok' });
+    c.send({ op: 'refreshed', ref: op.ref, exp: Math.floor(creds.expMs / 1000) });
+  }
+
+  /** The connection's next token deadline: the `expiring` hint, else the 4010 close. */
+  private scheduleExpiry(c: Connection): void {
+    const st = this.state.get(c);
+    const exp = c.creds.expMs;
+    if (!st || !Number.isFinite(exp)) return this.deadlines.delete(c);
+    const now = this.now();
+    st.hinted = false;
+    const hintAt = exp - Math.min(EXPIRING_HINT_MS, (exp - now) / 2);
+    this.deadlines.set(c, hintAt > now ? hintAt : this.closeAt(c));
+  }
+
+  /**
+   * When an unrefreshed connection is closed: the configured grace after `exp`, less the
+   * wheel's resolution (walk interval plus slot rounding), so the close is never later.
+   */
+  private closeAt(c: Connection): number {
+    return c.creds.expMs + Math.max(0, this.o.config.tokenGraceSec * 1000 - 2 * DEADLINE_SLOT_MS);
+  }
+
+  private tokenDeadlines(): void {
+    const now = this.now();
+    for (const c of this.deadlines.due(now)) {
+      const st = this.state.get(c);
+      if (!st?.open) continue;
+      const exp = c.creds.expMs;
+      if (now < exp && !st.hinted) {
+        st.hinted = true;
+        c.send({ op: 'expiring', in: Math.max(0, Math.round(exp - now)) });
+        this.deadlines.set(c, this.closeAt(c));
+      } else if (now >= this.closeAt(c)) {
+        this.o.metrics.expiryCloses.inc();
+        c.close(CLOSE.TOKEN_EXPIRED, 'token expired');
+      } else {
+        this.deadlines.set(c, this.closeAt(c));
+      }
+    }
+  }
+
+  /** Refuses an upgrade before a socket exists: a banned user, or one over its connection cap. */
+  admit(uid: string): Refusal | undefined {
+    const banned = this.moderation.userBannedFor(uid);
+    if (banned > 0) return { status: 403, code: 'BANNED', message: `disconnected by the server; banned for ${Math.ceil(banned / 1000)} s` };
+    const max = this.o.config.maxConnsPerUser;
+    if (this.users.count(uid) >= max) return { status: 429, code: 'RATE_LIMITED', message: `at most ${max} connections per user` };
+    return undefined;
   }
 
   private async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
@@ -291,6 +404,11 @@ export class Engine {
   /** Kicks `uid` out of the room on every worker and bans rejoining for `seconds`. */
   async kick(room: string, uid: string, seconds = this.o.config.kickSeconds, reason?: string): Promise<void> {
     await this.control({ type: 'kick', room, uid, reason, untilMs: this.now() + seconds * 1000 });
+  }
+
+  /** Closes every connection of `uid` on every node (bye, then 4011); refuses its upgrades for `seconds`. */
+  async disconnect(uid: string, seconds = 0, reason?: string): Promise<void> {
+    await this.control({ type: 'disconnect', uid, reason, untilMs: this.now() + seconds * 1000 });
   }
 
   /** Mutes `uid` (or, without uid, the whole room's chat) for `seconds`; 0 unmutes. */
@@ -351,6 +469,16 @@ export class Engine {
 
   /** A control command from the bus, applied to this worker's members. */
   private applyControl(cmd: ControlCommand): void {
+    if (cmd.type === 'disconnect') {
+      this.moderation.banUser(cmd.uid, cmd.untilMs);
+      const reason = cmd.reason ?? 'disconnected by the server';
+      const reconnectMs = Math.max(0, cmd.untilMs - this.now());
+      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
+        c.send({ op: 'bye', reason, reconnectMs });
+        c.close(CLOSE.DISCONNECTED, 'disconnected');
+      }
+      return;
+    }
     const { room } = cmd;
     if (cmd.type === 'kick') {
       this.moderation.ban(room, cmd.uid, cmd.untilMs);

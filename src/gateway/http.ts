@@ -10,6 +10,7 @@ export interface HttpReq {
   query: URLSearchParams;
   headers: Record<string, string>;
   body: Buffer;
+  /** The client's address: the TCP peer, or what a trusted proxy forwarded (MountOptions.clientIp). */
   remoteAddress: string;
 }
 
@@ -54,6 +55,8 @@ export interface MountOptions {
   onError?: (err: unknown) => void;
   /** True once the gateway shut down: kept-alive connections get closed, not answered. */
   stopped?: () => boolean;
+  /** Maps the TCP peer and the forwarding headers to the client's address (--trust-proxy). */
+  clientIp?: (peer: string, headers: Record<string, string>) => string;
 }
 
 /** Registers a route on the uWS app. */
@@ -80,7 +83,7 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
       params,
       query: new URLSearchParams(req.getQuery() ?? ''),
       headers,
-      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+      remoteAddress: (o.clientIp ?? ((peer: string) => peer))(Buffer.from(res.getRemoteAddressAsText()).toString(), headers),
     };
     const finish = (reply: HttpReply) => {
       o.onDone?.(label, reply.status);

@@ -10,14 +10,17 @@ import { CLOSE } from '../protocol/errors.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { mount, statusLine, type Route } from './http.js';
-import { RateLimiter } from '../tick/rate-limit.js';
+import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
+import { createClientIp, type ClientIp } from './client-ip.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
   open(c: Connection, initial?: InitialJoin): void;
   frame(c: Connection, data: Uint8Array, isBinary: boolean): void;
   closed(c: Connection): void;
+  /** Refuses an authenticated user's upgrade (banned, too many sockets); undefined admits it. */
+  admit?(uid: string): { status: number; code: string; message: string } | undefined;
 }
 
 export interface GatewayOptions {
@@ -28,6 +31,8 @@ export interface GatewayOptions {
   /** Upgrades per second per client IP (0 = unlimited) and the burst. */
   connectRate: number;
   connectBurst: number;
+  /** Proxies whose forwarding headers name the client (IPs/CIDRs). */
+  trustProxy: readonly string[];
   maxFrameBytes: number;
   maxHttpBodyBytes: number;
   idleTimeoutSec: number;
@@ -65,7 +70,7 @@ class SocketConnection implements Connection {
     private readonly ws: WebSocket<UserData>,
     private readonly gw: Gateway,
     readonly sid: string,
-    readonly creds: Credentials,
+    public creds: Credentials,
     readonly compress: boolean,
   ) {}
 
@@ -145,6 +150,7 @@ export class Gateway implements RoomPublisher {
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly uws = loadUws();
   private readonly perIp: RateLimiter | undefined;
+  private readonly clientIp: ClientIp;
   /** Set by closeAll: a stopped node must not keep answering on kept-alive HTTP connections. */
   private shut = false;
 
@@ -152,6 +158,7 @@ export class Gateway implements RoomPublisher {
     this.metrics = o.metrics;
     this.compressThreshold = o.compressThreshold;
     this.app = this.uws.App();
+    this.clientIp = createClientIp(o.trustProxy);
     this.perIp = o.connectRate > 0 ? new RateLimiter({ rate: o.connectRate, burst: o.connectBurst }) : undefined;
   }
 
@@ -161,6 +168,7 @@ export class Gateway implements RoomPublisher {
       onDone: (route, status) => this.metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => this.o.log.error({ err }, 'http handler failed'),
       stopped: () => this.shut,
+      clientIp: this.clientIp,
     });
   }
 
@@ -229,8 +237,12 @@ export class Gateway implements RoomPublisher {
   /** Token checked synchronously: the socket is upgraded (or refused) before the handler returns. */
   private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void {
     if (this.shut) return void res.close();
-    const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const ip = this.clientIp(Buffer.from(res.getRemoteAddressAsText()).toString(), {
+      'x-forwarded-for': req.getHeader('x-forwarded-for'),
+      forwarded: req.getHeader('forwarded'),
+    });
     const refuse = (status: number, code: string, message: string, headers: Record<string, string> = {}) => {
+      this.o.log.debug({ ip, status, code }, 'upgrade refused');
       res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
       for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
       res.end(JSON.stringify({ error: { code, message } }), true);
@@ -257,6 +269,11 @@ export class Gateway implements RoomPublisher {
         const reason = err instanceof AuthError ? err.reason : 'malformed';
         this.metrics.authFailures.inc({ reason });
         return refuse(401, 'UNAUTHORIZED', err instanceof AuthError ? err.message : 'token rejected');
+      }
+      const refusal = this.handler?.admit?.(creds.uid);
+      if (refusal) {
+        this.metrics.authFailures.inc({ reason: refusal.code === 'BANNED' ? 'banned' : 'user_conns' });
+        return refuse(refusal.status, refusal.code, refusal.message);
       }
     }
     const room = q.get('room');

@@ -23,7 +23,16 @@ const MESSAGE_RESULTS: readonly MessageResult[] = [
   'accepted', 'rate_limited', 'too_large', 'invalid', 'muted', 'forbidden', 'rejected', 'sampled_out', 'unavailable',
 ];
 const KINDS = ['chat', 'like', 'system', 'gift', 'other'] as const;
-const AUTH_FAILURES: ReadonlyArray<AuthFailure | 'rate_limited'> = ['missing', 'expired', 'signature', 'malformed', 'claims', 'rate_limited'];
+const AUTH_FAILURES: ReadonlyArray<AuthFailure | 'rate_limited' | 'banned' | 'user_conns'> = [
+  'missing',
+  'expired',
+  'signature',
+  'malformed',
+  'claims',
+  'rate_limited',
+  'banned',
+  'user_conns',
+];
 /** The error codes a bad frame is counted under (the rest are answered per op). */
 const BAD_FRAME_CODES = ['BAD_FRAME', 'UNKNOWN_OP'] as const;
 const JOIN_RESULTS = ['joined', 'recovered', 'unrecovered', 'refused'] as const;
@@ -72,6 +81,8 @@ export interface Metrics {
   busGapFills: Counter;
   busStatus: Gauge<'status'>;
   roomStats: RoomStats;
+  tokenRefreshes: Counter<'result'>;
+  expiryCloses: Counter;
 }
 
 const P = 'roomcast_';
@@ -183,6 +194,12 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     busGapFills: new Counter({ name: P + 'bus_gap_fills_total', help: "entries fetched from a room's log to fill a gap", registers }),
     busStatus,
     roomStats: new RoomStats(registry, P),
+    tokenRefreshes: zero(
+      new Counter({ name: P + 'token_refreshes_total', help: 'refresh ops by result (ok, bad_token, forbidden)', labelNames: ['result'], registers }),
+      'result',
+      ['ok', 'bad_token', 'forbidden'],
+    ),
+    expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
   };
 }
 

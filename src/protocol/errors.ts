@@ -13,6 +13,7 @@ export const ERRORS = {
   TOO_MANY_ROOMS: { status: 400, message: 'too many rooms on this connection' },
   REJECTED: { status: 400, message: 'rejected by content review' },
   UNAVAILABLE: { status: 503, message: 'room log unavailable; message not sent' },
+  BAD_TOKEN: { status: 401, message: 'token is malformed, wrongly signed or expired' },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -36,4 +37,8 @@ export const CLOSE = {
   BAD_FRAMES: 4008,
   /** replies to this connection piled up while it did not read; reconnect and recover */
   TOO_SLOW: 4009,
+  /** the token expired and was not refreshed in time; reconnect with a fresh token */
+  TOKEN_EXPIRED: 4010,
+  /** the user was disconnected by the server API (POST /v1/users/:uid/disconnect) */
+  DISCONNECTED: 4011,
 } as const;

@@ -1,12 +1,18 @@
-// Types of the v1 wire contract (PROTOCOL §3, §4).
+// Types of the v1 wire contract (PROTOCOL §3, §4, §9). No imports: the client SDK uses them too.
 
 /** One message in a room's stream. */
 export interface Msg {
+  /** sender uid (`system` for API messages without a uid) */
   u: string;
+  /** sender display name */
   n?: string;
+  /** kind: `chat`, `gift`, `system` or a custom kind (likes are only counted, in `Batch.likes`) */
   k: string;
+  /** body: a string for chat; any MessagePack value for API kinds */
   b: unknown;
+  /** server time, ms */
   t: number;
+  /** extras set through the server API */
   x?: Record<string, unknown>;
 }
 
@@ -17,7 +23,8 @@ export type ClientOp =
   | { op: 'send'; ref?: number; room: string; kind: 'like' }
   | { op: 'kick'; ref?: number; room: string; uid: string; reason?: string; seconds?: number }
   | { op: 'mute'; ref?: number; room: string; uid?: string; seconds?: number }
-  | { op: 'ping'; ref?: number };
+  | { op: 'ping'; ref?: number }
+  | { op: 'refresh'; ref?: number; token: string };
 
 export interface BatchFrame {
   op: 'batch';
@@ -41,6 +48,8 @@ export type ServerOp =
   | { op: 'error'; code: string; message: string; ref?: number; retryMs?: number }
   | { op: 'bye'; reason: string; reconnectMs: number }
   | { op: 'pong'; ref?: number; ts: number }
+  | { op: 'refreshed'; ref?: number; exp: number }
+  | { op: 'expiring'; in: number }
   | { op: 'z'; data: Uint8Array };
 
 export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;

@@ -48,6 +48,8 @@ function optUint(m: Raw, key: string): number | undefined {
 /** Moderation lengths: the same bounds as the server API. */
 const MAX_REASON = 200;
 const MAX_SECONDS = 365 * 86400;
+/** Longer than any token roomcast's claims make; keeps a refresh from costing a big verify. */
+const MAX_TOKEN = 4096;
 
 function optSeconds(m: Raw): number | undefined {
   const s = optUint(m, 'seconds');
@@ -117,6 +119,11 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: 
     }
     case 'ping':
       return { op, ref };
+    case 'refresh': {
+      const token = reqStr(decoded, 'token');
+      if (token.length > MAX_TOKEN) throw new WireError('BAD_TOKEN', `token is over ${MAX_TOKEN} chars`);
+      return { op, ref, token };
+    }
     default:
       throw new WireError('UNKNOWN_OP', `unknown op ${JSON.stringify(op.slice(0, 32))}`);
   }

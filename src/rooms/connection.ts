@@ -4,7 +4,8 @@ import type { ServerOp } from '../protocol/ops.js';
 
 export interface Connection {
   readonly sid: string;
-  readonly creds: Credentials;
+  /** Replaced by a successful `refresh`. */
+  creds: Credentials;
   /** Asked for compressed (`z`) frames. */
   readonly compress: boolean;
   /** Rooms this connection is in. */

@@ -4,6 +4,7 @@ export class Moderation {
   private readonly bans = new Map<string, number>(); // room\0uid -> until ms
   private readonly mutes = new Map<string, number>(); // room\0uid -> until ms
   private readonly roomMutes = new Map<string, number>(); // room -> until ms
+  private readonly userBans = new Map<string, number>(); // uid -> until ms (disconnect with seconds)
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -14,6 +15,16 @@ export class Moderation {
   /** ms left of a ban, or 0. */
   bannedFor(room: string, uid: string): number {
     return this.left(this.bans, room + '\0' + uid);
+  }
+
+  /** Refuses the user's upgrades until `untilMs` (a disconnect with `seconds`). */
+  banUser(uid: string, untilMs: number): void {
+    if (untilMs > this.now()) this.userBans.set(uid, untilMs);
+  }
+
+  /** ms left of the user's ban from connecting, or 0. */
+  userBannedFor(uid: string): number {
+    return this.left(this.userBans, uid);
   }
 
   mute(room: string, uid: string | undefined, untilMs: number): void {
@@ -37,7 +48,7 @@ export class Moderation {
   /** Forgets expired bans and mutes (they are otherwise dropped only when read). */
   sweep(): void {
     const t = this.now();
-    for (const map of [this.bans, this.mutes, this.roomMutes]) for (const [k, until] of map) if (until <= t) map.delete(k);
+    for (const map of [this.bans, this.mutes, this.roomMutes, this.userBans]) for (const [k, until] of map) if (until <= t) map.delete(k);
   }
 
   private left(map: Map<string, number>, key: string): number {

@@ -10,7 +10,8 @@ import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { BatchFrame, Msg } from '../protocol/ops.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
-import { Budget, sampleFairly } from './sampling.js';
+import { sampleFairly } from './sampling.js';
+import { TokenBucket } from '../util/token-bucket.js';
 import { RateMeter } from './rate-meter.js';
 
 /** Content review of a tick's candidate chat (all rooms at once); returns the refused ones. */
@@ -43,7 +44,7 @@ interface Inbox {
 const BUDGET_IDLE_MS = 10_000;
 
 export class TickPipeline {
-  private readonly budgets = new Map<string, { budget: Budget; used: number }>();
+  private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
   private inbox = new Map<string, Inbox>();
   private readonly delivered = new Map<string, RoomHead>();
   /** Chat waiting for the next webhook call, the call in flight, and what it let through. */
@@ -230,9 +231,11 @@ export class TickPipeline {
   private applyBudget(room: string, normal: Pending[], t: number): Pending[] {
     if (normal.length === 0) return normal;
     let b = this.budgets.get(room);
-    if (!b) this.budgets.set(room, (b = { budget: new Budget(), used: t }));
+    const perSec = this.o.roomChatBudget * this.o.budgetShare(room);
+    // The room's allowance refills at its budget and may bank at most one second's worth.
+    if (!b) this.budgets.set(room, (b = { budget: new TokenBucket(perSec, t), used: t }));
     b.used = t;
-    const allowed = b.budget.available(t, this.o.roomChatBudget * this.o.budgetShare(room));
+    const allowed = Math.floor(b.budget.refill(t, perSec, perSec));
     const [kept, dropped] = sampleFairly(normal, allowed, (p) => p.msg.u);
     b.budget.spend(kept.length);
     for (const p of dropped) {

@@ -33,20 +33,3 @@ export function sampleFairly<T>(items: readonly T[], budget: number, senderOf: (
   for (const it of items) (kept.has(it) ? keptList : dropped).push(it);
   return [keptList, dropped];
 }
-
-/** A per-room allowance that refills at `perSec` and may bank at most one second's worth. */
-export class Budget {
-  private tokens = Number.NaN;
-  private at = 0;
-
-  /** Whole messages that may be shown now; `perSec` may change between calls (cluster share). */
-  available(now: number, perSec: number): number {
-    this.tokens = Number.isNaN(this.tokens) ? perSec : Math.min(perSec, this.tokens + ((now - this.at) / 1000) * perSec);
-    this.at = now;
-    return Math.floor(this.tokens);
-  }
-
-  spend(n: number): void {
-    this.tokens -= n;
-  }
-}

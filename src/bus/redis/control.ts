@@ -1,5 +1,5 @@
-// The control channel: one stream every worker reads (in the same order), carrying kicks and
-// mutes. Touched per command, never per message.
+// The control channel: one stream every worker reads (in the same order), carrying kicks,
+// mutes and user disconnects. Touched per command, never per message.
 import { decode, encode } from '@msgpack/msgpack';
 import type { ControlChannel, ControlCommand } from '../bus.js';
 import { CONTROL_MAXLEN, type Keys } from './keys.js';
@@ -44,6 +44,7 @@ export function decodeControl(items: StreamItem[]): Array<ControlCommand | undef
 function isControl(v: unknown): v is ControlCommand {
   if (typeof v !== 'object' || v === null) return false;
   const c = v as Record<string, unknown>;
+  if (c.type === 'disconnect') return typeof c.uid === 'string' && typeof c.untilMs === 'number';
   if (typeof c.room !== 'string' || typeof c.untilMs !== 'number') return false;
   if (c.type === 'kick') return typeof c.uid === 'string';
   return c.type === 'mute' && (c.uid === undefined || typeof c.uid === 'string');

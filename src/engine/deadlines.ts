@@ -1,0 +1,65 @@
+// A timer wheel for per-connection deadlines (token expiry hints and closes). One interval
+// per worker walks the slots that came due since the last walk, so the cost per tick is the
+// number of deadlines that fell due, never the number of connections (no timer per socket).
+
+export class Deadlines<T> {
+  /** slot number -> items due in it */
+  private readonly slots = new Map<number, Set<T>>();
+  private readonly slotOf = new Map<T, number>();
+  private walked: number;
+
+  constructor(
+    private readonly slotMs: number,
+    now: number,
+  ) {
+    this.walked = Math.floor(now / slotMs);
+  }
+
+  /** (Re)schedules `item` for `dueMs`; it fires on the first walk at or after that time. */
+  set(item: T, dueMs: number): void {
+    this.delete(item);
+    // A deadline already passed fires on the next walk.
+    const slot = Math.max(this.walked + 1, Math.ceil(dueMs / this.slotMs));
+    let set = this.slots.get(slot);
+    if (!set) this.slots.set(slot, (set = new Set()));
+    set.add(item);
+    this.slotOf.set(item, slot);
+  }
+
+  delete(item: T): void {
+    const slot = this.slotOf.get(item);
+    if (slot === undefined) return;
+    this.slotOf.delete(item);
+    const set = this.slots.get(slot);
+    set?.delete(item);
+    if (set?.size === 0) this.slots.delete(slot);
+  }
+
+  /** Removes and returns the items whose slot is due at `now`. */
+  due(now: number): T[] {
+    const upTo = Math.floor(now / this.slotMs);
+    const out: T[] = [];
+    // Walks slot by slot while that is cheaper than looking at every pending slot.
+    if (upTo - this.walked <= this.slots.size) {
+      for (let s = this.walked + 1; s <= upTo; s++) this.take(s, out);
+    } else {
+      for (const s of [...this.slots.keys()]) if (s <= upTo) this.take(s, out);
+    }
+    this.walked = Math.max(this.walked, upTo);
+    return out;
+  }
+
+  get size(): number {
+    return this.slotOf.size;
+  }
+
+  private take(slot: number, out: T[]): void {
+    const set = this.slots.get(slot);
+    if (!set) return;
+    this.slots.delete(slot);
+    for (const item of set) {
+      this.slotOf.delete(item);
+      out.push(item);
+    }
+  }
+}

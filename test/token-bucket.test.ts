@@ -1,0 +1,58 @@
+// The one token bucket (src/util/token-bucket.ts) and the per-worker deadline wheel, on a fake clock.
+import { describe, expect, it } from 'vitest';
+import { RateLimiter, TokenBucket } from '../src/util/token-bucket.js';
+import { Deadlines } from '../src/engine/deadlines.js';
+
+describe('TokenBucket', () => {
+  it('starts with what it is given, refills at rate up to capacity, and says how long to wait', () => {
+    const b = new TokenBucket(3, 0);
+    expect([b.take(0, 1, 3), b.take(0, 1, 3), b.take(0, 1, 3)]).toEqual([0, 0, 0]);
+    expect(b.take(0, 1, 3)).toBe(1000);
+    expect(b.take(500, 1, 3)).toBe(500);
+    expect(b.take(1000, 1, 3)).toBe(0);
+    expect(b.refill(60_000, 1, 3)).toBe(3); // never above capacity
+  });
+
+  it('takes a rate and capacity that change between calls (a share of a shared budget)', () => {
+    const b = new TokenBucket(10, 0);
+    expect(b.refill(0, 10, 5)).toBe(5);
+    b.spend(5);
+    expect(b.refill(1000, 2, 5)).toBe(2);
+  });
+});
+
+describe('RateLimiter', () => {
+  it('keeps one bucket per key and scales rate and burst by the share, never below one token', () => {
+    let now = 0;
+    const l = new RateLimiter({ rate: 1, burst: 4 }, () => now);
+    expect([l.take('a'), l.take('a'), l.take('a'), l.take('a'), l.take('a') > 0]).toEqual([0, 0, 0, 0, true]);
+    expect(l.take('b', 0.5)).toBe(0);
+    expect(l.take('b', 0.5)).toBe(0);
+    expect(l.take('b', 0.5)).toBe(2000); // half the rate: 2 s per token
+    expect(l.take('c', 0.1)).toBe(0); // a tenth of a burst of 4 is still one token
+    expect(l.take('c', 0.1)).toBe(10_000);
+    now = 60_000;
+    l.sweep();
+    expect(l.take('a')).toBe(0);
+  });
+});
+
+describe('Deadlines', () => {
+  it('fires each item once, on the first walk at or after its deadline; rescheduling and deleting move it', () => {
+    const d = new Deadlines<string>(250, 0);
+    d.set('a', 100);
+    d.set('b', 600);
+    d.set('c', 600);
+    d.set('c', 2000);
+    d.set('gone', 300);
+    d.delete('gone');
+    expect(d.due(240)).toEqual([]);
+    expect(d.due(250)).toEqual(['a']);
+    expect(d.due(749)).toEqual([]);
+    expect(d.due(750)).toEqual(['b']);
+    expect(d.size).toBe(1);
+    expect(d.due(10_000)).toEqual(['c']);
+    d.set('late', 5); // already past: the next walk
+    expect(d.due(10_250)).toEqual(['late']);
+  });
+});
