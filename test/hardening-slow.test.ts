@@ -145,7 +145,7 @@ describe.skipIf(!hasPython())(`${READERS} slow readers in one room`, () => {
   beforeAll(async () => {
     node = await startTestNode({
       tickMs: 20,
-      secret: 'slow-secret',
+      secret: 'slow-secret-0123456789abcdef0123456789',
       connectRate: 0,
       maxBackpressure: MAX_BACKPRESSURE,
       maxBodyBytes: BODY,

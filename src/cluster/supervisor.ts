@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import { LAG_SAMPLE_MS } from '../metrics/metrics.js';
 import type { Config } from '../config/schema.js';
+import { listenHost } from '../config/load.js';
 import { freePort } from '../gateway/free-port.js';
 import { backoffMs } from '../util/backoff.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
@@ -38,7 +39,7 @@ export interface Supervisor {
 
 export async function startSupervisor(config: Config, log: Logger): Promise<Supervisor> {
   const count = config.workers === 'auto' ? cpus().length : config.workers;
-  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const port = config.port === 0 ? await freePort(listenHost(config)) : config.port;
   const workerConfig: Config = { ...config, port, workers: 1 };
   // In dev mode every worker must verify the tokens any of them minted.
   const devSecret = randomBytes(32).toString('hex');

@@ -25,6 +25,8 @@ export interface GatewayOptions {
   port: number;
   verifier: TokenVerifier;
   allowGuests: boolean;
+  /** Rooms guests may join (rooms claim syntax). */
+  guestRooms: readonly string[];
   /** Upgrades per second per client IP (0 = unlimited) and the burst. */
   connectRate: number;
   connectBurst: number;
@@ -49,6 +51,9 @@ const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + 
 const SLOW_SWEEP_MS = 1000;
 /** Replies held for a socket that does not read, before it is closed with 4009. */
 const REPLY_QUEUE_BYTES = 1024 * 1024;
+/** What a queued frame costs beyond its bytes (the typed array and its backing store): a
+ * 22-byte pong holds ~200 bytes of heap, so the cap counts this too. */
+const QUEUED_FRAME_OVERHEAD = 256;
 
 class SocketConnection implements Connection {
   readonly rooms = new Set<string>();
@@ -82,7 +87,7 @@ class SocketConnection implements Connection {
     if (this.closed) return;
     if (this.queued.length === 0 && this.ws.send(frame, true) !== 2) return;
     this.queued.push(frame);
-    this.queuedBytes += frame.byteLength;
+    this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
     if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
   }
 
@@ -112,7 +117,7 @@ class SocketConnection implements Connection {
       const next = this.queued[0]!;
       if (this.ws.send(next, true) === 2) break;
       this.queued.shift();
-      this.queuedBytes -= next.byteLength;
+      this.queuedBytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
     }
     const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
     const still: typeof this.drainWaiters = [];
@@ -240,7 +245,7 @@ export class Gateway implements RoomPublisher {
         this.metrics.authFailures.inc({ reason: 'missing' });
         return refuse(401, 'UNAUTHORIZED', 'token required');
       }
-      creds = guestCredentials(sid);
+      creds = guestCredentials(sid, this.o.guestRooms);
     } else {
       try {
         creds = this.o.verifier.verify(token);

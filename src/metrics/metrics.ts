@@ -33,6 +33,7 @@ export interface Metrics {
   httpRequests: Counter<'route' | 'status'>;
   badFrames: Counter<'code'>;
   joins: Counter<'result'>;
+  moderationEntries: Gauge<'table'>;
 }
 
 const P = 'roomcast_';
@@ -103,5 +104,11 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       registers,
     }),
     badFrames: new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
+    moderationEntries: new Gauge({
+      name: P + 'moderation_entries',
+      help: 'bans, mutes and whole-room mutes held by this worker',
+      labelNames: ['table'],
+      registers,
+    }),
   };
 }

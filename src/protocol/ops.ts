@@ -44,3 +44,10 @@ export type ServerOp =
   | { op: 'z'; data: Uint8Array };
 
 export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** The one bound on user ids, wherever one arrives (token `sub`, kick/mute `uid`, API `uid`). */
+export const UID_MAX = 64;
+
+export function isUid(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= UID_MAX;
+}
