@@ -62,6 +62,8 @@ try:
             eof = True
             break
         data += d
+except ConnectionResetError:
+    eof = True  # closed with unsent data: a reset
 except OSError:
     pass
 i = 0
@@ -106,7 +108,7 @@ export interface NonReaderResult {
   ops: Record<string, number>;
   /** The close code the server sent, if any (a server closing a backed-up socket may not manage to send one). */
   closeCode: number | null;
-  /** The server closed the connection (read to the end after holding). */
+  /** The server closed (or reset) the connection: seen when reading after holding. */
   eof: boolean;
   error?: string;
 }
