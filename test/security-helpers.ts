@@ -1,6 +1,7 @@
 // Helpers for the issue-14 abuse tests (test/security-*.test.ts): a WebSocket client with tiny
 // socket buffers that sends but does not read, as the reported attacks did.
 import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { encode } from '@msgpack/msgpack';
 
 // Node cannot shrink a socket's buffers (a paused Node socket on loopback soaks up megabytes),
@@ -138,5 +139,26 @@ export function nonReader(o: NonReaderOptions): Promise<NonReaderResult> {
       }
     });
     proc.stdin.end(JSON.stringify(cfg) + '\n');
+  });
+}
+
+/** Writes `request` on a fresh TCP connection; collects every byte until the server closes or `timeoutMs`. */
+export function rawExchange(port: number, request: string, timeoutMs = 3000): Promise<{ text: string; closed: boolean; statuses: number[] }> {
+  return new Promise((resolve) => {
+    const s = createConnection({ port, host: '127.0.0.1' });
+    let text = '';
+    let done = false;
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ text, closed, statuses: [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])) });
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('close', () => finish(true));
+    s.on('error', () => finish(true));
+    s.write(request);
   });
 }

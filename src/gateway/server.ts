@@ -9,7 +9,7 @@ import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
-import { mount, statusLine, type Route } from './http.js';
+import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../tick/rate-limit.js';
 import { freePort } from './free-port.js';
 
@@ -201,8 +201,9 @@ export class Gateway implements RoomPublisher {
         this.handler?.closed(conn);
       },
     });
-    this.app.any('/*', (res) => {
+    this.app.any('/*', (res, req) => {
       if (this.shut) return void res.close();
+      if (conflictingLength(req)) return refuseFraming(res);
       res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
     });
