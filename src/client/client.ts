@@ -13,6 +13,7 @@ import {
   describeSocketError,
   OPEN,
   socketFactoryFor,
+  tokenProtocols,
   toBytes,
   upgradeStatusOf,
   type SocketFactory,
@@ -171,6 +172,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   private readonly random: () => number;
   private readonly factory: SocketFactory;
   private readonly inflater: Inflate;
+  private readonly tokenInHeader: boolean;
   private readonly opt: typeof DEFAULTS & ConnectOptions;
   private readonly encoder = new Encoder({ ignoreUndefined: true });
   private readonly decoder = new Decoder();
@@ -216,6 +218,8 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.factory = options.transport ?? (options.WebSocket ? socketFactoryFor(options.WebSocket) : defaultSocketFactory);
+    // WebSocket constructors take subprotocols, so the token stays out of URLs (and proxy logs).
+    this.tokenInHeader = options.transport === undefined;
     this.inflater = options.inflate ?? defaultInflate;
     if (options.token !== undefined) this.setToken(options.token);
     // Started on a microtask so join() calls made right after connect() ride on the first URL.
@@ -385,7 +389,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     const { url, shown, urlRoom } = this.buildUrl(base);
     let socket: SocketLike;
     try {
-      socket = await this.factory(url);
+      socket = await this.factory(url, this.tokenInHeader && this.token !== undefined ? tokenProtocols(this.token) : undefined);
     } catch (err) {
       if (gen !== this.gen || this.closed) return;
       return this.retry(new RoomcastError('DISCONNECTED', `cannot open a WebSocket to ${shown}: ${String((err as Error)?.message ?? err)}`, { cause: err }));
@@ -451,7 +455,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
       }
     }
     const shown = new URL(u.toString());
-    if (this.token !== undefined) {
+    if (this.token !== undefined && !this.tokenInHeader) {
       q.set('token', this.token);
       shown.searchParams.set('token', 'redacted');
     }

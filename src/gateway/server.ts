@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
+import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
@@ -239,7 +240,8 @@ export class Gateway implements RoomPublisher {
     }
     const q = new URLSearchParams(req.getQuery() ?? '');
     const sid = randomBytes(9).toString('base64url');
-    const token = q.get('token');
+    const offered = offeredProtocols(req.getHeader('sec-websocket-protocol'));
+    const token = offered.token ?? q.get('token');
     let creds: Credentials;
     if (!token) {
       if (!this.o.allowGuests) {
@@ -262,7 +264,7 @@ export class Gateway implements RoomPublisher {
     res.upgrade<UserData>(
       { sid, creds, compress: q.get('compress') === 'deflate', initial },
       req.getHeader('sec-websocket-key'),
-      req.getHeader('sec-websocket-protocol'),
+      offered.answer,
       req.getHeader('sec-websocket-extensions'),
       context,
     );
@@ -312,4 +314,16 @@ export class Gateway implements RoomPublisher {
     this.shut = true;
     for (const s of [...this.sockets]) s.close(1001, 'shutting down');
   }
+}
+
+/**
+ * The subprotocols a client offered: a `roomcast.token.<jwt>` entry carries the token (never
+ * echoed back); the answer is `roomcast` when offered, else the first other entry, else none.
+ */
+function offeredProtocols(header: string): { token?: string; answer: string } {
+  const entries = header.split(',').map((p) => p.trim()).filter(Boolean);
+  const tokenEntry = entries.find((p) => p.startsWith(WS_TOKEN_PROTOCOL_PREFIX));
+  const others = entries.filter((p) => !p.startsWith(WS_TOKEN_PROTOCOL_PREFIX));
+  const token = tokenEntry?.slice(WS_TOKEN_PROTOCOL_PREFIX.length);
+  return { token: token || undefined, answer: others.includes(WS_PROTOCOL) ? WS_PROTOCOL : (others[0] ?? '') };
 }
