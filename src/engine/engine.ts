@@ -102,6 +102,7 @@ export class Engine {
       replayStallMs: c.idleTimeoutSec * 1000,
     });
     this.countModeration();
+    for (const code of ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED']) o.metrics.badFrames.inc({ code }, 0);
     o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
       tickMs: c.tickMs,
