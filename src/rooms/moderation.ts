@@ -7,8 +7,8 @@ export class Moderation {
   private readonly roomMutes = new Map<string, number>(); // room -> until ms
 
   constructor(
-    private readonly now: () => number = Date.now,
-    private readonly maxEntries = 100_000,
+    private readonly now: () => number,
+    private readonly maxEntries: number,
   ) {}
 
   ban(room: string, uid: string, untilMs: number): void {
