@@ -13,7 +13,7 @@ import { apiRoutes, type RoomControl } from '../src/api/routes.js';
 import { broadcastBody, disconnectBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from '../src/api/schemas.js';
 import { ROOM_RE } from '../src/protocol/ops.js';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode } from './helpers.js';
+import { API_KEY, SECRET, startTestNode } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
 // A conservative YAML-subset reader.
@@ -414,7 +414,7 @@ describe('the documented non-/v1 routes exist on a node', () => {
   let dev: RoomcastNode;
   let prod: RoomcastNode;
   beforeAll(async () => {
-    [dev, prod] = await Promise.all([startTestNode(), startTestNode({ secret: 's', apiKey: 'k' })]);
+    [dev, prod] = await Promise.all([startTestNode(), startTestNode({ secret: SECRET, apiKey: API_KEY })]);
   });
   afterAll(async () => {
     await Promise.all([dev?.stop(), prod?.stop()]);
