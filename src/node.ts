@@ -88,7 +88,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');
-  for (const r of apiRoutes({ control: engine, apiKey, apiRate: config.apiRate })) gateway.route(r);
+  for (const r of apiRoutes({ control: engine, log: bus, apiKey, apiRate: config.apiRate })) gateway.route(r);
 
   const ops: Route[] = [
     { method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) },

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
-import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
+import { MAX_LAST, ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
 import { peekRef, validateClientOp } from '../protocol/validate.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
@@ -112,6 +112,7 @@ export class Engine {
       pipeline: this.pipeline,
       maxReplay: c.history,
       replayBufferBytes: Math.floor(c.maxBackpressure / 4),
+      compressThreshold: c.compressThreshold,
     });
     o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
@@ -176,9 +177,11 @@ export class Engine {
     c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
     if (!initial) return;
     if (!ROOM_RE.test(initial.room)) return this.replyError(c, new WireError('BAD_ROOM'));
-    const since = initial.since === undefined ? undefined : /^\d{1,15}$/.test(initial.since) ? Number(initial.since) : NaN;
+    const since = uintParam(initial.since);
     if (Number.isNaN(since)) return this.replyError(c, new WireError('BAD_FRAME', 'since must be an unsigned integer'));
-    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch });
+    const last = uintParam(initial.last);
+    if (Number.isNaN(last) || (last ?? 0) > MAX_LAST) return this.replyError(c, new WireError('BAD_FRAME', `last must be an integer 0-${MAX_LAST}`));
+    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch, last });
   }
 
   closed(c: Connection): void {
@@ -548,4 +551,9 @@ export class Engine {
     for (const t of this.timers) clearInterval(t);
     await this.o.bus.close();
   }
+}
+
+/** An unsigned integer query parameter: undefined when absent, NaN when malformed. */
+function uintParam(v: string | undefined): number | undefined {
+  return v === undefined ? undefined : /^\d{1,15}$/.test(v) ? Number(v) : NaN;
 }

@@ -1,9 +1,12 @@
 // Joining and leaving rooms: following a room on the bus while it has local members, and
 // recovery — replaying the log after `since`, at the pace the member's socket drains, until
 // it has caught up with the live stream; only then is it subscribed to live batches, so its
-// stream is contiguous and in order.
+// stream is contiguous and in order. A join with `last` gets the room's recent entries the same
+// way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
+import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import { WireError } from '../protocol/errors.js';
+import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import { mergeBatch, type TickPipeline } from '../tick/pipeline.js';
@@ -16,13 +19,23 @@ export interface RoomsOptions {
   maxReplay: number;
   /** A replay pauses while the member's send buffer holds more than this (bytes). */
   replayBufferBytes: number;
+  /** Frames over this size go compressed to members that asked for it. */
+  compressThreshold: number;
 }
 
 export interface JoinRequest {
   room: string;
   since?: number;
   epoch?: string;
+  /** Recent log entries to send after `joined` (ignored with `since`). */
+  last?: number;
   ref?: number;
+}
+
+/** A tail's frames, encoded once for every joiner of the same tick. */
+interface EncodedTail {
+  key: string;
+  frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
 }
 
 /** Replay frames hold at most this many entries or (roughly) bytes of messages. */
@@ -34,6 +47,9 @@ const AHEAD_WAIT_MS = 2000;
 
 export class Rooms {
   private readonly following = new Map<string, Promise<RoomHead>>();
+  /** One shared log read per room to fill the tail with what came before it was followed. */
+  private readonly priming = new Map<string, Promise<void>>();
+  private readonly tails = new Map<string, EncodedTail>();
 
   constructor(private readonly o: RoomsOptions) {}
 
@@ -49,10 +65,31 @@ export class Rooms {
       return undefined;
     }
     if (req.since !== undefined) await this.deliveredUpTo(room, req.since, req.epoch);
+    else if (req.last) {
+      const head = this.o.pipeline.lastDelivered(room);
+      if (head && this.o.pipeline.recent.needsPrime(room, head, req.last)) await this.prime(room, head);
+      if (!isOpen()) {
+        this.release(room);
+        return undefined;
+      }
+    }
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
     const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
     const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
+    if (req.since === undefined && req.last) {
+      // Like a recovery: a member, subscribed once the tail is out and nothing came in between.
+      c.unsubscribe(room);
+      this.o.membership.join(c, room);
+      c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members() });
+      for (const f of this.tailFrames(room, last, req.last)) {
+        await c.drained(this.o.replayBufferBytes);
+        if (!isOpen() || !c.rooms.has(room)) return undefined;
+        c.sendEncoded(c.compress && f.z ? f.z : f.plain);
+      }
+      await this.catchUp(c, room, last.epoch, last.seq, isOpen);
+      return undefined;
+    }
     if (req.since === undefined || !recoverable) {
       this.enter(c, room);
       const recovered = req.since === undefined ? undefined : false;
@@ -132,6 +169,37 @@ export class Rooms {
     }
   }
 
+  /** Reads the log before the room was followed into the pipeline's tail; joiners of a room share one read. */
+  private prime(room: string, head: RoomHead): Promise<void> {
+    let pending = this.priming.get(room);
+    if (!pending) {
+      pending = this.o.bus
+        .range(room, Math.max(0, head.seq - MAX_LAST), MAX_LAST)
+        .then(
+          (res) => {
+            if (this.o.pipeline.lastDelivered(room)) this.o.pipeline.recent.prime(room, res.epoch, res.entries);
+          },
+          () => undefined, // the bus is down: joiners get the part of the tail this worker holds
+        )
+        .finally(() => this.priming.delete(room));
+      this.priming.set(room, pending);
+    }
+    return pending;
+  }
+
+  /** The last `n` entries up to `upTo` as replay frames, encoded (and compressed) once per room and head. */
+  private tailFrames(room: string, upTo: RoomHead, n: number): EncodedTail['frames'] {
+    const key = `${upTo.epoch}:${upTo.seq}:${n}`;
+    const memo = this.tails.get(room);
+    if (memo?.key === key) return memo.frames;
+    const frames = [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => {
+      const plain = encodeFrame(mergeBatch(room, upTo.epoch, entries));
+      return { plain, z: plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined };
+    });
+    this.tails.set(room, { key, frames });
+    return frames;
+  }
+
   private async ensureFollowed(room: string): Promise<void> {
     if (this.o.pipeline.lastDelivered(room)) return;
     let pending = this.following.get(room);
@@ -161,12 +229,13 @@ export class Rooms {
   private unfollow(room: string): void {
     this.o.bus.unfollow(room);
     this.o.pipeline.unfollowed(room);
+    this.tails.delete(room);
   }
 
 }
 
 /** Splits consecutive entries into replay frames of bounded size. */
-function* chunks(entries: LogEntry[]): Generator<LogEntry[]> {
+function* chunks(entries: readonly LogEntry[]): Generator<LogEntry[]> {
   let cur: LogEntry[] = [];
   let bytes = 0;
   for (const e of entries) {

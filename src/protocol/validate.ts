@@ -3,7 +3,7 @@
 // exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN).
 import { isUtf8 } from 'node:buffer';
 import { WireError } from './errors.js';
-import { ROOM_RE, type ClientOp } from './ops.js';
+import { MAX_LAST, ROOM_RE, type ClientOp } from './ops.js';
 
 export interface ValidateLimits {
   maxBodyBytes: number;
@@ -84,7 +84,9 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: 
       const r = room(decoded);
       const since = optUint(decoded, 'since');
       const epoch = optStr(decoded, 'epoch');
-      return { op, ref, room: r, since, epoch };
+      const last = optUint(decoded, 'last');
+      if (last !== undefined && last > MAX_LAST) throw new WireError('BAD_FRAME', `last must be at most ${MAX_LAST}`);
+      return { op, ref, room: r, since, epoch, last };
     }
     case 'leave':
       return { op, ref, room: room(decoded) };
