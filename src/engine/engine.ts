@@ -23,6 +23,7 @@ import { encodeFrame } from '../protocol/codec.js';
 import { Rooms } from './rooms.js';
 import { membersPushDue, type MembersPush } from '../rooms/members-push.js';
 import type { ApiMessage } from '../api/routes.js';
+import type { RoomEvents } from '../events/room-events.js';
 
 export interface EngineOptions {
   config: Config;
@@ -34,6 +35,8 @@ export interface EngineOptions {
   /** Chat that fails review before it is queued (blocklist); the webhook runs per tick. */
   prefilter?: (room: string, body: string) => boolean;
   review?: Reviewer;
+  /** Business events (appends, member churn, room lifecycle); absent = none. */
+  events?: RoomEvents;
   /** Verifies the tokens of `refresh` ops. */
   verifier: TokenVerifier;
   /** Node-wide socket counts per user (per-user limits and the connection cap); default: this worker's. */
@@ -65,7 +68,7 @@ const EXPIRING_HINT_MS = 30_000;
 const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 
 export class Engine {
-  readonly membership = new Membership();
+  readonly membership: Membership;
   readonly moderation: Moderation;
   private readonly outboxes = new Outboxes();
   private readonly pipeline: TickPipeline;
@@ -85,6 +88,7 @@ export class Engine {
   constructor(private readonly o: EngineOptions) {
     const c = o.config;
     this.now = o.now ?? Date.now;
+    this.membership = new Membership(o.events);
     this.moderation = new Moderation(this.now);
     this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
     this.users = o.users ?? localUsers(this.membership);
@@ -103,6 +107,7 @@ export class Engine {
       compressThreshold: c.compressThreshold,
       budgetShare: (room) => this.budgetShare(room),
       review: o.review,
+      events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
       now: this.now,
     });
@@ -140,6 +145,7 @@ export class Engine {
       },
     });
     this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
+    this.o.events?.start();
     this.ticker.start();
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
@@ -549,6 +555,7 @@ export class Engine {
     await this.pipeline.flush();
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
+    await this.o.events?.stop();
     await this.o.bus.close();
   }
 }

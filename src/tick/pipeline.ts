@@ -28,6 +28,8 @@ export interface PipelineOptions {
   /** This worker's share (0..1] of a room's chat budget. */
   budgetShare: (room: string) => number;
   review?: Reviewer;
+  /** Told of every entry this worker logged (business events); must not block. */
+  events?: { appended(room: string, head: RoomHead, entry: EntryBody): void };
   onError?: (err: unknown) => void;
   now?: () => number;
 }
@@ -174,7 +176,10 @@ export class TickPipeline {
     }
     this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
     results.forEach((r, i) => {
-      if (!(r instanceof Error)) this.ownEntry(items[i]!.room, r, items[i]!.entry);
+      if (!(r instanceof Error)) {
+        this.ownEntry(items[i]!.room, r, items[i]!.entry);
+        this.o.events?.appended(items[i]!.room, r, items[i]!.entry);
+      }
       const { shown, likes } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
