@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { apiRoutes, type RoomControl } from '../src/api/routes.js';
 import { broadcastBody, disconnectBody, historyQuery, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from '../src/api/schemas.js';
 import { ROOM_RE } from '../src/protocol/ops.js';
+import { SIGNATURE_HEADER, type RoomEvent } from '../src/events/types.js';
 import type { RoomcastNode } from '../src/node.js';
 import { startTestNode } from './helpers.js';
 
@@ -415,6 +416,37 @@ describe('docs/openapi.yaml', () => {
         expect(constraints(p.schema as YMap), name).toEqual(zodConstraints(historyQuery.shape[name]));
       }
     });
+  });
+});
+
+describe('business events (webhooks)', () => {
+  const batch = deref({ $ref: '#/components/schemas/EventBatch' });
+  const variants = (((batch.properties as YMap).events as YMap).items as YMap).oneOf as Y[];
+
+  it('documents the signed webhook roomcast sends to --events-url', () => {
+    const hook = ((doc.webhooks as YMap).businessEvents as YMap).post as YMap;
+    const header = (hook.parameters as Y[]).map((p) => deref(p)).find((p) => p.in === 'header')!;
+    expect(header.name).toBe(SIGNATURE_HEADER);
+    expect(deref(((hook.requestBody as YMap).content as YMap)['application/json'] as YMap)).toMatchObject({ schema: { $ref: '#/components/schemas/EventBatch' } });
+    expect([...(batch.required as string[])].sort()).toEqual(['events', 'id', 'node', 'sentAt']);
+  });
+
+  it('has one schema per event type the code emits, with its fields', () => {
+    const documented = Object.fromEntries(
+      variants.map((v) => {
+        const s = deref(v);
+        return [((s.properties as YMap).type as YMap).const as string, [...(s.required as string[])].sort()];
+      }),
+    );
+    // One example of each RoomEvent variant: TypeScript checks they are complete and exact.
+    const examples: RoomEvent[] = [
+      { type: 'message.appended', room: 'r', epoch: 'e', seq: 1, ts: 1, msgs: [], likes: 0 },
+      { type: 'members.changed', room: 'r', ts: 1, joined: 1, left: 0, members: 1, sample: { joined: ['u'], left: [] } },
+      { type: 'room.started', room: 'r', ts: 1, cause: 'member' },
+      { type: 'room.ended', room: 'r', ts: 1, reason: 'empty', startedAt: 1, peak: 1 },
+    ];
+    expect(Object.keys(documented).sort()).toEqual(examples.map((e) => e.type).sort());
+    for (const e of examples) expect(documented[e.type], e.type).toEqual(Object.keys(e).sort());
   });
 });
 
