@@ -3,11 +3,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { createVerifier } from './auth/tokens.js';
 import type { Bus } from './bus/bus.js';
 import { createBus } from './bus/create.js';
 import type { Config } from './config/schema.js';
+import { listenHost } from './config/load.js';
 import { apiRoutes } from './api/routes.js';
 import { devRoutes } from './dev/routes.js';
 import { createBlocklist } from './review/blocklist.js';
@@ -57,18 +58,24 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const metrics = createMetrics(registry);
   const devMode = config.secret === null;
   const secret = config.secret ?? deps.devSecret ?? randomBytes(32).toString('hex');
+  const host = listenHost(config);
   if (devMode) {
     log.warn('DEV MODE: no --secret configured. Anyone can mint tokens at GET /dev/token. Never run this in production.');
+    if (config.host !== null) {
+      log.warn(`DEV MODE ON --host ${config.host}: anyone who can reach this address can mint moderator tokens and use the /v1 API. Set --secret and --api-key.`);
+    }
   }
+  new Gauge({ name: 'roomcast_dev_mode', help: '1 while the node runs in dev mode (no secret)', registers: [registry] }).set(devMode ? 1 : 0);
   const nodeId = config.nodeId ?? hostname();
   let paceMs = () => config.tickMs;
   const bus = deps.bus ?? createBus(config, nodeId, { log, events: busEvents(metrics), paceMs: () => paceMs() });
   const verifier = createVerifier(secret);
   const gateway = new Gateway({
-    host: config.host,
+    host,
     port: config.port,
     verifier,
     allowGuests: config.allowGuests,
+    guestRooms: config.guestRooms,
     connectRate: config.connectRate,
     connectBurst: config.connectBurst,
     trustProxy: config.trustProxy,
@@ -118,7 +125,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     admin = await startAdminServer(config.adminHost, config.adminPort, ops, count);
     log.info({ port: admin.port, host: config.adminHost }, 'admin listener (metrics, healthz, readyz)');
   }
-  log.info({ port, host: config.host, node: nodeId, bus: bus.kind, tickMs: config.tickMs }, 'roomcast worker listening');
+  log.info({ port, host, node: nodeId, bus: bus.kind, tickMs: config.tickMs }, 'roomcast worker listening');
 
   let stopping: Promise<void> | undefined;
   return {

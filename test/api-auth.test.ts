@@ -2,7 +2,7 @@
 // route, 401 {error:{code:'UNAUTHORIZED'}} otherwise, checked before anything else.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode } from './helpers.js';
+import { API_KEY, SECRET, startTestNode } from './helpers.js';
 import { api, expectError, type ApiCallOptions } from './api-helpers.js';
 
 /** Every /v1 route with a request that succeeds when authorized. */
@@ -18,18 +18,18 @@ const ROUTES: Array<{ method: 'GET' | 'POST'; path: string; body?: unknown; ok: 
 const BAD_AUTH: Array<[string, ApiCallOptions]> = [
   ['no Authorization header', { key: null }],
   ['a wrong key', { key: 'wrong' }],
-  ['a key with a suffix', { key: 'kk' }],
+  ['a key with a suffix', { key: `${API_KEY}k` }],
   ['an empty bearer', { authorization: 'Bearer ' }],
-  ['the bare key without a scheme', { authorization: 'k' }],
-  ['the Basic scheme', { authorization: `Basic ${Buffer.from('k:').toString('base64')}` }],
-  ['the Basic scheme carrying the key', { authorization: 'Basic k' }],
+  ['the bare key without a scheme', { authorization: API_KEY }],
+  ['the Basic scheme', { authorization: `Basic ${Buffer.from(`${API_KEY}:`).toString('base64')}` }],
+  ['the Basic scheme carrying the key', { authorization: `Basic ${API_KEY}` }],
   ['the dev key', { key: 'dev' }],
 ];
 
 describe('the /v1 API key', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ apiKey: 'k', secret: 's', tickMs: 20 });
+    node = await startTestNode({ apiKey: API_KEY, secret: SECRET, tickMs: 20 });
   });
   afterAll(() => node?.stop());
 
@@ -70,7 +70,7 @@ describe('the /v1 API key', () => {
 describe('a node with a secret and no API key', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ secret: 's', tickMs: 20 });
+    node = await startTestNode({ secret: SECRET, tickMs: 20 });
   });
   afterAll(() => node?.stop());
 

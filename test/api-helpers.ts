@@ -2,7 +2,7 @@
 import { expect } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
 import type { Client, Frame } from './helpers.js';
-import { metricValue } from './helpers.js';
+import { API_KEY, metricValue } from './helpers.js';
 
 export interface ApiResponse {
   status: number;
@@ -13,7 +13,7 @@ export interface ApiResponse {
 }
 
 export interface ApiCallOptions {
-  /** The bearer key (default "k"); null sends no Authorization header. */
+  /** The bearer key (default API_KEY); null sends no Authorization header. */
   key?: string | null;
   /** A literal Authorization header (overrides key). */
   authorization?: string;
@@ -23,7 +23,7 @@ export interface ApiCallOptions {
 
 export async function api(node: RoomcastNode, method: 'GET' | 'POST', path: string, body?: unknown, o: ApiCallOptions = {}): Promise<ApiResponse> {
   const headers: Record<string, string> = {};
-  const key = o.key === undefined ? 'k' : o.key;
+  const key = o.key === undefined ? API_KEY : o.key;
   if (o.authorization !== undefined) headers.authorization = o.authorization;
   else if (key !== null) headers.authorization = `Bearer ${key}`;
   let payload: string | undefined;

@@ -2,7 +2,7 @@
 // first, each message with its log entry's seq, paging with since/limit/to, validation.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, startTestNode } from './helpers.js';
+import { API_KEY, SECRET, joinedClient, startTestNode } from './helpers.js';
 import { api, expectError, postShown, request } from './api-helpers.js';
 import { RedisServer } from './redis-server.js';
 
@@ -14,7 +14,7 @@ afterAll(async () => {
   await redis?.close();
 });
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20 } as const;
 
 describe.each(['memory', 'redis'] as const)('history API on the %s bus', (kind) => {
   let node: RoomcastNode;

@@ -2,10 +2,10 @@
 // limits, the API rate, and what real WebSocket members receive.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, startTestNode, SECRET, type Client } from './helpers.js';
 import { api, chat, delivered, expectError, postShown, waitMsg } from './api-helpers.js';
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20 } as const;
 
 describe('request validation', () => {
   let node: RoomcastNode;
@@ -177,7 +177,7 @@ describe('size limits', () => {
     });
     const res = await fetch(`http://127.0.0.1:${node.port}${path}`, {
       method: 'POST',
-      headers: { authorization: 'Bearer k', 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
       body,
       duplex: 'half',
     } as RequestInit);

@@ -2,10 +2,10 @@
 // moderator WebSocket ops, which share one code path (PROTOCOL §3, §6; docs/protocol.md §8).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, sleep, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, sleep, startTestNode, SECRET, type Client } from './helpers.js';
 import { api, chat, delivered, postShown, request, waitMsg } from './api-helpers.js';
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20, chatRate: 50, chatBurst: 50 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20, chatRate: 50, chatBurst: 50 } as const;
 
 const kick = (node: RoomcastNode, room: string, body: Record<string, unknown>) => api(node, 'POST', `/v1/rooms/${room}/kick`, body);
 const mute = (node: RoomcastNode, room: string, body: Record<string, unknown>) => api(node, 'POST', `/v1/rooms/${room}/mute`, body);

@@ -5,10 +5,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, sleep, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, sleep, startTestNode, SECRET, type Client } from './helpers.js';
 import { chat, delivered, eventually, metric, nextRef, postShown, request, waitMsg } from './api-helpers.js';
 
-const BASE = { apiKey: 'k', secret: 's', chatRate: 100, chatBurst: 100 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, chatRate: 100, chatBurst: 100 } as const;
 
 interface ReviewMessage {
   id: number;

@@ -1,10 +1,10 @@
 // GET /v1/rooms/:room and GET /v1/rooms?top=N (PROTOCOL §6) against what real members see.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, startTestNode, SECRET, type Client } from './helpers.js';
 import { api, chat, expectError, postShown } from './api-helpers.js';
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20 } as const;
 
 /** Waits until `c` has a batch of `room` reaching `seq`; returns the last batch's `to`. */
 async function reached(c: Client, room: string, seq: number): Promise<number> {

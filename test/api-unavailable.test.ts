@@ -4,7 +4,7 @@ import { afterAll, beforeAll, afterEach, describe, expect, it } from 'vitest';
 import type { AppendItem, ControlCommand, RoomHead } from '../src/bus/bus.js';
 import { MemoryBus } from '../src/bus/memory-bus.js';
 import type { RoomcastNode } from '../src/node.js';
-import { joinedClient, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, startTestNode, SECRET, type Client } from './helpers.js';
 import { api, expectError, postShown } from './api-helpers.js';
 
 class FlakyBus extends MemoryBus {
@@ -45,7 +45,7 @@ describe('the API when the bus fails', () => {
   const clients: Client[] = [];
   beforeAll(async () => {
     bus = new FlakyBus({ history: 100 });
-    node = await startTestNode({ apiKey: 'k', secret: 's', tickMs: 20 }, { bus });
+    node = await startTestNode({ apiKey: API_KEY, secret: SECRET, tickMs: 20 }, { bus });
     clients.push(await joinedClient(node, 'a', 'un-a'), await joinedClient(node, 'b', 'un-b'));
   });
   afterEach(() => {

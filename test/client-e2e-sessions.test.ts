@@ -8,7 +8,7 @@ import type { RoomcastNode } from '../src/node.js';
 import { startTestNode } from './helpers.js';
 import { craftJwt, metric, nowSec, uniq } from './ws-helpers.js';
 
-const SECRET = 'sdk-sessions-secret';
+const SECRET = 'sdk-sessions-secret-0123456789abcdef';
 const mint = (sub: string, ttlSec: number) => craftJwt({ alg: 'HS256', typ: 'JWT' }, { sub, exp: nowSec() + ttlSec }, SECRET);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

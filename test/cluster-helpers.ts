@@ -13,8 +13,8 @@ import { Client, connect, sleep, wsUrl, type ConnectOptions, type Frame } from '
 
 /** The built CLI the tests spawn (CLUSTER_TEST_CLI points elsewhere, e.g. at a mutated build). */
 export const CLI = process.env.CLUSTER_TEST_CLI ?? fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
-export const SECRET = 'cluster-test-secret';
-export const API_KEY = 'cluster-test-key';
+export const SECRET = 'cluster-test-secret-0123456789abcdef0123';
+export const API_KEY = 'cluster-test-api-key';
 
 export type LogLine = Record<string, unknown> & { msg?: string };
 

@@ -28,7 +28,7 @@ describe('config', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rc-cfg-'));
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ port: 1111, tickMs: 20, host: '127.0.0.1' }));
-    const c = loadConfig({ configPath: file, env: { ROOMCAST_TICK_MS: '30', ROOMCAST_ALLOW_GUESTS: 'true' }, cli: { tickMs: '40' } });
+    const c = loadConfig({ configPath: file, env: { ROOMCAST_TICK_MS: '30', ROOMCAST_ALLOW_GUESTS: 'true', ROOMCAST_GUEST_ROOMS: 'public-*' }, cli: { tickMs: '40' } });
     expect(c).toMatchObject({ port: 1111, tickMs: 40, host: '127.0.0.1', allowGuests: true });
   });
 

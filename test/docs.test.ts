@@ -40,7 +40,7 @@ describe('docs', () => {
 
   it('docs/architecture.md describes the recovery replay as paced by the socket, as the code does', () => {
     const rooms = read('src/engine/rooms.ts');
-    expect(rooms).toContain('await c.drained(this.o.replayBufferBytes)');
+    expect(rooms).toContain('c.drained(this.o.replayBufferBytes)');
     expect(read('src/engine/engine.ts')).toContain('replayBufferBytes: Math.floor(c.maxBackpressure / 4)');
     const arch = read('docs/architecture.md');
     expect(arch).toContain('the replay is **paced**');

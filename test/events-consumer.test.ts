@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode } from './helpers.js';
+import { API_KEY, SECRET, startTestNode } from './helpers.js';
 import { eventually, postShown } from './api-helpers.js';
 import { member, request, uniq } from './ws-helpers.js';
 
+const EV_SECRET = 'events-secret-0123456789';
 const CONSUMER = fileURLToPath(new URL('../docs/events-consumer.mjs', import.meta.url));
 
 describe('docs/events-consumer.mjs', () => {
@@ -20,7 +21,7 @@ describe('docs/events-consumer.mjs', () => {
   let port: number;
   let node: RoomcastNode;
   beforeAll(async () => {
-    proc = spawn(process.execPath, [CONSUMER], { env: { ...process.env, PORT: '0', ARCHIVE: archive, ROOMCAST_EVENTS_SECRET: 'shh' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    proc = spawn(process.execPath, [CONSUMER], { env: { ...process.env, PORT: '0', ARCHIVE: archive, ROOMCAST_EVENTS_SECRET: EV_SECRET }, stdio: ['ignore', 'pipe', 'inherit'] });
     port = await new Promise<number>((resolve, reject) => {
       proc.stdout!.on('data', (d: Buffer) => {
         const m = /listening on (\d+)/.exec(d.toString());
@@ -28,7 +29,7 @@ describe('docs/events-consumer.mjs', () => {
       });
       proc.once('exit', (code) => reject(new Error(`consumer exited (${code})`)));
     });
-    node = await startTestNode({ apiKey: 'k', secret: 's', tickMs: 20, eventsFlushMs: 50, eventsUrl: `http://127.0.0.1:${port}/`, eventsSecret: 'shh' });
+    node = await startTestNode({ apiKey: API_KEY, secret: SECRET, tickMs: 20, eventsFlushMs: 50, eventsUrl: `http://127.0.0.1:${port}/`, eventsSecret: EV_SECRET });
   });
   afterAll(async () => {
     await node?.stop();

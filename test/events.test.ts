@@ -7,13 +7,13 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../src/config/load.js';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode } from './helpers.js';
+import { API_KEY, SECRET, startTestNode } from './helpers.js';
 import { api, eventually, metric, postShown } from './api-helpers.js';
 import { closeAll, member, request, uniq, waitUntil } from './ws-helpers.js';
 import { EventsEndpoint } from './events-helpers.js';
 import { RedisServer } from './redis-server.js';
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20, eventsFlushMs: 50 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20, eventsFlushMs: 50 } as const;
 const hmac = (key: string, body: string) => 'sha256=' + createHmac('sha256', key).update(body).digest('hex');
 
 describe('events webhook', () => {
@@ -64,7 +64,7 @@ describe('events webhook', () => {
   it('signs every batch with HMAC-SHA256 of the body under the API key', async () => {
     await waitUntil(() => ep.received.length > 0, 3000, 'a batch');
     for (const r of ep.received) {
-      expect(r.signature).toBe(hmac('k', r.body));
+      expect(r.signature).toBe(hmac(API_KEY, r.body));
       expect(r.batch).toMatchObject({ id: expect.any(String), node: expect.any(String), sentAt: expect.any(Number) });
     }
   });
@@ -87,7 +87,7 @@ describe('delivery trouble', () => {
   afterAll(() => ep?.close());
 
   it('retries a failed batch with backoff, then delivers everything in order (dedicated secret)', async () => {
-    const node = await startTestNode({ ...BASE, eventsUrl: ep.url, eventsSecret: 'evsecret', eventsBatch: 3 });
+    const node = await startTestNode({ ...BASE, eventsUrl: ep.url, eventsSecret: 'events-secret-0123456789', eventsBatch: 3 });
     try {
       const room = uniq('retry');
       ep.answer = 500;
@@ -102,7 +102,7 @@ describe('delivery trouble', () => {
       const failedIds = new Set(ep.received.filter((r) => r.status === 500).map((r) => r.batch.id));
       expect(failedIds.size).toBe(1);
       expect(ep.received.find((r) => r.status === 204)!.batch.id).toBe([...failedIds][0]);
-      for (const r of ep.received) expect(r.signature).toBe(hmac('evsecret', r.body));
+      for (const r of ep.received) expect(r.signature).toBe(hmac('events-secret-0123456789', r.body));
       expect(await metric(node, 'roomcast_events_failures_total', { sink: 'http' })).toBeGreaterThanOrEqual(2);
     } finally {
       await node.stop();
@@ -201,7 +201,7 @@ describe('events stream on Redis', () => {
 
 describe('events configuration and metrics', () => {
   it('every events series exists at 0 on a node without events', async () => {
-    const node = await startTestNode({ apiKey: 'k', secret: 's' });
+    const node = await startTestNode({ apiKey: API_KEY, secret: SECRET });
     try {
       const text = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
       for (const name of ['roomcast_events_sent_total', 'roomcast_events_dropped_total', 'roomcast_events_failures_total', 'roomcast_events_queued']) {
@@ -215,8 +215,8 @@ describe('events configuration and metrics', () => {
 
   it('refuses a stream without Redis, and a webhook with nothing to sign with', () => {
     expect(() => buildConfig({ eventsStream: 'ev' })).toThrow(/events-stream needs --redis/);
-    expect(() => buildConfig({ secret: 's', eventsUrl: 'http://127.0.0.1:1/' })).toThrow(/events-secret or --api-key/);
-    expect(buildConfig({ secret: 's', eventsUrl: 'http://127.0.0.1:1/', eventsSecret: 'e' }).eventsUrl).toBe('http://127.0.0.1:1/');
+    expect(() => buildConfig({ secret: SECRET, eventsUrl: 'http://127.0.0.1:1/' })).toThrow(/events-secret or --api-key/);
+    expect(buildConfig({ secret: SECRET, eventsUrl: 'http://127.0.0.1:1/', eventsSecret: 'events-secret-0123456789' }).eventsUrl).toBe('http://127.0.0.1:1/');
     expect(buildConfig({ eventsUrl: 'http://127.0.0.1:1/' }).eventsUrl).toBe('http://127.0.0.1:1/'); // dev mode signs with "dev"
   });
 });

@@ -9,7 +9,7 @@ import type { RoomcastNode } from '../src/node.js';
 import { startTestNode, token, wsUrl } from './helpers.js';
 import { craftJwt, FuzzClient, metricsText, metricValue, mp, nowSec, rawHttp, Rng, sleep, upgradeAttempt, type Frame } from './fuzz-helpers.js';
 
-const SECRET = 'hardening-auth-secret';
+const SECRET = 'hardening-auth-secret-0123456789abcdef';
 const API_KEY = 'Zx9-hardening-api-key-0123456789';
 
 let refs = 1;
@@ -197,7 +197,7 @@ describe('moderator ops', () => {
   beforeAll(async () => {
     [node, guests] = await Promise.all([
       startTestNode({ tickMs: 20, secret: SECRET, connectRate: 0, joinRate: 1000, joinBurst: 1000, chatRate: 100, chatBurst: 100 }),
-      startTestNode({ tickMs: 20, secret: SECRET, connectRate: 0, allowGuests: true }),
+      startTestNode({ tickMs: 20, secret: SECRET, connectRate: 0, allowGuests: true, guestRooms: ['*'] }),
     ]);
   });
   afterAll(async () => {

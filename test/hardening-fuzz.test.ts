@@ -8,7 +8,7 @@
 import { decode } from '@msgpack/msgpack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode, token, wsUrl } from './helpers.js';
+import { NO_FRAME_BUDGET, startTestNode, token, wsUrl } from './helpers.js';
 import {
   BAD_FRAME_CODES,
   FuzzClient,
@@ -56,7 +56,7 @@ describe('WebSocket frame fuzz (decoder and validation)', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
     // badFrameLimit out of the way so one connection sees every frame; connects unlimited.
-    node = await startTestNode({ tickMs: 10, badFrameLimit: 1_000_000, connectRate: 0 });
+    node = await startTestNode({ ...NO_FRAME_BUDGET, tickMs: 10, badFrameLimit: 1_000_000, connectRate: 0 });
   });
   afterAll(() => node?.stop());
 
@@ -174,7 +174,7 @@ describe('WebSocket framing (uWS), over a raw TCP socket', () => {
   let path: string;
   beforeAll(async () => {
     // One user opens up to 16 sockets at once here: above the default maxConnsPerUser (10).
-    node = await startTestNode({ tickMs: 10, connectRate: 0, badFrameLimit: 1_000_000, maxConnsPerUser: 100 });
+    node = await startTestNode({ ...NO_FRAME_BUDGET, tickMs: 10, connectRate: 0, badFrameLimit: 1_000_000, maxConnsPerUser: 100 });
     path = `/ws?token=${await token(node, { uid: 'framer' })}`;
   });
   afterAll(() => node?.stop());

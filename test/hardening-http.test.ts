@@ -24,7 +24,7 @@ import {
   type Frame,
 } from './fuzz-helpers.js';
 
-const KEY = 'fuzz-api-key';
+const KEY = 'fuzz-api-key-0123456';
 
 interface Req {
   method: string;
@@ -179,7 +179,7 @@ function responseProblems(r: Req, res: { status: number; text: string; headers: 
 describe('HTTP API fuzz', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 10, secret: 'http-fuzz-secret', apiKey: KEY, apiRate: 200 });
+    node = await startTestNode({ tickMs: 10, secret: 'http-fuzz-secret-0123456789abcdef012345', apiKey: KEY, apiRate: 200 });
   });
   afterAll(() => node?.stop());
 
@@ -223,7 +223,7 @@ describe('HTTP API fuzz', () => {
 describe('HTTP API: deeply nested JSON', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 10, secret: 'nest-secret', apiKey: KEY });
+    node = await startTestNode({ tickMs: 10, secret: 'nest-secret-0123456789abcdef0123456789ab', apiKey: KEY });
   });
   afterAll(() => node?.stop());
 
@@ -285,7 +285,7 @@ describe('HTTP API: deeply nested JSON', () => {
 describe('HTTP framing (uWS) on the API port', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 10, secret: 'framing-secret', apiKey: KEY });
+    node = await startTestNode({ tickMs: 10, secret: 'framing-secret-0123456789abcdef012345678', apiKey: KEY });
   });
   afterAll(() => node?.stop());
 

@@ -11,7 +11,7 @@ import { decode } from '@msgpack/msgpack';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode, token, wsUrl } from './helpers.js';
+import { NO_FRAME_BUDGET, startTestNode, token, wsUrl } from './helpers.js';
 import { FuzzClient, forceGc, hasPython, metric, mp, rssMb, sleep, SlowReaders } from './fuzz-helpers.js';
 
 const MAX_BACKPRESSURE = 16384;
@@ -144,8 +144,9 @@ describe.skipIf(!hasPython())(`${READERS} slow readers in one room`, () => {
   let node: RoomcastNode;
   beforeAll(async () => {
     node = await startTestNode({
+      ...NO_FRAME_BUDGET, // the sender floods on purpose
       tickMs: 20,
-      secret: 'slow-secret',
+      secret: 'slow-secret-0123456789abcdef0123456789',
       connectRate: 0,
       maxBackpressure: MAX_BACKPRESSURE,
       maxBodyBytes: BODY,

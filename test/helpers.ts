@@ -11,6 +11,12 @@ import { startNode, type NodeDeps, type RoomcastNode } from '../src/node.js';
 
 export type Frame = Record<string, unknown> & { op: string };
 
+/** A production-size secret and API key (roomcast refuses shorter ones outside dev mode). */
+export const SECRET = 'roomcast-test-secret-0123456789abcdef';
+export const API_KEY = 'roomcast-test-api-key';
+/** For tests that flood on purpose: lifts the per-connection inbound frame budget. */
+export const NO_FRAME_BUDGET = { frameRate: 1_000_000, frameBurst: 1_000_000 } as const;
+
 export async function startTestNode(overrides: Partial<ConfigInput> = {}, deps: NodeDeps = {}): Promise<RoomcastNode> {
   const config = buildConfig({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...overrides });
   return startNode(config, deps);

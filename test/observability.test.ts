@@ -36,8 +36,8 @@ import {
   type PromSample,
 } from './observability-helpers.js';
 
-const SECRET = 's';
-const API_KEY = 'k';
+const SECRET = 'observability-secret-0123456789abcdef';
+const API_KEY = 'observability-api-key';
 /** Top-N rooms with a room_members series; the traffic fills more rooms than this. */
 const TOP_ROOMS = 5;
 /** Dashboard variables at their "All" value, as Grafana sends them. */

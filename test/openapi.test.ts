@@ -14,7 +14,7 @@ import { broadcastBody, disconnectBody, historyQuery, kickBody, MAX_BODY_ENCODED
 import { ROOM_RE } from '../src/protocol/ops.js';
 import { SIGNATURE_HEADER, type RoomEvent } from '../src/events/types.js';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode } from './helpers.js';
+import { API_KEY, SECRET, startTestNode } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------
 // A conservative YAML-subset reader.
@@ -454,7 +454,7 @@ describe('the documented non-/v1 routes exist on a node', () => {
   let dev: RoomcastNode;
   let prod: RoomcastNode;
   beforeAll(async () => {
-    [dev, prod] = await Promise.all([startTestNode(), startTestNode({ secret: 's', apiKey: 'k' })]);
+    [dev, prod] = await Promise.all([startTestNode(), startTestNode({ secret: SECRET, apiKey: API_KEY })]);
   });
   afterAll(async () => {
     await Promise.all([dev?.stop(), prod?.stop()]);

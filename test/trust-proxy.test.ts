@@ -22,7 +22,7 @@ function upgrade(port: number, headers: Record<string, string>): Promise<number>
   });
 }
 
-const LIMIT = { allowGuests: true, connectRate: 0.01, connectBurst: 2 } as const;
+const LIMIT = { allowGuests: true, guestRooms: ['*'], connectRate: 0.01, connectBurst: 2 } as const;
 
 describe('behind a proxy', () => {
   const nodes: RoomcastNode[] = [];

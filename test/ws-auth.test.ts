@@ -5,7 +5,7 @@ import type { RoomcastNode } from '../src/node.js';
 import { connect, startTestNode, token, upgradeStatus } from './helpers.js';
 import { closeAll, craftJwt, member, metric, nowSec, refusedUpgrade, request, uniq, user } from './ws-helpers.js';
 
-const SECRET = 'test-secret-for-auth';
+const SECRET = 'test-secret-for-auth-0123456789abcdef01';
 
 describe('tokens', () => {
   let node: RoomcastNode;
@@ -103,7 +103,7 @@ describe('tokens', () => {
 describe('guests', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 20, secret: SECRET, allowGuests: true });
+    node = await startTestNode({ tickMs: 20, secret: SECRET, allowGuests: true, guestRooms: ['*'] });
   });
   afterAll(() => node.stop());
 

@@ -4,7 +4,7 @@
 import { encode } from '@msgpack/msgpack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { sleep, startTestNode, type Client, type Frame } from './helpers.js';
+import { NO_FRAME_BUDGET, sleep, startTestNode, type Client, type Frame } from './helpers.js';
 import { closeAll, member, nextRef, request, uniq, user, waitUntil } from './ws-helpers.js';
 
 /** A small deterministic PRNG (mulberry32), so a failing fuzz case can be replayed. */
@@ -152,7 +152,7 @@ async function errorAfter(c: Client, data: Uint8Array): Promise<Frame> {
 describe('wrong types everywhere and random input', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 20, badFrameLimit: 1_000_000, chatRate: 1000, chatBurst: 1000, joinRate: 1000, joinBurst: 1000 });
+    node = await startTestNode({ ...NO_FRAME_BUDGET, tickMs: 20, badFrameLimit: 1_000_000, chatRate: 1000, chatBurst: 1000, joinRate: 1000, joinBurst: 1000 });
   });
   afterAll(() => node.stop());
 

@@ -3,7 +3,7 @@
 import { decode } from '@msgpack/msgpack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { sleep, startTestNode, type Client, type Frame } from './helpers.js';
+import { NO_FRAME_BUDGET, sleep, startTestNode, type Client, type Frame } from './helpers.js';
 import { closeAll, member, members, nextRef, request, uniq, waitUntil } from './ws-helpers.js';
 
 const acksOf = (c: Client) => c.frames.filter((f) => f.op === 'ack');
@@ -24,7 +24,7 @@ describe('chat budget under a flood', () => {
   const BUDGET = 10;
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 20, roomChatBudget: BUDGET, chatRate: 10_000, chatBurst: 10_000 });
+    node = await startTestNode({ ...NO_FRAME_BUDGET, tickMs: 20, roomChatBudget: BUDGET, chatRate: 10_000, chatBurst: 10_000 });
   });
   afterAll(() => node.stop());
 

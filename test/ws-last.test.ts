@@ -6,12 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomLog } from '../src/bus/bus.js';
 import { RedisStreamsBus } from '../src/bus/redis-streams-bus.js';
 import type { RoomcastNode } from '../src/node.js';
-import { startTestNode, type Client, type Frame } from './helpers.js';
+import { API_KEY, SECRET, startTestNode, type Client, type Frame } from './helpers.js';
 import { postShown } from './api-helpers.js';
 import { closeAll, gaps, member, request, uniq, user, waitUntil } from './ws-helpers.js';
 import { RedisServer } from './redis-server.js';
 
-const BASE = { apiKey: 'k', secret: 's', tickMs: 20 } as const;
+const BASE = { apiKey: API_KEY, secret: SECRET, tickMs: 20 } as const;
 const bodies = (batches: Frame[]) => batches.flatMap((b) => (b.msgs as Array<{ b: string }>).map((m) => m.b));
 
 async function posted(node: RoomcastNode, room: string, n: number, tag = 'm'): Promise<number[]> {

@@ -1,7 +1,7 @@
 // Health endpoints, dev-mode tokens (PROTOCOL §2, §6) and graceful stop (`bye`, §4).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { connect, sleep, startTestNode, token, upgradeStatus } from './helpers.js';
+import { connect, SECRET, sleep, startTestNode, token, upgradeStatus } from './helpers.js';
 import { closeAll, getText, member, request, uniq, user } from './ws-helpers.js';
 
 describe('HTTP: health and dev tokens', () => {
@@ -9,7 +9,7 @@ describe('HTTP: health and dev tokens', () => {
   let prod: RoomcastNode;
   beforeAll(async () => {
     dev = await startTestNode({ tickMs: 20 });
-    prod = await startTestNode({ tickMs: 20, secret: 's' });
+    prod = await startTestNode({ tickMs: 20, secret: SECRET });
   });
   afterAll(async () => {
     await dev.stop();

@@ -2,7 +2,7 @@
 // replays exactly what was missed, before live batches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { sleep, startTestNode, type Client, type Frame } from './helpers.js';
+import { NO_FRAME_BUDGET, sleep, startTestNode, type Client, type Frame } from './helpers.js';
 import { closeAll, gaps, member, members, pauseReading, quiet, replyTo, request, resumeReading, summarize, uniq, user, waitUntil } from './ws-helpers.js';
 
 const bodies = (batches: Frame[]) => batches.flatMap((b) => (b.msgs as Array<{ b: string }>).map((m) => m.b));
@@ -21,7 +21,7 @@ async function flood(senders: Client[], room: string, n: number, tag: string): P
 describe('ordering and recovery', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 10, chatRate: 10_000, chatBurst: 10_000, roomChatBudget: 100_000 });
+    node = await startTestNode({ ...NO_FRAME_BUDGET, tickMs: 10, chatRate: 10_000, chatBurst: 10_000, roomChatBudget: 100_000 });
   });
   afterAll(() => node.stop());
 

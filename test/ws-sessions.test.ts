@@ -2,11 +2,11 @@
 // disconnects and bans users (bye, 4011, 403 BANNED). Real sockets against one node.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { connect, startTestNode } from './helpers.js';
+import { API_KEY, connect, startTestNode } from './helpers.js';
 import { api, expectError } from './api-helpers.js';
 import { closeAll, craftJwt, metric, nowSec, refusedUpgrade, request, uniq } from './ws-helpers.js';
 
-const SECRET = 'test-secret-for-sessions';
+const SECRET = 'test-secret-for-sessions-0123456789abcdef';
 const GRACE_SEC = 2;
 
 const jwt = (payload: Record<string, unknown>, secret = SECRET) => craftJwt({ alg: 'HS256', typ: 'JWT' }, payload, secret);
@@ -14,7 +14,7 @@ const jwt = (payload: Record<string, unknown>, secret = SECRET) => craftJwt({ al
 describe('token expiry and refresh on open connections', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 20, secret: SECRET, apiKey: 'k', tokenGraceSec: GRACE_SEC });
+    node = await startTestNode({ tickMs: 20, secret: SECRET, apiKey: API_KEY, tokenGraceSec: GRACE_SEC });
   });
   afterAll(() => node.stop());
 
@@ -101,7 +101,7 @@ describe('token expiry and refresh on open connections', () => {
 describe('user disconnect and ban (one node)', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ tickMs: 20, secret: SECRET, apiKey: 'k', maxConnsPerUser: 3 });
+    node = await startTestNode({ tickMs: 20, secret: SECRET, apiKey: API_KEY, maxConnsPerUser: 3 });
   });
   afterAll(() => node.stop());
 

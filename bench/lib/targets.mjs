@@ -14,7 +14,7 @@ process.once('exit', () => {
 });
 
 export const SECRET = 'bench-secret-0123456789abcdef0123456789abcdef';
-export const API_KEY = 'bench-api-key';
+export const API_KEY = 'bench-api-key-0123456789';
 
 export const TARGETS = {
   roomcast: { label: 'roomcast', proto: 'roomcast' },

@@ -104,10 +104,12 @@ export function apiRoutes(o: ApiOptions): Route[] {
   // A burst below one token would never allow anything.
   const limiter = new RateLimiter({ rate: o.apiRate, burst: Math.max(1, o.apiRate) });
   setInterval(() => limiter.sweep(), 30_000).unref();
+  // Checked as soon as the headers are in: an unauthenticated body is never read.
+  const precheck = (headers: Record<string, string>) =>
+    authorized(headers.authorization) ? undefined : jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
   const guard =
     (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
     async (req: HttpReq): Promise<HttpReply> => {
-      if (!authorized(req.headers.authorization)) return jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
       try {
         return await fn(req);
       } catch (err) {
@@ -123,7 +125,7 @@ export function apiRoutes(o: ApiOptions): Route[] {
     if (wait > 0) throw new ApiError(429, 'RATE_LIMITED', 'too many API messages for this room', wait);
   };
 
-  return [
+  const routes: Route[] = [
     {
       method: 'post',
       pattern: '/v1/rooms/:room/messages',
@@ -208,4 +210,5 @@ export function apiRoutes(o: ApiOptions): Route[] {
       }),
     },
   ];
+  return routes.map((r) => ({ ...r, precheck }));
 }

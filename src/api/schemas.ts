@@ -1,6 +1,6 @@
 // Request bodies of the server API (PROTOCOL §6), validated with zod.
 import { z } from 'zod';
-import { ROOM_RE } from '../protocol/ops.js';
+import { ROOM_RE, UID_MAX } from '../protocol/ops.js';
 
 export const MAX_BODY_ENCODED = 4096;
 export const MAX_X_ENCODED = 1024;
@@ -14,12 +14,13 @@ const kind = z
   .refine((k) => k !== 'like', 'likes are aggregated counts; the API cannot send them');
 const body = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
 const extras = z.record(z.string(), z.unknown());
+const uid = z.string().min(1).max(UID_MAX);
 
 export const messageBody = z
   .object({
     kind,
     body,
-    uid: z.string().min(1).max(64).optional(),
+    uid: uid.optional(),
     name: z.string().min(1).max(32).optional(),
     priority: z.enum(['high', 'normal']).optional(),
     x: extras.optional(),
@@ -30,7 +31,7 @@ export const broadcastBody = z.object({ kind, body, x: extras.optional() }).stri
 
 export const kickBody = z
   .object({
-    uid: z.string().min(1).max(64),
+    uid,
     reason: z.string().max(200).optional(),
     seconds: z.number().int().min(0).max(365 * 86400).optional(),
   })
@@ -47,7 +48,7 @@ export const disconnectBody = z
 
 export const muteBody = z
   .object({
-    uid: z.string().min(1).max(64).optional(),
+    uid: uid.optional(),
     seconds: z.number().int().min(0).max(365 * 86400),
   })
   .strict();

@@ -1,6 +1,7 @@
 // Token verification (PROTOCOL §2): HS256 JWTs via fast-jwt, mapped to the credentials a
 // connection carries. Any failure is an AuthError whose reason labels the auth metric.
 import { createSigner, createVerifier as createFastVerifier, TokenError } from 'fast-jwt';
+import { isUid, UID_MAX } from '../protocol/ops.js';
 
 export type Role = 'viewer' | 'moderator';
 
@@ -55,7 +56,7 @@ export function createVerifier(secret: string): TokenVerifier {
 
 function toCredentials(p: Record<string, unknown>): Credentials {
   const { sub, exp, name, rooms, role } = p;
-  if (typeof sub !== 'string' || sub.length < 1 || sub.length > 64) throw new AuthError('claims', 'sub must be 1-64 chars');
+  if (!isUid(sub)) throw new AuthError('claims', `sub must be 1-${UID_MAX} chars`);
   if (sub.startsWith('guest:')) throw new AuthError('claims', 'sub may not use the guest: prefix');
   if (typeof exp !== 'number') throw new AuthError('claims', 'exp must be a number');
   if (name !== undefined && (typeof name !== 'string' || name.length > 32)) throw new AuthError('claims', 'name must be at most 32 chars');
@@ -73,8 +74,9 @@ function toCredentials(p: Record<string, unknown>): Credentials {
   };
 }
 
-export function guestCredentials(sid: string): Credentials {
-  return { uid: `guest:${sid}`, role: 'viewer', guest: true, expMs: Infinity };
+/** A read-only guest, limited to `rooms` (the deployment's guestRooms, in the rooms claim syntax). */
+export function guestCredentials(sid: string, rooms: readonly string[]): Credentials {
+  return { uid: `guest:${sid}`, rooms, role: 'viewer', guest: true, expMs: Infinity };
 }
 
 /** Whether a token's `rooms` claim lets it join `room`. */

@@ -16,7 +16,7 @@ import { Link, safeClose } from './link.js';
 import { RequestTable } from './requests.js';
 import { newRoom, num, RoomSeq, str, type JoinReason, type RoomState } from './room-seq.js';
 import { MIN_REFRESH_MS, TokenSession } from './session.js';
-import { defaultSocketFactory, socketFactoryFor, type SocketFactory, type SocketLike, type WebSocketConstructor } from './transport.js';
+import { defaultSocketFactory, socketFactoryFor, tokenProtocols, type SocketFactory, type SocketLike, type WebSocketConstructor } from './transport.js';
 import type { Ack, ClientEvents, ConnectionState, Frame, JoinOptions, JoinResult, RoomInfo, StateEvent } from './types.js';
 
 export interface ConnectOptions {
@@ -89,6 +89,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   private readonly random: () => number;
   private readonly factory: SocketFactory;
   private readonly inflater: Inflate;
+  private readonly tokenInHeader: boolean;
   private readonly opt: typeof DEFAULTS & ConnectOptions;
   private readonly encoder = new Encoder({ ignoreUndefined: true });
   private readonly decoder = new Decoder();
@@ -124,6 +125,8 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.factory = options.transport ?? (options.WebSocket ? socketFactoryFor(options.WebSocket) : defaultSocketFactory);
+    // WebSocket constructors take subprotocols, so the token stays out of URLs (and proxy logs).
+    this.tokenInHeader = options.transport === undefined;
     this.inflater = options.inflate ?? defaultInflate;
     this.requests = new RequestTable(this.clock);
     this.heartbeat = new Heartbeat(this.clock);
@@ -317,7 +320,8 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     const { url, shown, urlRoom } = this.buildUrl(base);
     let socket: SocketLike;
     try {
-      socket = await this.factory(url);
+      const token = this.tokens.token;
+      socket = await this.factory(url, this.tokenInHeader && token !== undefined ? tokenProtocols(token) : undefined);
     } catch (err) {
       if (gen !== this.gen || this.closed) return;
       return this.retry(new RoomcastError('DISCONNECTED', `cannot open a WebSocket to ${shown}: ${String((err as Error)?.message ?? err)}`, { cause: err }));
@@ -380,7 +384,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     }
     const shown = new URL(u.toString());
     const token = this.tokens.token;
-    if (token !== undefined) {
+    if (token !== undefined && !this.tokenInHeader) {
       q.set('token', token);
       shown.searchParams.set('token', 'redacted');
     }

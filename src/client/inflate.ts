@@ -4,6 +4,13 @@
 
 export type Inflate = (data: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 
+/**
+ * The largest frame a `z` frame may inflate to: far above any batch roomcast sends, far below
+ * what a decompression bomb (~1000:1) from a hostile server or middlebox would make. Past it
+ * inflating stops with an error, which the client reports as a PROTOCOL error.
+ */
+export const MAX_INFLATED_BYTES = 16 * 1024 * 1024;
+
 type InflateRawSync = (data: Uint8Array) => Uint8Array;
 
 interface StreamWriter {
@@ -12,6 +19,7 @@ interface StreamWriter {
 }
 interface StreamReader {
   read(): Promise<{ done: boolean; value?: Uint8Array }>;
+  cancel(): Promise<void>;
 }
 interface DecompressionStreamLike {
   readonly writable: { getWriter(): StreamWriter };
@@ -33,8 +41,8 @@ export function loadZlib(): Promise<InflateRawSync | undefined> {
   zlibLoading ??= (async () => {
     const specifier = 'node:zlib';
     try {
-      const zlib = (await import(specifier)) as { inflateRawSync: InflateRawSync };
-      zlibInflate = (data) => zlib.inflateRawSync(data);
+      const zlib = (await import(specifier)) as { inflateRawSync: (data: Uint8Array, o: { maxOutputLength: number }) => Uint8Array };
+      zlibInflate = (data) => zlib.inflateRawSync(data, { maxOutputLength: MAX_INFLATED_BYTES });
       return zlibInflate;
     } catch {
       return undefined;
@@ -43,8 +51,8 @@ export function loadZlib(): Promise<InflateRawSync | undefined> {
   return zlibLoading;
 }
 
-/** Decompresses with DecompressionStream('deflate-raw') (browsers; Node >= 21.2). */
-export async function inflateWithStream(data: Uint8Array): Promise<Uint8Array> {
+/** Decompresses with DecompressionStream('deflate-raw') (browsers; Node >= 21.2), up to `maxBytes`. */
+export async function inflateWithStream(data: Uint8Array, maxBytes = MAX_INFLATED_BYTES): Promise<Uint8Array> {
   const DS = (globalThis as { DecompressionStream?: DecompressionStreamCtor }).DecompressionStream;
   if (typeof DS !== 'function') throw new Error('DecompressionStream is not available');
   const ds = new DS('deflate-raw');
@@ -61,6 +69,10 @@ export async function inflateWithStream(data: Uint8Array): Promise<Uint8Array> {
     if (value) {
       chunks.push(value);
       total += value.byteLength;
+      if (total > maxBytes) {
+        reader.cancel().catch(() => undefined);
+        throw new Error(`a z frame inflates to more than ${maxBytes} bytes`);
+      }
     }
   }
   const out = new Uint8Array(total);

@@ -1,5 +1,6 @@
 // The WebSocket abstraction. The SDK needs only this much of a socket, which both the
 // browser's WebSocket and Node's `ws` package provide; tests inject a fake.
+import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 
 export interface SocketMessageEvent {
   data: unknown;
@@ -22,17 +23,26 @@ export interface SocketLike {
   close(code?: number, reason?: string): void;
 }
 
-/** Opens a socket to `url` (already carrying the query string). */
-export type SocketFactory = (url: string) => SocketLike | Promise<SocketLike>;
+/**
+ * Opens a socket to `url` (already carrying the query string), offering `protocols` as
+ * `Sec-WebSocket-Protocol` when given (they carry the token; a custom factory gets the token
+ * in the query string instead and is never passed protocols).
+ */
+export type SocketFactory = (url: string, protocols?: string[]) => SocketLike | Promise<SocketLike>;
 
 /** A WebSocket constructor (the browser's, `ws`'s, or any compatible one). */
-export type WebSocketConstructor = new (url: string) => unknown;
+export type WebSocketConstructor = new (url: string, protocols?: string[]) => unknown;
+
+/** The subprotocols that carry `token` in the upgrade's headers rather than its URL. */
+export function tokenProtocols(token: string): string[] {
+  return [WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX + token];
+}
 
 export const OPEN = 1;
 
 /** A factory for a given WebSocket constructor. */
 export function socketFactoryFor(Ctor: WebSocketConstructor): SocketFactory {
-  return (url) => new Ctor(url) as SocketLike;
+  return (url, protocols) => new Ctor(url, protocols) as SocketLike;
 }
 
 let wsCtor: Promise<WebSocketConstructor> | undefined;
@@ -41,12 +51,12 @@ let wsCtor: Promise<WebSocketConstructor> | undefined;
  * The default factory: `globalThis.WebSocket` when there is one (browsers, Node >= 22, Deno,
  * Bun), otherwise the `ws` package, imported on first use.
  */
-export const defaultSocketFactory: SocketFactory = async (url) => {
+export const defaultSocketFactory: SocketFactory = async (url, protocols) => {
   const G = globalThis as { WebSocket?: WebSocketConstructor };
-  if (typeof G.WebSocket === 'function') return new G.WebSocket(url) as SocketLike;
+  if (typeof G.WebSocket === 'function') return new G.WebSocket(url, protocols) as SocketLike;
   wsCtor ??= importWs();
   const Ctor = await wsCtor;
-  return new Ctor(url) as SocketLike;
+  return new Ctor(url, protocols) as SocketLike;
 };
 
 async function importWs(): Promise<WebSocketConstructor> {

@@ -12,6 +12,7 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { processMetrics } from '../metrics/metrics.js';
 import type { Config } from '../config/schema.js';
 import { startAdminServer, type AdminServer } from '../gateway/admin.js';
+import { listenHost } from '../config/load.js';
 import { freePort } from '../gateway/free-port.js';
 import { json } from '../gateway/http.js';
 import { backoffMs } from '../util/backoff.js';
@@ -48,7 +49,7 @@ export interface Supervisor {
 
 export async function startSupervisor(config: Config, log: Logger): Promise<Supervisor> {
   const count = config.workers === 'auto' ? cpus().length : config.workers;
-  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const port = config.port === 0 ? await freePort(listenHost(config)) : config.port;
   const workerConfig: Config = { ...config, port, workers: 1 };
   // In dev mode every worker must verify the tokens any of them minted.
   const devSecret = randomBytes(32).toString('hex');

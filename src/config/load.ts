@@ -69,7 +69,32 @@ export function buildConfig(...layers: Record<string, unknown>[]): Config {
   const merged = Object.assign({}, ...layers);
   const res = configSchema.safeParse(merged);
   if (!res.success) throw new ConfigError('invalid configuration:\n' + z.prettifyError(res.error));
+  const problem = unsafe(res.data);
+  if (problem) throw new ConfigError(`invalid configuration: ${problem}`);
   return Object.freeze(res.data);
+}
+
+/** Minimum key sizes outside dev mode: an HS256 key of at least the hash size (RFC 7518 §3.2). */
+export const MIN_SECRET_BYTES = 32;
+export const MIN_API_KEY_CHARS = 16;
+
+/** Combinations that would start an unsafe node; undefined when there is none. */
+function unsafe(c: Config): string | undefined {
+  if (c.secret !== null && Buffer.byteLength(c.secret) < MIN_SECRET_BYTES) {
+    return `secret must be at least ${MIN_SECRET_BYTES} bytes (RFC 7518 §3.2); e.g. openssl rand -hex 32`;
+  }
+  if (c.secret !== null && c.apiKey !== null && c.apiKey.length < MIN_API_KEY_CHARS) {
+    return `apiKey must be at least ${MIN_API_KEY_CHARS} characters; e.g. openssl rand -hex 16`;
+  }
+  if (c.allowGuests && c.guestRooms.length === 0) {
+    return 'allowGuests needs guestRooms (--guest-rooms), the rooms guests may read, e.g. --guest-rooms "public-*" (or "*" for every room)';
+  }
+  return undefined;
+}
+
+/** The address to listen on: dev mode stays on loopback unless a host was given. */
+export function listenHost(c: Config): string {
+  return c.host ?? (c.secret === null ? '127.0.0.1' : '0.0.0.0');
 }
 
 export interface LoadSources {

@@ -17,7 +17,7 @@ const commaList = (v: unknown) => (typeof v === 'string' ? v.split(',').map((w) 
 export const configSchema = z
   .object({
     port: z.number().int().min(0).max(65535).default(8080).describe('TCP port for WebSocket and HTTP'),
-    host: z.string().min(1).default('0.0.0.0').describe('address to listen on'),
+    host: z.string().min(1).nullable().default(null).describe('address to listen on; absent = 0.0.0.0, or 127.0.0.1 in dev mode'),
     adminPort: z
       .preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().int().min(0).max(65535).nullable())
       .default(null)
@@ -50,9 +50,13 @@ export const configSchema = z
       .default(0)
       .describe('acks wait for this many Redis replicas (WAIT); 0 = asynchronous replication'),
     redisPrefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/).default('rc').describe('Redis key prefix; one prefix = one roomcast cluster'),
-    secret: z.string().min(1).nullable().default(null).describe('HS256 token secret; absent = dev mode'),
-    apiKey: z.string().min(1).nullable().default(null).describe('bearer key for /v1 routes; dev mode uses "dev" when absent'),
-    allowGuests: z.boolean().default(false).describe('allow read-only guests without a token'),
+    secret: z.string().min(1).nullable().default(null).describe('HS256 token secret, at least 32 bytes; absent = dev mode'),
+    apiKey: z.string().min(1).nullable().default(null).describe('bearer key for /v1 routes, at least 16 chars; dev mode uses "dev" when absent'),
+    allowGuests: z.boolean().default(false).describe('allow read-only guests without a token (needs guestRooms)'),
+    guestRooms: z
+      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((w) => w.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
+      .default([])
+      .describe('rooms guests may join, in the rooms claim syntax (a trailing * is a prefix; comma-separated on the CLI)'),
     nodeId: z.string().min(1).nullable().default(null).describe('node name in welcome; default hostname'),
     tickMs: z.number().int().min(5).max(5000).default(50).describe('tick length in ms'),
     maxTickMs: z.number().int().min(5).max(60000).default(1000).describe('upper bound of the adaptive (stretched) tick'),
@@ -74,7 +78,12 @@ export const configSchema = z
       .describe('proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For / Forwarded name the client address'),
     maxConnsPerUser: z.number().int().min(1).default(10).describe('sockets one user may hold per node; over it the upgrade gets 429'),
     tokenGraceSec: z.number().int().min(1).max(3600).default(5).describe('an unrefreshed connection is closed (4010) at most this long after its token exp'),
-    badFrameLimit: z.number().int().min(1).default(10).describe('bad frames per minute before close 4008'),
+    badFrameLimit: z.number().int().min(1).default(10).describe('bad (or over-budget) frames per minute before close 4008'),
+    frameRate: z.number().positive().default(20).describe('inbound frames per second per connection (every op, pings too)'),
+    frameBurst: z.number().min(1).default(40).describe('inbound frame burst per connection'),
+    modRate: z.number().positive().default(2).describe('moderator kick/mute ops per second per user'),
+    modBurst: z.number().min(1).default(10).describe('moderator op burst per user'),
+    maxModerationEntries: z.number().int().min(1).default(100000).describe('bans, and mutes, kept per worker (over it the oldest go first)'),
     history: z.number().int().min(1).default(1000).describe('log entries kept per room for recovery'),
     maxBackpressure: z.number().int().min(1024).default(65536).describe('per-socket send buffer before frames are skipped (bytes)'),
     compressThreshold: z.number().int().min(0).default(1024).describe('z frames only for encoded frames over this size (bytes)'),
@@ -97,7 +106,7 @@ export const configSchema = z
     reviewTimeoutMs: z.number().int().min(10).max(10000).default(300).describe('review webhook timeout'),
     reviewFailOpen: z.boolean().default(true).describe('when the webhook fails: true = let chat through, false = reject it'),
     eventsUrl: z.url().nullable().default(null).describe('business events webhook: batched, signed POSTs of appends, member churn and room start/end'),
-    eventsSecret: z.string().min(1).nullable().default(null).describe('HMAC-SHA256 key of the events signature header; absent = the API key'),
+    eventsSecret: z.string().min(16).nullable().default(null).describe('HMAC-SHA256 key of the events signature header, at least 16 chars; absent = the API key'),
     eventsStream: z
       .string()
       .regex(/^[A-Za-z0-9_.:{}-]{1,128}$/)

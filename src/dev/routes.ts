@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { mintToken } from '../auth/tokens.js';
+import { isUid } from '../protocol/ops.js';
 import { json, jsonError, type Route } from '../gateway/http.js';
 import { packageRoot } from '../package-root.js';
 
@@ -28,7 +29,7 @@ export function devRoutes(secret: string): Route[] {
       handler: async (req) => {
         const uid = req.query.get('uid') ?? '';
         const name = req.query.get('name') ?? undefined;
-        if (uid.length < 1 || uid.length > 64) return jsonError(400, 'BAD_REQUEST', 'uid must be 1-64 chars');
+        if (!isUid(uid)) return jsonError(400, 'BAD_REQUEST', 'uid must be 1-64 chars');
         if (name !== undefined && name.length > 32) return jsonError(400, 'BAD_REQUEST', 'name must be at most 32 chars');
         const role = req.query.get('role') === 'moderator' ? 'moderator' : undefined;
         return json(200, { token: await mintToken(secret, { uid, name, role, ttlSec: 24 * 3600 }) });

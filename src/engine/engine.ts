@@ -20,7 +20,7 @@ import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { Ticker } from '../tick/ticker.js';
 import { encodeFrame } from '../protocol/codec.js';
-import { Rooms } from './rooms.js';
+import { Rooms, type JoinGuard } from './rooms.js';
 import { membersPushDue, type MembersPush } from '../rooms/members-push.js';
 import type { ApiMessage } from '../api/routes.js';
 import type { RoomEvents } from '../events/room-events.js';
@@ -57,6 +57,14 @@ interface ConnState {
   open: boolean;
   /** `expiring` was sent for the current token */
   hinted: boolean;
+  /** Joins in progress by room: pending (no `joined` yet) or replaying. One per room. */
+  joins: Map<string, JoinTicket>;
+}
+
+interface JoinTicket {
+  pending: boolean;
+  /** Set by a kick, or by a newer join of the room replacing this one's replay. */
+  cancelled?: WireError;
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
@@ -75,7 +83,9 @@ export class Engine {
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
   private readonly decoder: IngressDecoder;
-  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
+  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter; mod: RateLimiter };
+  /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
+  private readonly frameBudget: RateLimiter;
   private readonly state = new WeakMap<Connection, ConnState>();
   private readonly all = new Set<Connection>();
   private readonly lastPushed = new Map<string, MembersPush>();
@@ -89,7 +99,7 @@ export class Engine {
     const c = o.config;
     this.now = o.now ?? Date.now;
     this.membership = new Membership(o.events);
-    this.moderation = new Moderation(this.now);
+    this.moderation = new Moderation(this.now, c.maxModerationEntries);
     this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
     this.users = o.users ?? localUsers(this.membership);
     this.decoder = createIngressDecoder(c.maxFrameBytes);
@@ -97,7 +107,9 @@ export class Engine {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
       join: new RateLimiter({ rate: c.joinRate, burst: c.joinBurst }, this.now),
+      mod: new RateLimiter({ rate: c.modRate, burst: c.modBurst }, this.now),
     };
+    this.frameBudget = new RateLimiter({ rate: c.frameRate, burst: c.frameBurst }, this.now);
     this.pipeline = new TickPipeline({
       bus: o.bus,
       outboxes: this.outboxes,
@@ -117,8 +129,11 @@ export class Engine {
       pipeline: this.pipeline,
       maxReplay: c.history,
       replayBufferBytes: Math.floor(c.maxBackpressure / 4),
+      replayStallMs: c.idleTimeoutSec * 1000,
       compressThreshold: c.compressThreshold,
     });
+    this.countModeration();
+    for (const code of ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED']) o.metrics.badFrames.inc({ code }, 0);
     o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
       tickMs: c.tickMs,
@@ -156,8 +171,10 @@ export class Engine {
     every(DEADLINE_SLOT_MS, () => this.tokenDeadlines());
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
+      this.frameBudget.sweep();
       this.pipeline.rates.sweep();
       this.moderation.sweep();
+      this.countModeration();
     });
   }
 
@@ -175,7 +192,7 @@ export class Engine {
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
     this.all.add(c);
-    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true, hinted: false });
+    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true, hinted: false, joins: new Map() });
     this.membership.addConnection(c);
     if (!c.creds.guest) this.users.opened(c.creds.uid);
     this.scheduleExpiry(c);
@@ -204,6 +221,8 @@ export class Engine {
 
   /** One inbound WebSocket message. Never throws: bad input becomes an `error` frame. */
   frame(c: Connection, data: Uint8Array, isBinary: boolean): void {
+    const wait = this.frameBudget.take(c.sid);
+    if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
     let decoded: unknown;
     try {
@@ -282,19 +301,50 @@ export class Engine {
 
   private async join(c: Connection, op: Extract<ClientOp, { op: 'join' }>): Promise<void> {
     const { room } = op;
-    if (!mayJoin(c.creds, room)) throw new WireError('FORBIDDEN', 'token does not allow this room');
-    const banned = this.moderation.bannedFor(room, c.creds.uid);
-    if (banned > 0) throw new WireError('KICKED', 'kicked from this room', banned);
-    if (!c.rooms.has(room) && c.rooms.size >= this.o.config.maxRoomsPerConn) {
-      throw new WireError('TOO_MANY_ROOMS', `at most ${this.o.config.maxRoomsPerConn} rooms per connection`);
-    }
+    const st = this.state.get(c);
+    if (!st?.open) return;
+    const prev = st.joins.get(room);
+    if (prev?.pending) throw new WireError('RATE_LIMITED', 'a join of this room is already pending', 100);
+    // Pending joins hold a room slot too, so waiting joins cannot exceed the room limit.
+    const held = new Set(c.rooms);
+    for (const [r, t] of st.joins) if (t.pending) held.add(r);
+    this.mayEnter(c, room, held);
     const wait = this.limits.join.take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
-    const recovered = await this.rooms.join(c, op, () => this.state.get(c)?.open === true);
+    // One join (and so one replay) per connection and room: a newer one replaces the replay.
+    if (prev) prev.cancelled = new WireError('UNAVAILABLE', 'replaced by a newer join');
+    const ticket: JoinTicket = { pending: true };
+    st.joins.set(room, ticket);
+    const guard: JoinGuard = {
+      check: () => {
+        if (!st.open) throw new WireError('UNAVAILABLE', 'connection closed');
+        if (ticket.cancelled) throw ticket.cancelled;
+        this.mayEnter(c, room, c.rooms);
+      },
+      joined: () => {
+        ticket.pending = false;
+      },
+    };
+    let recovered: boolean | undefined;
+    try {
+      recovered = await this.rooms.join(c, op, guard);
+    } finally {
+      if (st.joins.get(room) === ticket) st.joins.delete(room);
+    }
     this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
     this.o.metrics.rooms.set(this.membership.roomCount);
     const until = this.moderation.roomMutedUntil(room);
     if (until > 0) c.send({ op: 'muted', room, until, all: true });
+  }
+
+  /** Throws unless `c` may be in `room` now: its token allows it, no ban, a free room slot. */
+  private mayEnter(c: Connection, room: string, held: ReadonlySet<string>): void {
+    if (!mayJoin(c.creds, room)) throw new WireError('FORBIDDEN', 'token does not allow this room');
+    const banned = this.moderation.bannedFor(room, c.creds.uid);
+    if (banned > 0) throw new WireError('KICKED', 'kicked from this room', banned);
+    if (!held.has(room) && held.size >= this.o.config.maxRoomsPerConn) {
+      throw new WireError('TOO_MANY_ROOMS', `at most ${this.o.config.maxRoomsPerConn} rooms per connection`);
+    }
   }
 
   private send(c: Connection, op: Extract<ClientOp, { op: 'send' }>): void {
@@ -403,6 +453,8 @@ export class Engine {
   private async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
     if (c.creds.role !== 'moderator') throw new WireError('FORBIDDEN', 'moderators only');
     if (!c.rooms.has(op.room)) throw new WireError('NOT_JOINED');
+    const wait = this.limits.mod.take(c.creds.uid);
+    if (wait > 0) throw new WireError('RATE_LIMITED', 'too many moderator ops', wait);
     if (op.op === 'kick') await this.kick(op.room, op.uid, op.seconds, op.reason);
     else await this.mute(op.room, op.uid, op.seconds ?? this.o.config.muteSeconds);
     c.send({ op: 'ack', ref: op.ref, shown: true });
@@ -491,7 +543,10 @@ export class Engine {
     const { room } = cmd;
     if (cmd.type === 'kick') {
       this.moderation.ban(room, cmd.uid, cmd.untilMs);
+      this.countModeration();
       for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
+        const pending = this.state.get(c)?.joins.get(room);
+        if (pending) pending.cancelled = new WireError('KICKED', 'kicked from this room', Math.max(0, cmd.untilMs - this.now()));
         if (!c.rooms.has(room)) continue;
         this.rooms.leave(c, room);
         c.send(cmd.reason === undefined ? { op: 'kicked', room } : { op: 'kicked', room, reason: cmd.reason });
@@ -499,6 +554,7 @@ export class Engine {
       return;
     }
     this.moderation.mute(room, cmd.uid, cmd.untilMs);
+    this.countModeration();
     if (cmd.uid === undefined) {
       if (this.membership.has(room)) this.o.publisher.publish(room, encodeFrame({ op: 'muted', room, until: cmd.untilMs, all: true }));
       return;
@@ -506,6 +562,10 @@ export class Engine {
     for (const c of this.membership.connectionsOf(cmd.uid)) {
       if (c.rooms.has(room)) c.send({ op: 'muted', room, until: cmd.untilMs });
     }
+  }
+
+  private countModeration(): void {
+    for (const [table, n] of Object.entries(this.moderation.sizes())) this.o.metrics.moderationEntries.set({ table }, n);
   }
 
   // ---- member counts ----

@@ -5,7 +5,7 @@
 // way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
-import { WireError } from '../protocol/errors.js';
+import { CLOSE, WireError } from '../protocol/errors.js';
 import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
@@ -19,8 +19,18 @@ export interface RoomsOptions {
   maxReplay: number;
   /** A replay pauses while the member's send buffer holds more than this (bytes). */
   replayBufferBytes: number;
+  /** A replay whose member's socket does not drain for this long closes it (4009). */
+  replayStallMs: number;
   /** Frames over this size go compressed to members that asked for it. */
   compressThreshold: number;
+}
+
+/** The engine's say over a join in progress, asked after every wait. */
+export interface JoinGuard {
+  /** Throws a WireError when the join may no longer go on (closed, kicked, replaced, no longer allowed). */
+  check(): void;
+  /** `joined` is about to be sent: the join is no longer pending. */
+  joined(): void;
 }
 
 export interface JoinRequest {
@@ -41,7 +51,8 @@ interface EncodedTail {
 /** Replay frames hold at most this many entries or (roughly) bytes of messages. */
 const REPLAY_MAX_ENTRIES = 100;
 const REPLAY_MAX_BYTES = 64 * 1024;
-const RANGE_PAGE = 500;
+/** One page of the log per read: a replay holds at most one frame's worth of entries. */
+const RANGE_PAGE = REPLAY_MAX_ENTRIES;
 /** Longest wait for this worker's delivery to reach a joiner's `since`. */
 const AHEAD_WAIT_MS = 2000;
 
@@ -57,24 +68,23 @@ export class Rooms {
    * Joins `c` to the room: `joined`, then the replay when recovering, then live batches.
    * Resolves with `recovered` (undefined without `since`). Throws WireError.
    */
-  async join(c: Connection, req: JoinRequest, isOpen: () => boolean): Promise<boolean | undefined> {
+  async join(c: Connection, req: JoinRequest, guard: JoinGuard): Promise<boolean | undefined> {
     const { room } = req;
     await this.ensureFollowed(room);
-    if (!isOpen()) {
-      this.release(room);
-      return undefined;
-    }
-    if (req.since !== undefined) await this.deliveredUpTo(room, req.since, req.epoch);
-    else if (req.last) {
-      const head = this.o.pipeline.lastDelivered(room);
-      if (head && this.o.pipeline.recent.needsPrime(room, head, req.last)) await this.prime(room, head);
-      if (!isOpen()) {
-        this.release(room);
-        return undefined;
+    try {
+      if (req.since !== undefined) await this.deliveredUpTo(room, req.since, req.epoch, guard);
+      else if (req.last) {
+        const head = this.o.pipeline.lastDelivered(room);
+        if (head && this.o.pipeline.recent.needsPrime(room, head, req.last)) await this.prime(room, head);
       }
+      guard.check(); // after the waits, right before the member is added: a kick may have come meanwhile
+    } catch (err) {
+      this.release(room);
+      throw err;
     }
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
+    guard.joined();
     const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
     const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
     if (req.since === undefined && req.last) {
@@ -83,11 +93,14 @@ export class Rooms {
       this.o.membership.join(c, room);
       c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members() });
       for (const f of this.tailFrames(room, last, req.last)) {
-        await c.drained(this.o.replayBufferBytes);
-        if (!isOpen() || !c.rooms.has(room)) return undefined;
+        if (!(await this.drainedWithin(c))) {
+          c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
+          return undefined;
+        }
+        if (!this.goesOn(c, room, guard)) return undefined;
         c.sendEncoded(c.compress && f.z ? f.z : f.plain);
       }
-      await this.catchUp(c, room, last.epoch, last.seq, isOpen);
+      await this.catchUp(c, room, last.epoch, last.seq, guard);
       return undefined;
     }
     if (req.since === undefined || !recoverable) {
@@ -101,7 +114,7 @@ export class Rooms {
     c.unsubscribe(room);
     this.o.membership.join(c, room);
     c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members(), recovered: true });
-    await this.catchUp(c, room, last.epoch, req.since, isOpen);
+    await this.catchUp(c, room, last.epoch, req.since, guard);
     return true;
   }
 
@@ -127,12 +140,25 @@ export class Rooms {
    * worker has not read from the bus yet; wait briefly until it has, rather than answer
    * recovered:false for a gap that does not exist.
    */
-  private async deliveredUpTo(room: string, since: number, epoch: string | undefined): Promise<void> {
-    const deadline = Date.now() + AHEAD_WAIT_MS;
-    for (;;) {
+  private async deliveredUpTo(room: string, since: number, epoch: string | undefined, guard: JoinGuard): Promise<void> {
+    const behind = () => {
       const last = this.o.pipeline.lastDelivered(room);
-      if (!last || (epoch !== undefined && epoch !== last.epoch) || last.seq >= since || Date.now() >= deadline) return;
+      return last !== undefined && (epoch === undefined || epoch === last.epoch) && last.seq < since;
+    };
+    if (!behind()) return;
+    // Wait only for entries the log already holds: a `since` beyond its head is no gap in
+    // flight but a made-up seq, answered recovered:false at once.
+    let head: RoomHead;
+    try {
+      head = await this.o.bus.head(room);
+    } catch {
+      return;
+    }
+    if (since > head.seq || head.epoch !== this.o.pipeline.lastDelivered(room)?.epoch) return;
+    const deadline = Date.now() + AHEAD_WAIT_MS;
+    while (behind() && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
+      guard.check();
     }
   }
 
@@ -146,10 +172,10 @@ export class Rooms {
    * can no longer fill the gap (trimmed while a slow member read), it subscribes anyway: the
    * member sees the gap and re-joins, getting recovered:false.
    */
-  private async catchUp(c: Connection, room: string, epoch: string, since: number, isOpen: () => boolean): Promise<void> {
+  private async catchUp(c: Connection, room: string, epoch: string, since: number, guard: JoinGuard): Promise<void> {
     let after = since;
     for (;;) {
-      if (!isOpen() || !c.rooms.has(room)) return;
+      if (!this.goesOn(c, room, guard)) return;
       const last = this.o.pipeline.lastDelivered(room);
       if (!last || last.epoch !== epoch || after >= last.seq) return this.enter(c, room);
       let res;
@@ -161,11 +187,21 @@ export class Rooms {
       const next = res.entries.filter((e) => e.seq > after);
       if (res.epoch !== epoch || res.oldest > after + 1 || next[0]?.seq !== after + 1) return this.enter(c, room);
       for (const frame of chunks(next)) {
-        await c.drained(this.o.replayBufferBytes);
-        if (!isOpen() || !c.rooms.has(room)) return;
+        if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
+        if (!this.goesOn(c, room, guard)) return;
         c.send(mergeBatch(room, epoch, frame)); // compressed by the connection when it asked
         after = frame[frame.length - 1]!.seq;
       }
+    }
+  }
+
+  /** Whether a replay (or tail) to `c` may go on: still in the room, not replaced, kicked or closed. */
+  private goesOn(c: Connection, room: string, guard: JoinGuard): boolean {
+    try {
+      guard.check();
+      return c.rooms.has(room);
+    } catch {
+      return false; // replaced by a newer join, kicked or closed: that path takes over
     }
   }
 
@@ -198,6 +234,17 @@ export class Rooms {
     });
     this.tails.set(room, { key, frames });
     return frames;
+  }
+
+  /** Whether the member's socket drained within replayStallMs. */
+  private async drainedWithin(c: Connection): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<false>((resolve) => (timer = setTimeout(resolve, this.o.replayStallMs, false)));
+    try {
+      return await Promise.race([c.drained(this.o.replayBufferBytes).then(() => true), stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async ensureFollowed(room: string): Promise<void> {

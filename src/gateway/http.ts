@@ -29,6 +29,8 @@ export interface Route {
   handler: HttpHandler;
   /** Label for the http_requests_total metric (the pattern by default). */
   label?: string;
+  /** Answers from the headers alone, before any body is read (the /v1 API key); undefined = go on. */
+  precheck?: (headers: Record<string, string>) => HttpReply | undefined;
 }
 
 export function json(status: number, value: unknown): HttpReply {
@@ -59,12 +61,51 @@ export interface MountOptions {
   clientIp?: (peer: string, headers: Record<string, string>) => string;
 }
 
+/**
+ * Whether the request repeats Content-Length with different values: uWS would frame the body
+ * by the first, so the rest could smuggle a second request (RFC 9112 §6.3 says reject).
+ */
+export function conflictingLength(req: HttpRequest): boolean {
+  let first: string | undefined;
+  let conflict = false;
+  req.forEach((k, v) => {
+    if (k !== 'content-length') return;
+    if (first !== undefined && v.trim() !== first) conflict = true;
+    first ??= v.trim();
+  });
+  return conflict;
+}
+
+/**
+ * Answers 400 and closes the connection, for a request whose framing cannot be trusted. The
+ * answer waits one turn: uWS parses bytes pipelined behind a request at once, and serves them
+ * if this response has ended, but closes the connection if it is still pending — so whatever
+ * was smuggled behind is never served (the 400 is then lost with the connection).
+ */
+export function refuseFraming(res: HttpResponse): void {
+  let aborted = false;
+  res.onAborted(() => {
+    aborted = true;
+  });
+  setImmediate(() => {
+    if (aborted) return;
+    res.cork(() => {
+      res.writeStatus(statusLine(400)).writeHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ error: { code: 'BAD_REQUEST', message: 'conflicting Content-Length headers' } }), true);
+    });
+  });
+}
+
 /** Registers a route on the uWS app. */
 export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
   const paramNames = route.pattern.split('/').filter((s) => s.startsWith(':')).map((s) => s.slice(1));
   const label = route.label ?? route.pattern;
   app[route.method](route.pattern, (res: HttpResponse, req: HttpRequest) => {
     if (o.stopped?.()) return void res.close();
+    if (conflictingLength(req)) {
+      o.onDone?.(label, 400);
+      return refuseFraming(res);
+    }
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
@@ -85,16 +126,20 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
       headers,
       remoteAddress: (o.clientIp ?? ((peer: string) => peer))(Buffer.from(res.getRemoteAddressAsText()).toString(), headers),
     };
-    const finish = (reply: HttpReply) => {
+    /** `close`: answered before the body was read, so the connection cannot carry on. */
+    const finish = (reply: HttpReply, close = false) => {
       o.onDone?.(label, reply.status);
       if (aborted) return;
       res.cork(() => {
         res.writeStatus(statusLine(reply.status));
         if (reply.contentType) res.writeHeader('Content-Type', reply.contentType);
         for (const [k, v] of Object.entries(reply.headers ?? {})) res.writeHeader(k, v);
-        res.end(reply.body);
+        res.end(reply.body, close);
       });
     };
+    const hasBody = route.method !== 'get' && route.method !== 'del';
+    const early = route.precheck?.(headers);
+    if (early) return finish(early, hasBody);
     const run = (body: Buffer) => {
       let out: HttpReply | Promise<HttpReply>;
       try {
@@ -110,7 +155,7 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
         });
       } else finish(out);
     };
-    if (route.method === 'get' || route.method === 'del') return run(Buffer.alloc(0));
+    if (!hasBody) return run(Buffer.alloc(0));
     const declared = Number(headers['content-length'] ?? 0);
     if (declared > o.maxBodyBytes) return finish(jsonError(413, 'TOO_LARGE', `body over ${o.maxBodyBytes} bytes`));
     const chunks: Buffer[] = [];

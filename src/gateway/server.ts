@@ -7,9 +7,10 @@ import { closeCodeLabel, type Metrics } from '../metrics/metrics.js';
 import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
+import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
-import { mount, statusLine, type Route } from './http.js';
+import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   port: number;
   verifier: TokenVerifier;
   allowGuests: boolean;
+  /** Rooms guests may join (rooms claim syntax). */
+  guestRooms: readonly string[];
   /** Upgrades per second per client IP (0 = unlimited) and the burst. */
   connectRate: number;
   connectBurst: number;
@@ -56,6 +59,9 @@ const SLOW_SWEEP_MS = 1000;
 const SLOW_WATCH_MS = 10_000;
 /** Replies held for a socket that does not read, before it is closed with 4009. */
 const REPLY_QUEUE_BYTES = 1024 * 1024;
+/** What a queued frame costs beyond its bytes (the typed array and its backing store): a
+ * 22-byte pong holds ~200 bytes of heap, so the cap counts this too. */
+const QUEUED_FRAME_OVERHEAD = 256;
 
 class SocketConnection implements Connection {
   readonly rooms = new Set<string>();
@@ -89,7 +95,7 @@ class SocketConnection implements Connection {
     if (this.closed) return;
     if (this.queued.length === 0 && this.ws.send(frame, true) !== 2) return;
     this.queued.push(frame);
-    this.queuedBytes += frame.byteLength;
+    this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
     if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
   }
 
@@ -119,7 +125,7 @@ class SocketConnection implements Connection {
       const next = this.queued[0]!;
       if (this.ws.send(next, true) === 2) break;
       this.queued.shift();
-      this.queuedBytes -= next.byteLength;
+      this.queuedBytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
     }
     const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
     const still: typeof this.drainWaiters = [];
@@ -213,8 +219,9 @@ export class Gateway implements RoomPublisher {
         this.handler?.closed(conn);
       },
     });
-    this.app.any('/*', (res) => {
+    this.app.any('/*', (res, req) => {
       if (this.shut) return void res.close();
+      if (conflictingLength(req)) return refuseFraming(res);
       res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
     });
@@ -254,14 +261,15 @@ export class Gateway implements RoomPublisher {
     }
     const q = new URLSearchParams(req.getQuery() ?? '');
     const sid = randomBytes(9).toString('base64url');
-    const token = q.get('token');
+    const offered = offeredProtocols(req.getHeader('sec-websocket-protocol'));
+    const token = offered.token ?? q.get('token');
     let creds: Credentials;
     if (!token) {
       if (!this.o.allowGuests) {
         this.metrics.authFailures.inc({ reason: 'missing' });
         return refuse(401, 'UNAUTHORIZED', 'token required');
       }
-      creds = guestCredentials(sid);
+      creds = guestCredentials(sid, this.o.guestRooms);
     } else {
       try {
         creds = this.o.verifier.verify(token);
@@ -282,7 +290,7 @@ export class Gateway implements RoomPublisher {
     res.upgrade<UserData>(
       { sid, creds, compress: q.get('compress') === 'deflate', initial },
       req.getHeader('sec-websocket-key'),
-      req.getHeader('sec-websocket-protocol'),
+      offered.answer,
       req.getHeader('sec-websocket-extensions'),
       context,
     );
@@ -345,4 +353,16 @@ export class Gateway implements RoomPublisher {
     this.shut = true;
     for (const s of [...this.sockets]) s.close(1001, 'shutting down');
   }
+}
+
+/**
+ * The subprotocols a client offered: a `roomcast.token.<jwt>` entry carries the token (never
+ * echoed back); the answer is `roomcast` when offered, else the first other entry, else none.
+ */
+function offeredProtocols(header: string): { token?: string; answer: string } {
+  const entries = header.split(',').map((p) => p.trim()).filter(Boolean);
+  const tokenEntry = entries.find((p) => p.startsWith(WS_TOKEN_PROTOCOL_PREFIX));
+  const others = entries.filter((p) => !p.startsWith(WS_TOKEN_PROTOCOL_PREFIX));
+  const token = tokenEntry?.slice(WS_TOKEN_PROTOCOL_PREFIX.length);
+  return { token: token || undefined, answer: others.includes(WS_PROTOCOL) ? WS_PROTOCOL : (others[0] ?? '') };
 }

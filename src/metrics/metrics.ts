@@ -34,8 +34,8 @@ const AUTH_FAILURES: ReadonlyArray<AuthFailure | 'rate_limited' | 'banned' | 'us
   'banned',
   'user_conns',
 ];
-/** The error codes a bad frame is counted under (the rest are answered per op). */
-const BAD_FRAME_CODES = ['BAD_FRAME', 'UNKNOWN_OP'] as const;
+/** The error codes a bad (or over-budget) frame is counted under (the rest are answered per op). */
+const BAD_FRAME_CODES = ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED'] as const;
 const JOIN_RESULTS = ['joined', 'recovered', 'unrecovered', 'refused'] as const;
 export const REVIEW_OUTCOMES = ['ok', 'timeout', 'error'] as const;
 /**
@@ -84,6 +84,7 @@ export interface Metrics {
   roomStats: RoomStats;
   tokenRefreshes: Counter<'result'>;
   expiryCloses: Counter;
+  moderationEntries: Gauge<'table'>;
   /** Business events by sink (`http`, `stream`): delivered, dropped, failed attempts, waiting. */
   eventsSent: Counter<'sink'>;
   eventsDropped: Counter<'sink'>;
@@ -202,6 +203,12 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     busGapFills: new Counter({ name: P + 'bus_gap_fills_total', help: "entries fetched from a room's log to fill a gap", registers }),
     busStatus,
     roomStats: new RoomStats(registry, P),
+    moderationEntries: new Gauge({
+      name: P + 'moderation_entries',
+      help: 'bans, mutes and whole-room mutes held by this worker',
+      labelNames: ['table'],
+      registers,
+    }),
     tokenRefreshes: zero(
       new Counter({ name: P + 'token_refreshes_total', help: 'refresh ops by result (ok, bad_token, forbidden)', labelNames: ['result'], registers }),
       'result',

@@ -56,3 +56,18 @@ export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Most log entries a `join` may ask for with `last` (PROTOCOL §9). */
 export const MAX_LAST = 100;
+
+/**
+ * The token may travel in `Sec-WebSocket-Protocol` instead of the query string (which proxy
+ * access logs record): the client offers `roomcast` and `roomcast.token.<jwt>`; the server
+ * answers `roomcast`.
+ */
+export const WS_PROTOCOL = 'roomcast';
+export const WS_TOKEN_PROTOCOL_PREFIX = 'roomcast.token.';
+
+/** The one bound on user ids, wherever one arrives (token `sub`, kick/mute `uid`, API `uid`). */
+export const UID_MAX = 64;
+
+export function isUid(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= UID_MAX;
+}

@@ -3,7 +3,7 @@
 // exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN).
 import { isUtf8 } from 'node:buffer';
 import { WireError } from './errors.js';
-import { MAX_LAST, ROOM_RE, type ClientOp } from './ops.js';
+import { isUid, MAX_LAST, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
 
 export interface ValidateLimits {
   maxBodyBytes: number;
@@ -57,6 +57,12 @@ function optSeconds(m: Raw): number | undefined {
   return s;
 }
 
+function uid(m: Raw, required: boolean): string | undefined {
+  const u = required ? reqStr(m, 'uid') : optStr(m, 'uid');
+  if (u !== undefined && !isUid(u)) throw new WireError('BAD_FRAME', `uid must be 1-${UID_MAX} chars`);
+  return u;
+}
+
 function room(m: Raw): string {
   const r = reqStr(m, 'room');
   if (!ROOM_RE.test(r)) throw new WireError('BAD_ROOM');
@@ -105,19 +111,19 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: 
     }
     case 'kick': {
       const r = room(decoded);
-      const uid = reqStr(decoded, 'uid');
+      const u = uid(decoded, true)!;
       const reason = optStr(decoded, 'reason');
       if (reason !== undefined && (reason.length > MAX_REASON || utf8Bytes(raw, 'reason') > MAX_REASON * 4)) {
         throw new WireError('BAD_FRAME', `reason must be at most ${MAX_REASON} chars`);
       }
       const seconds = optSeconds(decoded);
-      return { op, ref, room: r, uid, reason, seconds };
+      return { op, ref, room: r, uid: u, reason, seconds };
     }
     case 'mute': {
       const r = room(decoded);
-      const uid = optStr(decoded, 'uid');
+      const u = uid(decoded, false);
       const seconds = optSeconds(decoded);
-      return { op, ref, room: r, uid, seconds };
+      return { op, ref, room: r, uid: u, seconds };
     }
     case 'ping':
       return { op, ref };

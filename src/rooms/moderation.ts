@@ -1,15 +1,19 @@
 // Bans (after kicks) and mutes, per room, with expiry. Shared by the moderator ops and the
-// API; the bus's control channel applies the same commands on every worker.
+// API; the bus's control channel applies the same commands on every worker. Each table holds
+// at most `maxEntries`: past it the oldest entry goes, so no stream of kicks grows memory.
 export class Moderation {
   private readonly bans = new Map<string, number>(); // room\0uid -> until ms
   private readonly mutes = new Map<string, number>(); // room\0uid -> until ms
   private readonly roomMutes = new Map<string, number>(); // room -> until ms
   private readonly userBans = new Map<string, number>(); // uid -> until ms (disconnect with seconds)
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly now: () => number,
+    private readonly maxEntries: number,
+  ) {}
 
   ban(room: string, uid: string, untilMs: number): void {
-    this.bans.set(room + '\0' + uid, untilMs);
+    this.put(this.bans, room + '\0' + uid, untilMs);
   }
 
   /** ms left of a ban, or 0. */
@@ -31,7 +35,7 @@ export class Moderation {
     const map = uid === undefined ? this.roomMutes : this.mutes;
     const key = uid === undefined ? room : room + '\0' + uid;
     if (untilMs <= this.now()) map.delete(key);
-    else map.set(key, untilMs);
+    else this.put(map, key, untilMs);
   }
 
   /** ms left of the user's mute in the room (user or whole-room), or 0. */
@@ -49,6 +53,18 @@ export class Moderation {
   sweep(): void {
     const t = this.now();
     for (const map of [this.bans, this.mutes, this.roomMutes, this.userBans]) for (const [k, until] of map) if (until <= t) map.delete(k);
+  }
+
+  /** Entries per table, for the roomcast_moderation_entries gauge. */
+  sizes(): { bans: number; mutes: number; room_mutes: number } {
+    return { bans: this.bans.size, mutes: this.mutes.size, room_mutes: this.roomMutes.size };
+  }
+
+  /** Sets `key` as the newest entry; over the bound the oldest entry goes. */
+  private put(map: Map<string, number>, key: string, untilMs: number): void {
+    map.delete(key);
+    map.set(key, untilMs);
+    if (map.size > this.maxEntries) map.delete(map.keys().next().value!);
   }
 
   private left(map: Map<string, number>, key: string): number {
