@@ -100,6 +100,21 @@ describe('join with last on the memory bus', () => {
     await closeAll(c);
   });
 
+  it('sends a big tail compressed to members that asked for compression, plain to the others', async () => {
+    const room = uniq('big');
+    for (let i = 1; i <= 3; i++) await postShown(node, room, { kind: 'system', body: `${i}`.repeat(900) });
+    const z = await user(node, 'z', { compress: true });
+    const plain = await user(node, 'p');
+    for (const c of [z, plain]) {
+      await request(c, { op: 'join', room, last: 3 });
+      await waitUntil(() => c.batches(room).at(-1)?.to === 3, 3000, 'tail');
+      expect(bodies(c.batches(room)).map((b) => b[0])).toEqual(['1', '2', '3']);
+    }
+    expect(z.batches(room).every((b) => b.viaZ === true)).toBe(true);
+    expect(plain.batches(room).some((b) => b.viaZ === true)).toBe(false);
+    await closeAll(z, plain);
+  });
+
   it('takes last as a query parameter of the upgrade', async () => {
     const room = uniq('query');
     await posted(node, room, 5);
