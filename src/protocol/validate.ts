@@ -3,7 +3,7 @@
 // exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN).
 import { isUtf8 } from 'node:buffer';
 import { WireError } from './errors.js';
-import { isUid, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
+import { isUid, MAX_LAST, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
 
 export interface ValidateLimits {
   maxBodyBytes: number;
@@ -90,7 +90,9 @@ export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: 
       const r = room(decoded);
       const since = optUint(decoded, 'since');
       const epoch = optStr(decoded, 'epoch');
-      return { op, ref, room: r, since, epoch };
+      const last = optUint(decoded, 'last');
+      if (last !== undefined && last > MAX_LAST) throw new WireError('BAD_FRAME', `last must be at most ${MAX_LAST}`);
+      return { op, ref, room: r, since, epoch, last };
     }
     case 'leave':
       return { op, ref, room: room(decoded) };
