@@ -126,7 +126,7 @@ async function redisUp(p) {
   throw new Error('redis-server did not come up');
 }
 await redisUp(redisPort);
-const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+const redis = new Redis(redisUrl, { protocol: 2, maxRetriesPerRequest: 1 });
 redis.on('error', () => undefined);
 
 const port = await freePort();

@@ -20,7 +20,7 @@ export async function launchRedis() {
   );
   process.once('exit', () => proc.exitCode === null && proc.kill('SIGKILL'));
   const url = `redis://127.0.0.1:${port}`;
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const client = new Redis(url, { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1 });
   client.on('error', () => {}); // refused until the server is up; waitFor retries
   await waitFor('redis-server', async () => {
     if (client.status !== 'ready') await client.connect().catch(() => {});
@@ -89,7 +89,7 @@ export async function launchRedisCluster() {
   );
   process.once('exit', () => procs.forEach((p) => p.exitCode === null && p.kill('SIGKILL')));
   const clients = ports.map((port) => {
-    const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 });
+    const c = new Redis(port, '127.0.0.1', { protocol: 2, lazyConnect: true, maxRetriesPerRequest: 1 });
     c.on('error', () => {});
     return c;
   });

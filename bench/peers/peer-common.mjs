@@ -90,8 +90,8 @@ export async function relay({ o, rooms, encodeFrame, fanout }) {
       seqs: async () => Object.fromEntries(rooms.seqs),
     };
   }
-  const pub = new Redis(o.redis);
-  const sub = new Redis(o.redis);
+  const pub = new Redis(o.redis, { protocol: 2 });
+  const sub = new Redis(o.redis, { protocol: 2 });
   const local = new Map(); // room -> last seq relayed here
   sub.on('messageBuffer', (channel, buf) => {
     const ch = channel.toString();

@@ -31,7 +31,7 @@ let adapter;
 if (o.workers > 1) {
   const { Redis } = await import('ioredis');
   const { createAdapter } = await import('@socket.io/redis-streams-adapter');
-  adapter = createAdapter(new Redis(o.redis), { blockTimeInMs: 1000 });
+  adapter = createAdapter(new Redis(o.redis, { protocol: 2 }), { blockTimeInMs: 1000 });
 }
 const io = new Server(server, {
   transports: ['websocket'],

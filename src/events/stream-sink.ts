@@ -14,7 +14,7 @@ export interface StreamSinkOptions {
 
 export function streamSink(o: StreamSinkOptions): EventSink {
   // Commands fail fast while Redis is away: the dispatcher retries the batch with backoff.
-  const opts = { maxRetriesPerRequest: 1, commandTimeout: o.commandTimeoutMs, enableOfflineQueue: false, lazyConnect: false };
+  const opts = { protocol: 2 as const, maxRetriesPerRequest: 1, commandTimeout: o.commandTimeoutMs, enableOfflineQueue: false, lazyConnect: false };
   const redis = 'url' in o.target ? new Redis(o.target.url, opts) : new Cluster(o.target.cluster, { redisOptions: opts, enableOfflineQueue: false });
   redis.on('error', () => undefined); // failures surface as rejected sends (counted there)
   return {

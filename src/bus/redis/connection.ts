@@ -68,6 +68,9 @@ export class Connections {
     const cap = this.o.reconnectMaxMs;
     const retry = (times: number) => backoffMs(times, { baseMs: 50, maxMs: cap });
     const node: RedisOptions = {
+      // ioredis 6 speaks RESP3 by default; RESP2 keeps the reply shapes the bus was written and
+      // measured against (and works with any Redis).
+      protocol: 2,
       // Fail at once while disconnected (an append becomes an Error, never a late duplicate):
       // no offline queue, and nothing in flight at a disconnect is resent.
       enableOfflineQueue: false,
