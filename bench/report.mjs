@@ -29,11 +29,13 @@ function load() {
     }
     if (!SCENARIOS.includes(r.scenario)) continue;
     r.file = file.slice(file.indexOf('bench/'));
+    // many-rooms on a Redis Cluster is its own table beside the single-Redis one
+    const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
     // a full-size run beats a smoke run; then the newest wins
-    const cur = latest[r.scenario];
+    const cur = latest[key];
     const full = FULL[r.scenario](r);
     const curFull = cur && FULL[r.scenario](cur);
-    if (!cur || (full && !curFull) || (full === curFull && r.date > cur.date)) latest[r.scenario] = r;
+    if (!cur || (full && !curFull) || (full === curFull && r.date > cur.date)) latest[key] = r;
   }
   return latest;
 }
@@ -298,6 +300,13 @@ function render() {
     const notes = join(BENCH_DIR, 'notes', `${s}.md`);
     if (existsSync(notes)) out.push(`\n${readFileSync(notes, 'utf8').trim()}`);
     out.push('');
+    const cluster = s === 'many-rooms' ? latest['many-rooms-cluster'] : undefined;
+    if (cluster) {
+      out.push('## many-rooms on a Redis Cluster\n');
+      out.push('roomcast on a local Redis Cluster (3 masters, 3 replicas), without and with `--redis-wait-replicas`, beside roomcast on one Redis and the raw uWS peer (on one Redis), in one run.\n');
+      out.push(header(cluster) + '\n');
+      out.push(platform(cluster) + '\n');
+    }
   }
   out.push(LIMITS);
   writeFileSync(join(BENCH_DIR, 'RESULTS.md'), out.join('\n') + '\n');
