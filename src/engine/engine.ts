@@ -8,7 +8,7 @@ import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
 import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
-import { peekRef, validateClientOp } from '../protocol/validate.js';
+import { peekRef, peekSendKind, validateClientOp, type ValidateLimits } from '../protocol/validate.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
@@ -80,6 +80,7 @@ export class Engine {
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
   private readonly decoder: IngressDecoder;
+  private readonly validateLimits: ValidateLimits;
   private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter; mod: RateLimiter };
   /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
   private readonly frameBudget: RateLimiter;
@@ -99,6 +100,7 @@ export class Engine {
     this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
     this.users = o.users ?? localUsers(this.membership);
     this.decoder = createIngressDecoder(c.maxFrameBytes);
+    this.validateLimits = { maxBodyBytes: c.maxBodyBytes };
     this.limits = {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
@@ -223,12 +225,12 @@ export class Engine {
     }
     let op: ClientOp;
     try {
-      op = validateClientOp(decoded, { maxBodyBytes: this.o.config.maxBodyBytes }, () => this.decoder.decodeRaw(data));
+      op = validateClientOp(decoded, data, this.validateLimits);
     } catch (err) {
       const e = err instanceof WireError ? err : new WireError('BAD_FRAME');
       const ref = peekRef(decoded);
       if (e.code === 'BAD_FRAME' || e.code === 'UNKNOWN_OP') return this.badFrame(c, e, ref);
-      this.countSend(decoded, e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
+      this.countSend(peekSendKind(decoded, data), e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
       return this.replyError(c, e, ref);
     }
     void this.handle(c, op);
@@ -247,11 +249,8 @@ export class Engine {
     if (++st.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
   }
 
-  private countSend(decoded: unknown, result: MessageResult): void {
-    const m = decoded as { op?: unknown; kind?: unknown };
-    if (m.op !== 'send') return;
-    const kind = m.kind;
-    this.o.metrics.messagesReceived.inc({ kind: kindLabel(typeof kind === 'string' ? kind : ''), result });
+  private countSend(kind: string | undefined, result: MessageResult): void {
+    if (kind !== undefined) this.o.metrics.messagesReceived.inc({ kind: kindLabel(kind), result });
   }
 
   private replyError(c: Connection, e: WireError, ref?: number): void {
