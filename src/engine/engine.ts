@@ -351,6 +351,8 @@ export class Engine {
     const wait = this.limits[kind].take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
     if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
+    // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.
+    if (op.kind === 'like' && op.ref === undefined) return this.outboxes.addLike(op.room);
     const reply = (o: Outcome) => {
       if (!this.state.get(c)?.open) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);

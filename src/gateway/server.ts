@@ -71,6 +71,8 @@ class SocketConnection implements Connection {
   /** Replies uWS refused while the socket was over its backpressure limit, in order. */
   private queued: Uint8Array[] = [];
   private queuedBytes = 0;
+  /** Replies of this loop turn not written yet (one frame, or several). */
+  private held: Uint8Array | Uint8Array[] | undefined;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -88,11 +90,36 @@ class SocketConnection implements Connection {
 
   /**
    * Replies (acks, joined, errors, pong, replay) are never dropped: what uWS refuses over the
-   * backpressure limit waits here for `drain`. Room batches are not sent this way (uWS
-   * publish skips a slow socket; the member recovers them with `since`).
+   * backpressure limit waits in `queued` for `drain`. Room batches are not sent this way (uWS
+   * publish skips a slow socket; the member recovers them with `since`). Replies of one loop
+   * turn are held and written together under one uWS cork (one write, not one per reply).
    */
   sendEncoded(frame: Uint8Array): void {
     if (this.closed) return;
+    const held = this.held;
+    if (held === undefined) {
+      this.held = frame;
+      this.gw.hold(this);
+    } else if (held instanceof Uint8Array) this.held = [held, frame];
+    else held.push(frame);
+  }
+
+  /** Writes the replies held this turn; returns how many frames that was. */
+  flush(): number {
+    const held = this.held;
+    this.held = undefined;
+    if (held === undefined || this.closed) return 0;
+    if (held instanceof Uint8Array) {
+      this.write(held);
+      return 1;
+    }
+    this.ws.cork(() => {
+      for (const f of held) this.write(f);
+    });
+    return held.length;
+  }
+
+  private write(frame: Uint8Array): void {
     if (this.queued.length === 0 && this.ws.send(frame, true) !== 2) return;
     this.queued.push(frame);
     this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
@@ -115,6 +142,7 @@ class SocketConnection implements Connection {
   }
 
   drained(maxBytes: number): Promise<void> {
+    this.flush();
     if (this.closed || (this.queued.length === 0 && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push({ maxBytes, resolve }));
   }
@@ -140,6 +168,7 @@ class SocketConnection implements Connection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.flush(); // a bye or error sent just before the close goes first
     this.ws.end(code, reason);
   }
 }
@@ -159,6 +188,21 @@ export class Gateway implements RoomPublisher {
   private readonly clientIp: ClientIp;
   /** Set by closeAll: a stopped node must not keep answering on kept-alive HTTP connections. */
   private shut = false;
+  /** Sockets holding replies of this loop turn; written by one microtask at the turn's end. */
+  private holding: SocketConnection[] = [];
+  private readonly flushHeld = () => {
+    const conns = this.holding;
+    this.holding = [];
+    let frames = 0;
+    let writes = 0;
+    for (const c of conns) {
+      const n = c.flush();
+      frames += n;
+      if (n > 0) writes++;
+    }
+    this.metrics.replyFrames.inc(frames);
+    this.metrics.replyWrites.inc(writes);
+  };
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = o.metrics;
@@ -294,6 +338,11 @@ export class Gateway implements RoomPublisher {
       req.getHeader('sec-websocket-extensions'),
       context,
     );
+  }
+
+  /** A socket has replies to write at the end of this turn. */
+  hold(c: SocketConnection): void {
+    if (this.holding.push(c) === 1) queueMicrotask(this.flushHeld);
   }
 
   // ---- RoomPublisher ----

@@ -83,6 +83,9 @@ export interface Metrics {
   roomStats: RoomStats;
   tokenRefreshes: Counter<'result'>;
   expiryCloses: Counter;
+  /** Reply frames (acks, errors, pongs, replays) and the socket writes they took, corked per turn. */
+  replyFrames: Counter;
+  replyWrites: Counter;
   moderationEntries: Gauge<'table'>;
 }
 
@@ -207,6 +210,8 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       ['ok', 'bad_token', 'forbidden'],
     ),
     expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
+    replyFrames: new Counter({ name: P + 'reply_frames_total', help: 'frames sent to one socket (acks, errors, pongs, replays)', registers }),
+    replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
   };
 }
 

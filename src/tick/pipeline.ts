@@ -151,14 +151,14 @@ export class TickPipeline {
     }
     this.startReview();
     const items: AppendItem[] = [];
-    const owed: Array<{ shown: Pending[]; likes: RoomOutbox['likeReplies'] }> = [];
+    const owed: Array<{ shown: Pending[]; likes: number; likeReplies: RoomOutbox['likeReplies'] }> = [];
     for (const [room, { box, kept }] of plans) {
       const shown = box ? box.high.concat(kept) : kept;
       const likes = box?.likes ?? 0;
       if (shown.length === 0 && likes === 0) continue;
       items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes, ts: t } });
       if (!this.delivered.has(room)) this.rates.add(room, shown.length);
-      owed.push({ shown, likes: box?.likeReplies ?? [] });
+      owed.push({ shown, likes, likeReplies: box?.likeReplies ?? [] });
     }
     if (items.length === 0) return;
     const started = performance.now();
@@ -171,16 +171,16 @@ export class TickPipeline {
     this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
     results.forEach((r, i) => {
       if (!(r instanceof Error)) this.ownEntry(items[i]!.room, r, items[i]!.entry);
-      const { shown, likes } = owed[i]!;
+      const { shown, likes, likeReplies } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
       for (const p of shown) {
         this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result });
         p.reply(outcome);
       }
-      if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
-      this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes.length);
-      for (const reply of likes) reply(outcome);
+      if (likes > 0) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes);
+      this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes);
+      for (const reply of likeReplies) reply(outcome);
     });
   }
 
