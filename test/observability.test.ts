@@ -91,6 +91,7 @@ const CONTRACT_METRICS = [
   'roomcast_bus_resubscribes_total',
   'roomcast_bus_gap_fills_total',
   'roomcast_bus_status',
+  'roomcast_shed_total',
 ];
 /** prom-client default process metrics every worker must export (prefix roomcast_). */
 const PROCESS_METRICS = [
@@ -501,6 +502,7 @@ describe('observability files', () => {
       'Health/Worker restarts (15 min)',
       'Health/Event loop lag p99',
       'Health/RSS per worker',
+      'Health/Shed messages/s by kind',
     ]) {
       expect(titles).toContain(t);
     }

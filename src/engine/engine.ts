@@ -9,6 +9,8 @@ import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
 import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
 import { peekRef, peekSendKind, validateClientOp, type ValidateLimits } from '../protocol/validate.js';
+import { peekSend, type SendPeek } from '../protocol/peek.js';
+import { LoopLag } from '../metrics/event-loop.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
@@ -65,6 +67,8 @@ interface JoinTicket {
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
+/** retryMs of a shed message: long enough for a lagging loop to catch up. */
+const SHED_RETRY_MS = 1000;
 /** Resolution of token deadlines: the wheel is walked this often. */
 const DEADLINE_SLOT_MS = 250;
 /** `expiring` is sent this long before `exp` (or halfway through a shorter token's life). */
@@ -92,6 +96,7 @@ export class Engine {
   private readonly users: UserPresence;
   private timers: NodeJS.Timeout[] = [];
   private draining = false;
+  private readonly lag = new LoopLag();
 
   constructor(private readonly o: EngineOptions) {
     const c = o.config;
@@ -157,6 +162,7 @@ export class Engine {
     });
     this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
     this.ticker.start();
+    if (this.o.config.shedLagMs > 0) this.lag.start();
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
       t.unref();
@@ -217,6 +223,11 @@ export class Engine {
     const wait = this.frameBudget.take(c.sid);
     if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
+    const shedLagMs = this.o.config.shedLagMs;
+    if (shedLagMs > 0 && this.lag.ms > shedLagMs) {
+      const send = peekSend(data);
+      if (send) return this.shed(c, send);
+    }
     let decoded: unknown;
     try {
       decoded = this.decoder.decode(data);
@@ -234,6 +245,16 @@ export class Engine {
       return this.replyError(c, e, ref);
     }
     void this.handle(c, op);
+  }
+
+  /**
+   * The loop lags: a chat or like is refused unread, so the worker's time goes to what is
+   * already queued, pings and the API. Only a sender that asked for a reply (`ref`) gets one.
+   */
+  private shed(c: Connection, s: SendPeek): void {
+    this.o.metrics.shed.inc({ kind: s.kind });
+    this.o.metrics.messagesReceived.inc({ kind: s.kind, result: 'rate_limited' });
+    if (s.ref !== undefined) this.replyError(c, new WireError('RATE_LIMITED', 'the server is overloaded', SHED_RETRY_MS), s.ref);
   }
 
   private badFrame(c: Connection, e: WireError, ref?: number): void {
@@ -607,6 +628,7 @@ export class Engine {
     await this.pipeline.flush();
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
+    this.lag.stop();
     await this.o.bus.close();
   }
 }

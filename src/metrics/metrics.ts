@@ -86,6 +86,8 @@ export interface Metrics {
   /** Reply frames (acks, errors, pongs, replays) and the socket writes they took, corked per turn. */
   replyFrames: Counter;
   replyWrites: Counter;
+  /** Chat and likes shed unread while the event loop lagged (shedLagMs). */
+  shed: Counter<'kind'>;
   moderationEntries: Gauge<'table'>;
 }
 
@@ -211,6 +213,11 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     ),
     expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
     replyFrames: new Counter({ name: P + 'reply_frames_total', help: 'frames sent to one socket (acks, errors, pongs, replays)', registers }),
+    shed: zero(
+      new Counter({ name: P + 'shed_total', help: 'chat and likes shed unread while the event loop lagged over shedLagMs', labelNames: ['kind'], registers }),
+      'kind',
+      ['chat', 'like'],
+    ),
     replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
   };
 }
