@@ -23,6 +23,7 @@ const f = parseFlags(
     workers: { type: 'numbers', default: [2], help: 'worker counts to run' },
     targets: { type: 'list', default: ['roomcast', 'uws', 'ws', 'sio'], help: 'contenders: roomcast,uws,ws,sio' },
     ratesPerRoom: { type: 'numbers', default: [0.2, 1], help: 'messages per second per room (steps)' },
+    rates: { type: 'numbers', default: [], help: 'messages per second over all rooms (steps; overrides --rates-per-room, the same at every room count)' },
     stepS: { type: 'number', default: 20, help: 'measured seconds per step' },
     warmupS: { type: 'number', default: 3, help: 'seconds at the rate before measuring' },
     gens: { type: 'number', default: 0, help: 'generator processes (0 = auto)' },
@@ -62,7 +63,7 @@ main(async () => {
         try {
           const c = await runContender({
             kind, workers, redis, roomcastRedis: v.redis === redis ? undefined : v.redis, redisForSingle: redis, members, rooms, gens, addrs: addrsFor(members),
-            rates: f.ratesPerRoom.map((r) => +(r * roomCount).toFixed(2)),
+            rates: f.rates.length ? f.rates : f.ratesPerRoom.map((r) => +(r * roomCount).toFixed(2)),
             stepS: f.stepS, warmupS: f.warmupS, client: f.client, latencySample: f.latencySample,
             connectRate: f.connectRate, stopOnFail: false,
             senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, maxInflight: 512 },

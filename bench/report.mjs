@@ -172,6 +172,7 @@ function storm(r) {
       ['server CPU %, RSS', `${x.serverCpuPct}%, ${fmt(x.serverRssMiB)} MiB`],
       ['effective tick, mean tick work', x.engine ? `${x.engine.effectiveTickMs.join('/')} ms, ${x.engine.meanTickWorkMs} ms` : '–'],
       ['Redis ops/s', x.redis ? fmt(x.redis.opsPerSec) : '–'],
+      ['server CPU per inbound message: events off → on', x.eventsCost ? `${x.eventsCost.off.serverCpuUsPerMsg} → ${x.eventsCost.on.serverCpuUsPerMsg} µs (${fmt(x.eventsCost.events.events)} events in ${fmt(x.eventsCost.events.batches)} batches)` : '– (run with --events both)'],
     ],
   );
 }

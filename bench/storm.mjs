@@ -5,6 +5,10 @@
 // (delivered chat/s at a member ≈ --room-chat-budget), that likes aggregate (the likes summed
 // into batches equal the likes acked), that workers stay responsive (HTTP /healthz and `ping`
 // op round trips, at idle and during the storm), and the latency of system/gift messages.
+// --events on|both runs roomcast with business events (a webhook here, plus the Redis stream
+// with --workers > 1); `both` runs the storm twice in one run, events off then on, and reports
+// the server CPU per inbound message of each: what the events cost per message.
+import { createServer } from 'node:http';
 import { parseFlags, main, log, writeResult, sleep, needBuild, commandLine } from './lib/common.mjs';
 import { Fleet, addrsFor } from './lib/gen.mjs';
 import { launchRedis } from './lib/redis.mjs';
@@ -28,6 +32,7 @@ const f = parseFlags(
     budget: { type: 'number', default: 60, help: 'roomcast --room-chat-budget' },
     gens: { type: 'number', default: 0, help: 'generator processes (0 = auto)' },
     connectRate: { type: 'number', default: 4000, help: 'connects per second' },
+    events: { type: 'string', default: 'off', help: 'business events: off, on, or both (off then on, same run, CPU per inbound message compared)' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
   undefined,
@@ -47,15 +52,61 @@ async function probeLoop(url, hist, stopAt) {
   }
 }
 
+/** A business-events webhook that takes every batch and counts its events (runs in this process, not the server's). */
+async function eventsSink() {
+  let events = 0;
+  let batches = 0;
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      batches++;
+      events += JSON.parse(Buffer.concat(chunks).toString('utf8')).events.length;
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/events`,
+    counts: () => ({ events, batches }),
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
 main(async () => {
   await needBuild();
+  if (!['off', 'on', 'both'].includes(f.events)) throw new Error('--events must be off, on or both');
+  const modes = f.events === 'both' ? ['off', 'on'] : [f.events];
+  const redis = f.workers > 1 ? await launchRedis() : null;
+  const runs = {};
+  for (const mode of modes) {
+    await redis?.flush();
+    runs[mode] = await storm(mode === 'on', redis);
+  }
+  const result = runs[modes[0]];
+  if (f.events === 'both') {
+    result.eventsCost = {
+      off: runs.off.cpuPerInbound,
+      on: runs.on.cpuPerInbound,
+      events: runs.on.events,
+      extraUsPerInboundMsg: +(runs.on.cpuPerInbound.serverCpuUsPerMsg - runs.off.cpuPerInbound.serverCpuUsPerMsg).toFixed(2),
+    };
+    log(`events cost: server CPU per inbound message ${runs.off.cpuPerInbound.serverCpuUsPerMsg} µs off → ${runs.on.cpuPerInbound.serverCpuUsPerMsg} µs on (${JSON.stringify(runs.on.events)})`);
+  }
+  const file = writeResult('storm', { flags: f, command: commandLine('storm'), result });
+  log(`results: ${file}`);
+}, 2 * 3_600_000);
+
+async function storm(withEvents, redis) {
   const members = f.senders + f.listeners;
   await checkLimits({ members, perProcess: Math.min(19_000, members), processes: 8 });
-  const redis = f.workers > 1 ? await launchRedis() : null;
+  const sink = withEvents ? await eventsSink() : null;
+  const eventArgs = sink ? ['--events-url', sink.url, ...(redis ? ['--events-stream', 'bench:events'] : [])] : [];
+  log(`storm with business events ${withEvents ? 'on' : 'off'}`);
   const target = await startTarget('roomcast', {
     workers: f.workers,
     redisUrl: redis?.url,
-    args: ['--room-chat-budget', String(f.budget)],
+    args: ['--room-chat-budget', String(f.budget), ...eventArgs],
   });
   const room = 'storm';
   const gens = f.gens || Math.max(2, Math.ceil(members / 15_000));
@@ -111,7 +162,15 @@ main(async () => {
   const m1 = await metricsSnapshot(target);
   const tail = await fleet.expect(await target.finalSeqs([room]));
   const serverCpu = cpu.each.filter((e) => pids.includes(e.pid)).reduce((a, e) => a + e.cpuPct, 0);
+  const inbound = w.sent.chat + w.sent.like + snd.sent;
   const result = {
+    eventsMode: withEvents ? 'on' : 'off',
+    cpuPerInbound: {
+      inboundMsgs: inbound,
+      serverCpuPct: +serverCpu.toFixed(1),
+      // CPU % over the storm window × its length = CPU seconds spent by the server processes.
+      serverCpuUsPerMsg: inbound > 0 ? +(((serverCpu / 100) * secs * 1e6) / inbound).toFixed(2) : null,
+    },
     members, senders: f.senders, listeners: f.listeners, workers: f.workers,
     connect: { opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec) },
     stormSecs: +secs.toFixed(1),
@@ -156,6 +215,9 @@ main(async () => {
   await fleet.stop();
   await sender.stop();
   await target.stop();
-  const file = writeResult('storm', { flags: f, command: commandLine('storm'), result });
-  log(`results: ${file}`);
-}, 2 * 3_600_000);
+  if (sink) {
+    result.events = sink.counts();
+    await sink.close();
+  }
+  return result;
+}

@@ -14,6 +14,7 @@ import { devRoutes } from './dev/routes.js';
 import { createBlocklist } from './review/blocklist.js';
 import { createWebhookReviewer } from './review/webhook.js';
 import { Engine } from './engine/engine.js';
+import { createEvents } from './events/create.js';
 import { Gateway } from './gateway/server.js';
 import { json, type Route } from './gateway/http.js';
 import { startAdminServer, type AdminServer } from './gateway/admin.js';
@@ -90,12 +91,14 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     ? createWebhookReviewer({ url: config.reviewUrl, timeoutMs: config.reviewTimeoutMs, failOpen: config.reviewFailOpen, calls: metrics.reviewCalls, log })
     : undefined;
   const prefilter = createBlocklist(config.blocklist);
-  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users });
-  paceMs = () => engine.effectiveTickMs;
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
+  const members = (room: string): number => engine.membersOf(room);
+  const events = createEvents(config, { node: nodeId, apiKey, metrics, log, members, othersMembers: (room) => bus.members(room) });
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users, events });
+  paceMs = () => engine.effectiveTickMs;
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');
-  for (const r of apiRoutes({ control: engine, apiKey, apiRate: config.apiRate })) gateway.route(r);
+  for (const r of apiRoutes({ control: engine, log: bus, apiKey, apiRate: config.apiRate })) gateway.route(r);
 
   const ops: Route[] = [
     { method: 'get', pattern: '/healthz', handler: () => json(200, { status: 'ok' }) },

@@ -92,6 +92,13 @@ describe('demo page in headless Chromium', () => {
     await ben.getByTestId('like').click();
     await both((p) => waitText(p, 'likes', '1'));
 
+    // ---- a late viewer sees the earlier danmaku at once (the page joins with last: 20)
+    const { page: cat, errors: catErrors } = await open('Cat');
+    await waitState(cat, 'live');
+    await waitDanmaku(cat, 'hello from Ann');
+    expect(catErrors).toEqual([]);
+    await cat.context().close();
+
     // ---- restart on the same port
     // The pages' reconnects are held at their token fetch (the page asks /dev/token before
     // every reconnect attempt, since a restarted dev node signs with a new secret) until the

@@ -89,6 +89,32 @@ describe('joining', () => {
     await rc.close();
   });
 
+  it('join with last: the recent batches come as replay before live ones; rejoins use since, not last', async () => {
+    const { t, clock, rc, of } = setup({ joinInUrl: true });
+    const p = rc.join('r1', { last: 3 });
+    await flush();
+    expect(Object.fromEntries(t.last.query)).toMatchObject({ room: 'r1', last: '3' });
+    const s = await open(t);
+    s.push({ op: 'joined', room: 'r1', epoch: E, seq: 10, members: 1 });
+    await expect(p).resolves.toMatchObject({ seq: 10 });
+    s.push(batch(8, 9)); // the tail, in as many frames as the server likes
+    s.push(batch(10));
+    s.push(batch(11)); // live
+    expect(of<Batch>('batch').map((b) => [b.from, b.to, b.replay])).toEqual([[8, 9, true], [10, 10, true], [11, 11, false]]);
+    expect(of('gap')).toEqual([]);
+    s.serverClose(1006);
+    await clock.advance(1000);
+    expect(t.last.query.get('last')).toBeNull();
+    expect(t.last.query.get('since')).toBe('11');
+    const p2 = rc.join('r2', { last: 2 });
+    await open(t);
+    await flush();
+    expect(t.last.last('join')).toMatchObject({ room: 'r2', last: 2 });
+    await expect(rc.join('r3', { last: 101 })).rejects.toMatchObject({ code: 'BAD_FRAME' });
+    void p2.catch(() => undefined);
+    await rc.close();
+  });
+
   it('leaves: the room is forgotten and not rejoined', async () => {
     const { t, clock, rc, of } = setup();
     const s = await open(t);

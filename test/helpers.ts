@@ -108,6 +108,8 @@ export interface ConnectOptions {
   room?: string;
   since?: number;
   epoch?: string;
+  /** Recent log entries to get on joining (`last` query parameter). */
+  last?: number | string;
   compress?: boolean;
 }
 
@@ -117,6 +119,7 @@ export function wsUrl(port: number, o: ConnectOptions = {}): string {
   if (o.room !== undefined) q.set('room', o.room);
   if (o.since !== undefined) q.set('since', String(o.since));
   if (o.epoch !== undefined) q.set('epoch', o.epoch);
+  if (o.last !== undefined) q.set('last', String(o.last));
   if (o.compress) q.set('compress', 'deflate');
   return `ws://127.0.0.1:${port}/ws?${q}`;
 }

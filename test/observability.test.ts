@@ -92,6 +92,12 @@ const CONTRACT_METRICS = [
   'roomcast_bus_gap_fills_total',
   'roomcast_bus_status',
   'roomcast_shed_total',
+  'roomcast_reply_frames_total',
+  'roomcast_reply_writes_total',
+  'roomcast_events_sent_total',
+  'roomcast_events_dropped_total',
+  'roomcast_events_failures_total',
+  'roomcast_events_queued',
 ];
 /** prom-client default process metrics every worker must export (prefix roomcast_). */
 const PROCESS_METRICS = [
@@ -150,6 +156,8 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
       '--metrics-top-rooms', String(TOP_ROOMS),
       '--history', '100',
       '--review-url', `http://127.0.0.1:${reviewPort}/review`,
+      '--events-stream', `obs${process.pid}:events`,
+      '--events-flush-ms', '200',
       '--log-level', 'info',
       '--admin-port', String(adminPort),
     ]);
@@ -355,6 +363,7 @@ describe('observability: dashboard and alerts against a live 2-worker node', () 
       ['bad frames', 'sum(roomcast_bad_frames_total{code="BAD_FRAME"})', (v) => v >= 1],
       ['review calls', 'sum(roomcast_review_calls_total{outcome="ok"})', (v) => v >= 1],
       ['API 202s', 'sum(roomcast_http_requests_total{status="202"})', (v) => v > 0],
+      ['business events into the Redis stream', 'sum(roomcast_events_sent_total{sink="stream"})', (v) => v > 0],
       ['the one worker restart (no crash under load)', 'max(roomcast_worker_restarts_total{worker="supervisor"})', (v) => v === 1],
       ['Redis up on both workers', 'sum(roomcast_bus_available{worker=~"w.+"})', (v) => v === 2],
       ['both workers report to the supervisor', 'sum(roomcast_worker_up)', (v) => v === 2],
@@ -481,6 +490,7 @@ describe('observability files', () => {
       'Hot rooms/Hot rooms: delivery lag',
       'Health/Workers up',
       'Health/Metric collection timeouts/s',
+      'Health/Business events/s by sink',
       'Redis/Redis errors/s by operation',
       'Redis/Redis reconnects, resubscribes and gap fills/s',
       'Redis/Redis connection status',
@@ -503,6 +513,7 @@ describe('observability files', () => {
       'Health/Event loop lag p99',
       'Health/RSS per worker',
       'Health/Shed messages/s by kind',
+      'Health/Reply frames and socket writes/s',
     ]) {
       expect(titles).toContain(t);
     }

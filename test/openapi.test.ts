@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { apiRoutes, type RoomControl } from '../src/api/routes.js';
-import { broadcastBody, disconnectBody, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from '../src/api/schemas.js';
+import { broadcastBody, disconnectBody, historyQuery, kickBody, MAX_BODY_ENCODED, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from '../src/api/schemas.js';
 import { ROOM_RE } from '../src/protocol/ops.js';
+import { SIGNATURE_HEADER, type RoomEvent } from '../src/events/types.js';
 import type { RoomcastNode } from '../src/node.js';
 import { API_KEY, SECRET, startTestNode } from './helpers.js';
 
@@ -184,7 +185,7 @@ function codeRoutes(): string[] {
     throw new Error('not called');
   };
   const control: RoomControl = { post: never, broadcast: never, kick: never, mute: never, roomInfo: never, topRooms: never, disconnect: never };
-  return apiRoutes({ control, apiKey: 'k', apiRate: 1 }).map((r) => {
+  return apiRoutes({ control, log: { range: never }, apiKey: 'k', apiRate: 1 }).map((r) => {
     const method = r.method === 'del' ? 'delete' : r.method;
     const path = r.pattern.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}');
     return `${method} ${path}`;
@@ -316,6 +317,7 @@ describe('docs/openapi.yaml', () => {
   it('gives every /v1 operation its statuses', () => {
     const expected: Record<string, string[]> = {
       'post /v1/rooms/{room}/messages': ['202', '400', '401', '413', '429', '503'],
+      'get /v1/rooms/{room}/messages': ['200', '400', '401', '503'],
       'post /v1/broadcast': ['202', '400', '401', '413', '429', '503'],
       'get /v1/rooms/{room}': ['200', '400', '401', '404', '503'],
       'get /v1/rooms': ['200', '400', '401'],
@@ -360,6 +362,7 @@ describe('docs/openapi.yaml', () => {
     expect(success('/v1/users/{uid}/disconnect', 'post', '200').required).toEqual(['ok']);
     expect([...(success('/v1/rooms/{room}/mute', 'post', '200').required as string[])].sort()).toEqual(['ok', 'until']);
     expect([...(success('/v1/rooms/{room}', 'get', '200').required as string[])].sort()).toEqual(['epoch', 'members', 'ratePerSec', 'room', 'seq']);
+    expect([...(success('/v1/rooms/{room}/messages', 'get', '200').required as string[])].sort()).toEqual(['epoch', 'msgs', 'room', 'seq', 'to']);
     const top = success('/v1/rooms', 'get', '200');
     expect(deref(((top.properties as YMap).rooms as YMap).items as YMap).required).toEqual(['room', 'members']);
   });
@@ -406,7 +409,44 @@ describe('docs/openapi.yaml', () => {
       const top = (paths['/v1/rooms']!.get!.parameters as Y[]).map((p) => deref(p)).find((p) => p.name === 'top')!;
       expect(top).toMatchObject({ in: 'query', required: false });
       expect(constraints(top.schema as YMap)).toEqual(zodConstraints(topQuery));
+      const history = (paths['/v1/rooms/{room}/messages']!.get!.parameters as Y[]).map((p) => deref(p));
+      for (const name of ['since', 'limit'] as const) {
+        const p = history.find((x) => x.name === name)!;
+        expect(p, name).toMatchObject({ in: 'query', required: false });
+        expect(constraints(p.schema as YMap), name).toEqual(zodConstraints(historyQuery.shape[name]));
+      }
     });
+  });
+});
+
+describe('business events (webhooks)', () => {
+  const batch = deref({ $ref: '#/components/schemas/EventBatch' });
+  const variants = (((batch.properties as YMap).events as YMap).items as YMap).oneOf as Y[];
+
+  it('documents the signed webhook roomcast sends to --events-url', () => {
+    const hook = ((doc.webhooks as YMap).businessEvents as YMap).post as YMap;
+    const header = (hook.parameters as Y[]).map((p) => deref(p)).find((p) => p.in === 'header')!;
+    expect(header.name).toBe(SIGNATURE_HEADER);
+    expect(deref(((hook.requestBody as YMap).content as YMap)['application/json'] as YMap)).toMatchObject({ schema: { $ref: '#/components/schemas/EventBatch' } });
+    expect([...(batch.required as string[])].sort()).toEqual(['events', 'id', 'node', 'sentAt']);
+  });
+
+  it('has one schema per event type the code emits, with its fields', () => {
+    const documented = Object.fromEntries(
+      variants.map((v) => {
+        const s = deref(v);
+        return [((s.properties as YMap).type as YMap).const as string, [...(s.required as string[])].sort()];
+      }),
+    );
+    // One example of each RoomEvent variant: TypeScript checks they are complete and exact.
+    const examples: RoomEvent[] = [
+      { type: 'message.appended', room: 'r', epoch: 'e', seq: 1, ts: 1, msgs: [], likes: 0 },
+      { type: 'members.changed', room: 'r', ts: 1, joined: 1, left: 0, members: 1, sample: { joined: ['u'], left: [] } },
+      { type: 'room.started', room: 'r', ts: 1, cause: 'member' },
+      { type: 'room.ended', room: 'r', ts: 1, reason: 'empty', startedAt: 1, peak: 1 },
+    ];
+    expect(Object.keys(documented).sort()).toEqual(examples.map((e) => e.type).sort());
+    for (const e of examples) expect(documented[e.type], e.type).toEqual(Object.keys(e).sort());
   });
 });
 

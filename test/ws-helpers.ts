@@ -30,7 +30,7 @@ export async function request(c: Client, obj: Record<string, unknown>, timeoutMs
 /** Connects a user (fresh token) without joining anything. */
 export async function user(node: RoomcastNode, uid: string, o: Partial<MintOptions> & ConnectOptions = {}): Promise<Client> {
   const t = await token(node, { uid, name: o.name, role: o.role, rooms: o.rooms, ttlSec: o.ttlSec });
-  return connect(node.port, { token: t, room: o.room, since: o.since, epoch: o.epoch, compress: o.compress });
+  return connect(node.port, { token: t, room: o.room, since: o.since, epoch: o.epoch, last: o.last, compress: o.compress });
 }
 
 /** Connects and joins `room` with a join op; returns the client and its `joined`. */

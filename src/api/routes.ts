@@ -6,8 +6,10 @@ import { json, jsonError, type HttpReply, type HttpReq, type Route } from '../ga
 import { ERRORS, WireError } from '../protocol/errors.js';
 import type { Outcome } from '../tick/outbox.js';
 import { RateLimiter } from '../util/token-bucket.js';
+import type { RoomLog } from '../bus/bus.js';
 import { createKeyCheck } from './auth.js';
-import { broadcastBody, disconnectBody, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from './schemas.js';
+import { readHistory } from './history.js';
+import { broadcastBody, disconnectBody, historyQuery, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from './schemas.js';
 
 export interface ApiMessage {
   kind: string;
@@ -33,6 +35,8 @@ export interface RoomControl {
 
 export interface ApiOptions {
   control: RoomControl;
+  /** Room logs, read by GET /v1/rooms/:room/messages. */
+  log: Pick<RoomLog, 'range'>;
   apiKey: string | null;
   /** API messages per second per room. */
   apiRate: number;
@@ -132,6 +136,16 @@ export function apiRoutes(o: ApiOptions): Route[] {
         limit(r);
         const high = m.kind === 'system' || m.kind === 'gift';
         return outcomeReply(await o.control.post(r, { ...m, priority: m.priority ?? (high ? 'high' : 'normal') }));
+      }),
+    },
+    {
+      method: 'get',
+      pattern: '/v1/rooms/:room/messages',
+      handler: guard(async (req) => {
+        const r = room(req);
+        const q = historyQuery.safeParse({ since: req.query.get('since') ?? undefined, limit: req.query.get('limit') ?? undefined });
+        if (!q.success) throw new ApiError(400, 'BAD_REQUEST', 'since must be an unsigned integer and limit an integer 1-1000');
+        return json(200, await readHistory(o.log, r, q.data.since, q.data.limit));
       }),
     },
     {

@@ -54,3 +54,9 @@ export const muteBody = z
   .strict();
 
 export const topQuery = z.coerce.number().int().min(1).max(1000).default(10);
+
+/** GET /v1/rooms/:room/messages: entries after `since`, at most `limit` of them. */
+export const historyQuery = z.object({
+  since: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});

@@ -5,7 +5,7 @@
 // room's seq state, so the app sees each room's batches in order and exactly once per seq).
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { CLOSE } from '../protocol/errors.js';
-import { ROOM_RE } from '../protocol/ops.js';
+import { MAX_LAST, ROOM_RE } from '../protocol/ops.js';
 import { backoffMs } from '../util/backoff.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { Emitter } from './emitter.js';
@@ -207,6 +207,12 @@ export class RoomcastClient extends Emitter<ClientEvents> {
         r.lastSeq = options.since;
         r.epoch = options.epoch;
       }
+      if (options.last !== undefined) {
+        if (!Number.isSafeInteger(options.last) || options.last < 0 || options.last > MAX_LAST) {
+          return Promise.reject(new RoomcastError('BAD_FRAME', `last must be an integer 0-${MAX_LAST}`, { room }));
+        }
+        r.last = options.last;
+      }
       this.roomStates.set(room, r);
       if (this.conn?.welcomed) this.sendJoin(r, 'user');
     }
@@ -381,7 +387,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
         if (r.lastSeq !== undefined) {
           q.set('since', String(r.lastSeq));
           if (r.epoch !== undefined) q.set('epoch', r.epoch);
-        }
+        } else if (r.last) q.set('last', String(r.last));
         break;
       }
     }
@@ -587,7 +593,8 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     r.joinReason = reason;
     this.requests.set(ref, { kind: 'join', room: r.room });
     const since = r.lastSeq;
-    c.write({ op: 'join', ref, room: r.room, since, epoch: since !== undefined ? r.epoch : undefined });
+    const last = since === undefined && r.last ? r.last : undefined;
+    c.write({ op: 'join', ref, room: r.room, since, epoch: since !== undefined ? r.epoch : undefined, last });
   }
 
   private onJoined(conn: Link, f: Frame): void {

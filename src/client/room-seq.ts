@@ -45,6 +45,10 @@ export interface RoomState {
    * than answered with another join.
    */
   catchUp?: { until: number; stall?: TimerHandle };
+  /** Recent entries a first join asks for (`last`); none on rejoins, which use `since`. */
+  last?: number;
+  /** Set by a `joined` answering a join with `last`: the recent batches up to this seq follow. */
+  tailUntil?: number;
   mutedUntil: number;
   roomMutedUntil: number;
 }
@@ -74,6 +78,7 @@ export class RoomSeq {
    */
   joined(r: RoomState, asked: number | undefined, recovered: boolean | undefined, epoch: string, seq: number): void {
     this.endCatchUp(r);
+    r.tailUntil = undefined;
     if (asked !== undefined && recovered === true) {
       // The replay (asked+1 .. at least seq) follows as batch frames.
       r.epoch = epoch;
@@ -96,6 +101,8 @@ export class RoomSeq {
       r.epoch = epoch;
       r.lastSeq = seq;
       r.queue = [];
+      // The recent entries (before `seq`) come next, then the stream continues after `seq`.
+      if (r.last && seq > 0) r.tailUntil = seq;
     }
   }
 
@@ -123,6 +130,12 @@ export class RoomSeq {
       this.o.emit('reset', ev);
     }
     r.epoch ??= b.epoch;
+    if (r.tailUntil !== undefined) {
+      const tail = b.epoch === r.epoch && b.to <= r.tailUntil;
+      if (!tail || b.to === r.tailUntil) r.tailUntil = undefined;
+      // History from before the join: handed over as replay, the position stays at `seq`.
+      if (tail) return this.o.emit('batch', { room, epoch: b.epoch, from: b.from, to: b.to, msgs: b.msgs, likes: b.likes, replay: true });
+    }
     const last = r.lastSeq!;
     if (b.to <= last) return; // a duplicate (already delivered)
     if (b.from !== last + 1) {
@@ -166,6 +179,7 @@ export class RoomSeq {
   /** The room's connection is gone (or the room is forgotten): nothing is in flight for it. */
   clear(r: RoomState): void {
     r.queue = [];
+    r.tailUntil = undefined;
     this.endCatchUp(r);
   }
 

@@ -17,7 +17,7 @@ export interface Batch {
   msgs: Msg[];
   /** likes aggregated into this batch (0 when none) */
   likes: number;
-  /** true when the batch is part of a recovery replay rather than live */
+  /** true when the batch is history: part of a recovery replay, or the recent entries a join asked for with `last` */
   replay: boolean;
 }
 
@@ -37,6 +37,11 @@ export interface JoinOptions {
   since?: number;
   /** the epoch `since` belongs to */
   epoch?: string;
+  /**
+   * on the first join, also get the room's last N log entries (≤ 100) as `batch` events
+   * with `replay: true` before the live stream (ignored with `since`)
+   */
+  last?: number;
 }
 
 export interface Ack {

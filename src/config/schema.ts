@@ -111,12 +111,30 @@ export const configSchema = z
     reviewUrl: z.url().nullable().default(null).describe('review webhook, called once per tick with all candidate chat'),
     reviewTimeoutMs: z.number().int().min(10).max(10000).default(300).describe('review webhook timeout'),
     reviewFailOpen: z.boolean().default(true).describe('when the webhook fails: true = let chat through, false = reject it'),
+    eventsUrl: z.url().nullable().default(null).describe('business events webhook: batched, signed POSTs of appends, member churn and room start/end'),
+    eventsSecret: z.string().min(16).nullable().default(null).describe('HMAC-SHA256 key of the events signature header, at least 16 chars; absent = the API key'),
+    eventsStream: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:{}-]{1,128}$/)
+      .nullable()
+      .default(null)
+      .describe('Redis stream key that also gets every business event (read it with XREADGROUP); needs --redis or --redis-cluster'),
+    eventsStreamMaxLen: z.number().int().min(100).default(1_000_000).describe('events stream bound (XADD MAXLEN ~): older entries are trimmed'),
+    eventsStreamTtl: z.number().int().min(60).default(7 * 86400).describe('seconds the events stream lives after its last event'),
+    eventsFlushMs: z.number().int().min(10).max(60000).default(1000).describe('business events are sent (and member churn summed) once per this interval'),
+    eventsBatch: z.number().int().min(1).max(10000).default(500).describe('most events in one webhook POST or stream round trip'),
+    eventsQueue: z.number().int().min(100).default(100_000).describe('events held per sink while it is slow or down; beyond it new events are dropped (counted)'),
+    eventsTimeoutMs: z.number().int().min(100).max(60000).default(5000).describe('events webhook timeout; a failed batch is retried with backoff, in order'),
     apiRate: z.number().positive().default(1000).describe('API messages per second per room before 429'),
     metricsTopRooms: z.number().int().min(0).max(1000).default(20).describe('rooms with their own room_members series'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
   })
   .strict()
-  .refine((c) => c.redis === null || c.redisCluster === null, { message: 'give --redis or --redis-cluster, not both' });
+  .refine((c) => c.redis === null || c.redisCluster === null, { message: 'give --redis or --redis-cluster, not both' })
+  .refine((c) => c.eventsStream === null || c.redis !== null || c.redisCluster !== null, { message: '--events-stream needs --redis or --redis-cluster' })
+  .refine((c) => c.eventsUrl === null || c.eventsSecret !== null || c.apiKey !== null || c.secret === null, {
+    message: '--events-url needs --events-secret or --api-key to sign with',
+  });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
-import { ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
+import { MAX_LAST, ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
 import { peekRef, peekSendKind, validateClientOp, type ValidateLimits } from '../protocol/validate.js';
 import { peekSend, type SendPeek } from '../protocol/peek.js';
 import { LoopLag } from '../metrics/event-loop.js';
@@ -25,6 +25,7 @@ import { encodeFrame } from '../protocol/codec.js';
 import { Rooms, type JoinGuard } from './rooms.js';
 import { membersPushDue, type MembersPush } from '../rooms/members-push.js';
 import type { ApiMessage } from '../api/routes.js';
+import type { RoomEvents } from '../events/room-events.js';
 
 export interface EngineOptions {
   config: Config;
@@ -36,6 +37,8 @@ export interface EngineOptions {
   /** Chat that fails review before it is queued (blocklist); the webhook runs per tick. */
   prefilter?: (room: string, body: string) => boolean;
   review?: Reviewer;
+  /** Business events (appends, member churn, room lifecycle); absent = none. */
+  events?: RoomEvents;
   /** Verifies the tokens of `refresh` ops. */
   verifier: TokenVerifier;
   /** Node-wide socket counts per user (per-user limits and the connection cap); default: this worker's. */
@@ -77,7 +80,7 @@ const EXPIRING_HINT_MS = 30_000;
 const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 
 export class Engine {
-  readonly membership = new Membership();
+  readonly membership: Membership;
   readonly moderation: Moderation;
   private readonly outboxes = new Outboxes();
   private readonly pipeline: TickPipeline;
@@ -101,6 +104,7 @@ export class Engine {
   constructor(private readonly o: EngineOptions) {
     const c = o.config;
     this.now = o.now ?? Date.now;
+    this.membership = new Membership(o.events);
     this.moderation = new Moderation(this.now, c.maxModerationEntries);
     this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
     this.users = o.users ?? localUsers(this.membership);
@@ -122,6 +126,7 @@ export class Engine {
       compressThreshold: c.compressThreshold,
       budgetShare: (room) => this.budgetShare(room),
       review: o.review,
+      events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
       now: this.now,
     });
@@ -132,6 +137,7 @@ export class Engine {
       maxReplay: c.history,
       replayBufferBytes: Math.floor(c.maxBackpressure / 4),
       replayStallMs: c.idleTimeoutSec * 1000,
+      compressThreshold: c.compressThreshold,
     });
     this.countModeration();
     for (const code of ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED']) o.metrics.badFrames.inc({ code }, 0);
@@ -161,6 +167,7 @@ export class Engine {
       },
     });
     this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
+    this.o.events?.start();
     this.ticker.start();
     if (this.o.config.shedLagMs > 0) this.lag.start();
     const every = (ms: number, fn: () => void) => {
@@ -201,9 +208,11 @@ export class Engine {
     c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
     if (!initial) return;
     if (!ROOM_RE.test(initial.room)) return this.replyError(c, new WireError('BAD_ROOM'));
-    const since = initial.since === undefined ? undefined : /^\d{1,15}$/.test(initial.since) ? Number(initial.since) : NaN;
+    const since = uintParam(initial.since);
     if (Number.isNaN(since)) return this.replyError(c, new WireError('BAD_FRAME', 'since must be an unsigned integer'));
-    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch });
+    const last = uintParam(initial.last);
+    if (Number.isNaN(last) || (last ?? 0) > MAX_LAST) return this.replyError(c, new WireError('BAD_FRAME', `last must be an integer 0-${MAX_LAST}`));
+    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch, last });
   }
 
   closed(c: Connection): void {
@@ -629,6 +638,12 @@ export class Engine {
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
     this.lag.stop();
+    await this.o.events?.stop();
     await this.o.bus.close();
   }
+}
+
+/** An unsigned integer query parameter: undefined when absent, NaN when malformed. */
+function uintParam(v: string | undefined): number | undefined {
+  return v === undefined ? undefined : /^\d{1,15}$/.test(v) ? Number(v) : NaN;
 }

@@ -1,9 +1,12 @@
 // Joining and leaving rooms: following a room on the bus while it has local members, and
 // recovery — replaying the log after `since`, at the pace the member's socket drains, until
 // it has caught up with the live stream; only then is it subscribed to live batches, so its
-// stream is contiguous and in order.
+// stream is contiguous and in order. A join with `last` gets the room's recent entries the same
+// way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
+import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
+import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import { mergeBatch, type TickPipeline } from '../tick/pipeline.js';
@@ -18,6 +21,8 @@ export interface RoomsOptions {
   replayBufferBytes: number;
   /** A replay whose member's socket does not drain for this long closes it (4009). */
   replayStallMs: number;
+  /** Frames over this size go compressed to members that asked for it. */
+  compressThreshold: number;
 }
 
 /** The engine's say over a join in progress, asked after every wait. */
@@ -32,7 +37,15 @@ export interface JoinRequest {
   room: string;
   since?: number;
   epoch?: string;
+  /** Recent log entries to send after `joined` (ignored with `since`). */
+  last?: number;
   ref?: number;
+}
+
+/** A tail's frames, encoded once for every joiner of the same tick. */
+interface EncodedTail {
+  key: string;
+  frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
 }
 
 /** Replay frames hold at most this many entries or (roughly) bytes of messages. */
@@ -45,6 +58,9 @@ const AHEAD_WAIT_MS = 2000;
 
 export class Rooms {
   private readonly following = new Map<string, Promise<RoomHead>>();
+  /** One shared log read per room to fill the tail with what came before it was followed. */
+  private readonly priming = new Map<string, Promise<void>>();
+  private readonly tails = new Map<string, EncodedTail>();
 
   constructor(private readonly o: RoomsOptions) {}
 
@@ -57,6 +73,10 @@ export class Rooms {
     await this.ensureFollowed(room);
     try {
       if (req.since !== undefined) await this.deliveredUpTo(room, req.since, req.epoch, guard);
+      else if (req.last) {
+        const head = this.o.pipeline.lastDelivered(room);
+        if (head && this.o.pipeline.recent.needsPrime(room, head, req.last)) await this.prime(room, head);
+      }
       guard.check(); // after the waits, right before the member is added: a kick may have come meanwhile
     } catch (err) {
       this.release(room);
@@ -67,6 +87,22 @@ export class Rooms {
     guard.joined();
     const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
     const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
+    if (req.since === undefined && req.last) {
+      // Like a recovery: a member, subscribed once the tail is out and nothing came in between.
+      c.unsubscribe(room);
+      this.o.membership.join(c, room);
+      c.send({ op: 'joined', ref: req.ref, room, epoch: last.epoch, seq: last.seq, members: members() });
+      for (const f of this.tailFrames(room, last, req.last)) {
+        if (!(await this.drainedWithin(c))) {
+          c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
+          return undefined;
+        }
+        if (!this.goesOn(c, room, guard)) return undefined;
+        c.sendEncoded(c.compress && f.z ? f.z : f.plain);
+      }
+      await this.catchUp(c, room, last.epoch, last.seq, guard);
+      return undefined;
+    }
     if (req.since === undefined || !recoverable) {
       this.enter(c, room);
       const recovered = req.since === undefined ? undefined : false;
@@ -137,17 +173,9 @@ export class Rooms {
    * member sees the gap and re-joins, getting recovered:false.
    */
   private async catchUp(c: Connection, room: string, epoch: string, since: number, guard: JoinGuard): Promise<void> {
-    const goOn = () => {
-      try {
-        guard.check();
-        return c.rooms.has(room);
-      } catch {
-        return false; // replaced by a newer join, kicked or closed: that path takes over
-      }
-    };
     let after = since;
     for (;;) {
-      if (!goOn()) return;
+      if (!this.goesOn(c, room, guard)) return;
       const last = this.o.pipeline.lastDelivered(room);
       if (!last || last.epoch !== epoch || after >= last.seq) return this.enter(c, room);
       let res;
@@ -160,11 +188,52 @@ export class Rooms {
       if (res.epoch !== epoch || res.oldest > after + 1 || next[0]?.seq !== after + 1) return this.enter(c, room);
       for (const frame of chunks(next)) {
         if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
-        if (!goOn()) return;
+        if (!this.goesOn(c, room, guard)) return;
         c.send(mergeBatch(room, epoch, frame)); // compressed by the connection when it asked
         after = frame[frame.length - 1]!.seq;
       }
     }
+  }
+
+  /** Whether a replay (or tail) to `c` may go on: still in the room, not replaced, kicked or closed. */
+  private goesOn(c: Connection, room: string, guard: JoinGuard): boolean {
+    try {
+      guard.check();
+      return c.rooms.has(room);
+    } catch {
+      return false; // replaced by a newer join, kicked or closed: that path takes over
+    }
+  }
+
+  /** Reads the log before the room was followed into the pipeline's tail; joiners of a room share one read. */
+  private prime(room: string, head: RoomHead): Promise<void> {
+    let pending = this.priming.get(room);
+    if (!pending) {
+      pending = this.o.bus
+        .range(room, Math.max(0, head.seq - MAX_LAST), MAX_LAST)
+        .then(
+          (res) => {
+            if (this.o.pipeline.lastDelivered(room)) this.o.pipeline.recent.prime(room, res.epoch, res.entries);
+          },
+          () => undefined, // the bus is down: joiners get the part of the tail this worker holds
+        )
+        .finally(() => this.priming.delete(room));
+      this.priming.set(room, pending);
+    }
+    return pending;
+  }
+
+  /** The last `n` entries up to `upTo` as replay frames, encoded (and compressed) once per room and head. */
+  private tailFrames(room: string, upTo: RoomHead, n: number): EncodedTail['frames'] {
+    const key = `${upTo.epoch}:${upTo.seq}:${n}`;
+    const memo = this.tails.get(room);
+    if (memo?.key === key) return memo.frames;
+    const frames = [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => {
+      const plain = encodeFrame(mergeBatch(room, upTo.epoch, entries));
+      return { plain, z: plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined };
+    });
+    this.tails.set(room, { key, frames });
+    return frames;
   }
 
   /** Whether the member's socket drained within replayStallMs. */
@@ -207,12 +276,13 @@ export class Rooms {
   private unfollow(room: string): void {
     this.o.bus.unfollow(room);
     this.o.pipeline.unfollowed(room);
+    this.tails.delete(room);
   }
 
 }
 
 /** Splits consecutive entries into replay frames of bounded size. */
-function* chunks(entries: LogEntry[]): Generator<LogEntry[]> {
+function* chunks(entries: readonly LogEntry[]): Generator<LogEntry[]> {
   let cur: LogEntry[] = [];
   let bytes = 0;
   for (const e of entries) {

@@ -330,7 +330,7 @@ export class Gateway implements RoomPublisher {
     }
     const room = q.get('room');
     const initial: InitialJoin | undefined =
-      room === null ? undefined : { room, since: q.get('since') ?? undefined, epoch: q.get('epoch') ?? undefined };
+      room === null ? undefined : { room, since: q.get('since') ?? undefined, epoch: q.get('epoch') ?? undefined, last: q.get('last') ?? undefined };
     res.upgrade<UserData>(
       { sid, creds, compress: q.get('compress') === 'deflate', initial },
       req.getHeader('sec-websocket-key'),

@@ -7,6 +7,7 @@ import type { AuthFailure } from '../auth/tokens.js';
 import { BUS_OPS, BUS_STATUSES, type BusEvents } from '../bus/bus.js';
 import { registerEventLoopLag, UNUSED_LAG_SAMPLE_MS } from './event-loop.js';
 import { RoomStats } from './room-stats.js';
+import { SINKS } from '../events/types.js';
 
 export type MessageResult =
   | 'accepted'
@@ -89,6 +90,11 @@ export interface Metrics {
   /** Chat and likes shed unread while the event loop lagged (shedLagMs). */
   shed: Counter<'kind'>;
   moderationEntries: Gauge<'table'>;
+  /** Business events by sink (`http`, `stream`): delivered, dropped, failed attempts, waiting. */
+  eventsSent: Counter<'sink'>;
+  eventsDropped: Counter<'sink'>;
+  eventsFailures: Counter<'sink'>;
+  eventsQueued: Gauge<'sink'>;
 }
 
 const P = 'roomcast_';
@@ -123,6 +129,8 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
   for (const kind of KINDS) for (const result of MESSAGE_RESULTS) messagesReceived.inc({ kind, result }, 0);
   const busStatus = new Gauge({ name: P + 'bus_status', help: '1 for the bus connection\'s current status', labelNames: ['status'], registers });
   for (const status of BUS_STATUSES) busStatus.set({ status }, 0);
+  const eventsQueued = new Gauge({ name: P + 'events_queued', help: 'business events waiting for delivery, by sink', labelNames: ['sink'], registers });
+  for (const sink of SINKS) eventsQueued.set({ sink }, 0);
   return {
     connections: new Gauge({ name: P + 'connections', help: 'open WebSocket connections', registers }),
     rooms: new Gauge({ name: P + 'rooms', help: 'rooms with local members', registers }),
@@ -219,6 +227,18 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       ['chat', 'like'],
     ),
     replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
+    eventsSent: zero(new Counter({ name: P + 'events_sent_total', help: 'business events delivered, by sink', labelNames: ['sink'], registers }), 'sink', SINKS),
+    eventsDropped: zero(
+      new Counter({ name: P + 'events_dropped_total', help: 'business events lost: over the queue bound, or undelivered at shutdown', labelNames: ['sink'], registers }),
+      'sink',
+      SINKS,
+    ),
+    eventsFailures: zero(
+      new Counter({ name: P + 'events_failures_total', help: 'failed business-event deliveries (each retried with backoff)', labelNames: ['sink'], registers }),
+      'sink',
+      SINKS,
+    ),
+    eventsQueued,
   };
 }
 

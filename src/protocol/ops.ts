@@ -17,7 +17,7 @@ export interface Msg {
 }
 
 export type ClientOp =
-  | { op: 'join'; ref?: number; room: string; since?: number; epoch?: string }
+  | { op: 'join'; ref?: number; room: string; since?: number; epoch?: string; last?: number }
   | { op: 'leave'; ref?: number; room: string }
   | { op: 'send'; ref?: number; room: string; kind: 'chat'; body: string }
   | { op: 'send'; ref?: number; room: string; kind: 'like' }
@@ -53,6 +53,9 @@ export type ServerOp =
   | { op: 'z'; data: Uint8Array };
 
 export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** Most log entries a `join` may ask for with `last` (PROTOCOL §9). */
+export const MAX_LAST = 100;
 
 /**
  * The token may travel in `Sec-WebSocket-Protocol` instead of the query string (which proxy

@@ -4,7 +4,7 @@
 // decoded once with string values left as bytes (codec.ts): a field becomes a string only
 // here, with its UTF-8 checked, so a chat body is never decoded twice.
 import { WireError } from './errors.js';
-import { isUid, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
+import { isUid, MAX_LAST, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
 
 export interface ValidateLimits {
   maxBodyBytes: number;
@@ -168,7 +168,9 @@ export function validateClientOp(decoded: unknown, bytes: Uint8Array, limits: Va
       const r = room(f);
       const since = optUint(decoded, 'since');
       const epoch = optStr(f, 'epoch');
-      return { op, ref, room: r, since, epoch };
+      const last = optUint(decoded, 'last');
+      if (last !== undefined && last > MAX_LAST) throw new WireError('BAD_FRAME', `last must be at most ${MAX_LAST}`);
+      return { op, ref, room: r, since, epoch, last };
     }
     case 'leave':
       return { op, ref, room: room(f) };

@@ -29,9 +29,10 @@ export interface RoomPublisher {
   publish(room: string, plain: Uint8Array, z?: Uint8Array): { receivers: number; bytes: number };
 }
 
-/** The join requested in the upgrade's query string (`room`, `since`, `epoch`), unvalidated. */
+/** The join requested in the upgrade's query string (`room`, `since`, `epoch`, `last`), unvalidated. */
 export interface InitialJoin {
   room: string;
   since?: string;
   epoch?: string;
+  last?: string;
 }

@@ -1,10 +1,18 @@
 // Local membership: which connections are in which room, and who is who, on this worker.
 import type { Connection } from './connection.js';
 
+/** Told of every member entering or leaving a room (business events). */
+export interface MembershipObserver {
+  joined(room: string, uid: string): void;
+  left(room: string, uid: string): void;
+}
+
 export class Membership {
   private readonly byRoom = new Map<string, Set<Connection>>();
   private readonly byUid = new Map<string, Set<Connection>>();
   private connections = 0;
+
+  constructor(private readonly observer?: MembershipObserver) {}
 
   addConnection(c: Connection): void {
     this.connections++;
@@ -30,6 +38,7 @@ export class Membership {
     let set = this.byRoom.get(room);
     const first = !set;
     if (!set) this.byRoom.set(room, (set = new Set()));
+    if (!set.has(c)) this.observer?.joined(room, c.creds.uid);
     set.add(c);
     return first;
   }
@@ -38,8 +47,8 @@ export class Membership {
   leave(c: Connection, room: string): boolean {
     c.rooms.delete(room);
     const set = this.byRoom.get(room);
-    if (!set) return false;
-    set.delete(c);
+    if (!set?.delete(c)) return false;
+    this.observer?.left(room, c.creds.uid);
     if (set.size > 0) return false;
     this.byRoom.delete(room);
     return true;

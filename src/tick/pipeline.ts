@@ -13,6 +13,7 @@ import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import { RateMeter } from './rate-meter.js';
+import { RecentEntries } from './recent.js';
 
 /** Content review of a tick's candidate chat (all rooms at once); returns the refused ones. */
 export type Reviewer = (candidates: ReadonlyArray<{ room: string; msg: Msg }>) => Promise<ReadonlySet<number>>;
@@ -27,6 +28,8 @@ export interface PipelineOptions {
   /** This worker's share (0..1] of a room's chat budget. */
   budgetShare: (room: string) => number;
   review?: Reviewer;
+  /** Told of every entry this worker logged (business events); must not block. */
+  events?: { appended(room: string, head: RoomHead, entry: EntryBody): void };
   onError?: (err: unknown) => void;
   now?: () => number;
 }
@@ -54,6 +57,8 @@ export class TickPipeline {
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
   readonly rates: RateMeter;
+  /** Each followed room's last entries as delivered, for joins with `last`. */
+  readonly recent = new RecentEntries();
 
   constructor(private readonly o: PipelineOptions) {
     this.now = o.now ?? Date.now;
@@ -95,6 +100,7 @@ export class TickPipeline {
   unfollowed(room: string): void {
     this.delivered.delete(room);
     this.inbox.delete(room);
+    this.recent.drop(room);
   }
 
   /** Last seq published to the room's local members; what a joiner's replay must reach. */
@@ -170,7 +176,10 @@ export class TickPipeline {
     }
     this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
     results.forEach((r, i) => {
-      if (!(r instanceof Error)) this.ownEntry(items[i]!.room, r, items[i]!.entry);
+      if (!(r instanceof Error)) {
+        this.ownEntry(items[i]!.room, r, items[i]!.entry);
+        this.o.events?.appended(items[i]!.room, r, items[i]!.entry);
+      }
       const { shown, likes, likeReplies } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
@@ -266,6 +275,7 @@ export class TickPipeline {
         this.o.onError?.(err);
       }
       this.rates.add(room, fresh.reduce((n, e) => n + e.msgs.length, 0));
+      this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
     const cutoff = t - BUDGET_IDLE_MS;

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { BusEvents, BusHandler, LiveFeed, LogEntry, RoomHead } from '../bus.js';
 import { backoffMs } from '../../util/backoff.js';
 import type { Keys } from './keys.js';
-import { toEntry, type RedisRoomLog } from './room-log.js';
+import { toEntry, type FollowHead, type RedisRoomLog } from './room-log.js';
 import type { StreamItem } from './stream-reader.js';
 
 /** Epochs a followed room remembers as superseded (entries tagged with them are stale). */
@@ -17,6 +17,8 @@ const RETIRED_EPOCHS = 4;
 const BUFFER_MAX = 5000;
 /** Log entries fetched per gap-fill read. */
 const FILL_PAGE = 500;
+/** Extra tries of a follow's head read before the join gets UNAVAILABLE. */
+const HEAD_RETRIES = 2;
 
 interface Raw {
   seq: number;
@@ -77,7 +79,7 @@ export class PartitionFeed implements LiveFeed {
     // entry after the head lies after the stream id the head script returns.
     this.followed.set(room, f);
     this.perPartition.set(partition, (this.perPartition.get(partition) ?? 0) + 1);
-    f.pending = this.o.log.followHead(room).then(
+    f.pending = this.headWithRetry(room).then(
       (head) => {
         if (this.followed.get(room) !== f) return { epoch: head.epoch, seq: head.seq };
         this.readers?.add(this.o.keys.stream(partition), head.streamId);
@@ -93,6 +95,22 @@ export class PartitionFeed implements LiveFeed {
       },
     );
     return f.pending;
+  }
+
+  /**
+   * The head read is safe to repeat, so a slow reply (a starved Redis or worker during a
+   * join storm) is retried before the join is refused as UNAVAILABLE.
+   */
+  private async headWithRetry(room: string): Promise<FollowHead> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.o.log.followHead(room);
+      } catch (err) {
+        if (attempt >= HEAD_RETRIES || this.closed) throw err;
+        this.o.events.error('read');
+        await new Promise((r) => setTimeout(r, backoffMs(attempt, { baseMs: 100, maxMs: 1000 })));
+      }
+    }
   }
 
   unfollow(room: string): void {

@@ -79,7 +79,7 @@ export class RedisRoomLog implements RoomLog {
   async range(room: string, afterSeq: number, limit: number): Promise<RangeResult> {
     const k = this.keys;
     const after = Math.max(0, Math.floor(afterSeq));
-    const reply = await this.conn.rcRangeBuffer(k.meta(room), k.log(room), newEpoch(), after, Math.max(0, Math.floor(limit)), this.o.history, this.o.historyTtlMs);
+    const reply = await this.conn.rcRangeBuffer(k.meta(room), k.log(room), newEpoch(), this.o.historyTtlMs, after, Math.max(0, Math.floor(limit)), this.o.history);
     if (!Array.isArray(reply) || reply.length !== 4) throw new Error('redis bus: malformed range reply');
     const [epochBuf, head, oldest, raw] = reply as [unknown, unknown, unknown, unknown];
     if (!Buffer.isBuffer(epochBuf) || typeof head !== 'number' || typeof oldest !== 'number' || !Array.isArray(raw)) {

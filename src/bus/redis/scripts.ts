@@ -21,48 +21,46 @@ redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {epoch, seq}
 `;
 
+// The room's epoch and last seq from its meta hash; a room without one gets its epoch now
+// (with the TTL, so a room that is only looked at does not stay), kept by its first append.
+const READ_META = `
+local function readMeta(key, newEpoch, ttl)
+  local epoch = redis.call('HGET', key, 'e')
+  if not epoch then
+    redis.call('HSET', key, 'e', newEpoch, 's', 0)
+    redis.call('PEXPIRE', key, ttl)
+    return newEpoch, 0
+  end
+  return epoch, tonumber(redis.call('HGET', key, 's') or '0')
+end
+`;
+
 // KEYS: meta, partition stream. ARGV: epoch-if-new, ttlMs.
 // Returns {epoch, seq, last id of the partition stream}: atomic, so every entry of the room
 // after seq lies after that id (where a new reader of the partition starts).
-const HEAD = `
-local epoch = redis.call('HGET', KEYS[1], 'e')
-local seq = 0
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-else
-  seq = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
-end
+const HEAD = `${READ_META}
+local epoch, seq = readMeta(KEYS[1], ARGV[1], ARGV[2])
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
 local id = '0-0'
 if last then id = last[1] end
 return {epoch, seq, id}
 `;
 
-// KEYS: meta, log. ARGV: epoch-if-new, afterSeq, limit, history, ttlMs.
+// KEYS: meta, log. ARGV: epoch-if-new, ttlMs, afterSeq, limit, history.
 // Returns {epoch, head, oldest, entries}; atomic, so the three agree.
-const RANGE = `
-local epoch = redis.call('HGET', KEYS[1], 'e')
-local head = 0
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-else
-  head = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
-end
+const RANGE = `${READ_META}
+local epoch, head = readMeta(KEYS[1], ARGV[1], ARGV[2])
 local oldest = head + 1
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
 if first then oldest = tonumber(string.match(first[1], '^(%d+)')) end
 -- MAXLEN ~ trims whole stream nodes lazily; entries past \`history\` do not count (as in MemoryBus).
-local floor = head - tonumber(ARGV[4]) + 1
+local floor = head - tonumber(ARGV[5]) + 1
 if oldest < floor then oldest = floor end
-local from = tonumber(ARGV[2]) + 1
+local from = tonumber(ARGV[3]) + 1
 if from < oldest then from = oldest end
 local entries = {}
-if tonumber(ARGV[3]) > 0 and from <= head then
-  entries = redis.call('XRANGE', KEYS[2], string.format('%d-1', from), '+', 'COUNT', ARGV[3])
+if tonumber(ARGV[4]) > 0 and from <= head then
+  entries = redis.call('XRANGE', KEYS[2], string.format('%d-1', from), '+', 'COUNT', ARGV[4])
 end
 return {epoch, head, oldest, entries}
 `;
@@ -71,7 +69,7 @@ return {epoch, head, oldest, entries}
 export interface Scripts<Context extends { type: 'default' | 'pipeline' }> {
   rcAppend(meta: string, log: string, stream: string, history: number, payload: Buffer, newEpoch: string, ttlMs: number, partMax: number, room: string): Result<unknown, Context>;
   rcHead(meta: string, stream: string, newEpoch: string, ttlMs: number): Result<unknown, Context>;
-  rcRangeBuffer(meta: string, log: string, newEpoch: string, after: number, limit: number, history: number, ttlMs: number): Result<unknown, Context>;
+  rcRangeBuffer(meta: string, log: string, newEpoch: string, ttlMs: number, after: number, limit: number, history: number): Result<unknown, Context>;
 }
 
 export type Client = (Redis | Cluster) & Scripts<{ type: 'default' }>;
