@@ -1,0 +1,60 @@
+// `batch` frames spliced from log entries' bytes: the frame's map header, its scalar fields
+// and the msgs array header are written here, then each entry's encoded messages (its array
+// without the header) are copied in; MessagePack arrays concatenate, so no message is decoded
+// or encoded again. The bytes are the ones encodeFrame gives for the same frame as an object.
+import { Encoder } from '@msgpack/msgpack';
+import type { LogEntry } from '../bus/bus.js';
+import { arrayHeaderSize, itemsStart } from '../bus/entry.js';
+
+const encoder = new Encoder({ ignoreUndefined: true });
+const MSGS_KEY = Uint8Array.from([0xa4, ...Buffer.from('msgs')]);
+const LIKES_KEY = Uint8Array.from([0xa5, ...Buffer.from('likes')]);
+
+/** One `batch` frame covering consecutive log entries, encoded. */
+export function encodeBatch(room: string, epoch: string, entries: readonly LogEntry[]): Uint8Array {
+  let count = 0;
+  let likes = 0;
+  let items = 0;
+  for (const e of entries) {
+    count += e.count;
+    likes += e.likes;
+    items += e.packed.byteLength - itemsStart(e.packed);
+  }
+  // {op, room, epoch, from, to} encoded as a map of 5, its header then widened to 6 or 7.
+  const head = encoder.encode({ op: 'batch', room, epoch, from: entries[0]!.seq, to: entries[entries.length - 1]!.seq });
+  const tail = likes > 0 ? encoder.encode(likes) : undefined;
+  const arrayHeader = arrayHeaderSize(count);
+  const out = new Uint8Array(head.byteLength + MSGS_KEY.byteLength + arrayHeader + items + (tail ? LIKES_KEY.byteLength + tail.byteLength : 0));
+  out.set(head, 0);
+  out[0] = tail ? 0x87 : 0x86;
+  let p = head.byteLength;
+  out.set(MSGS_KEY, p);
+  p += MSGS_KEY.byteLength;
+  p = writeArrayHeader(out, p, count);
+  for (const e of entries) {
+    const skip = itemsStart(e.packed);
+    out.set(e.packed.subarray(skip), p);
+    p += e.packed.byteLength - skip;
+  }
+  if (tail) {
+    out.set(LIKES_KEY, p);
+    out.set(tail, p + LIKES_KEY.byteLength);
+  }
+  return out;
+}
+
+function writeArrayHeader(out: Uint8Array, p: number, n: number): number {
+  if (n < 16) {
+    out[p] = 0x90 | n;
+    return p + 1;
+  }
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  if (n < 0x10000) {
+    out[p] = 0xdc;
+    v.setUint16(p + 1, n);
+    return p + 3;
+  }
+  out[p] = 0xdd;
+  v.setUint32(p + 1, n);
+  return p + 5;
+}
