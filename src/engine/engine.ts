@@ -53,14 +53,15 @@ export interface Refusal {
   message: string;
 }
 
-interface ConnState {
-  badFrames: number;
-  badSince: number;
-  open: boolean;
+/** Per-connection engine state: a fixed shape, and the joins map only while a join runs. */
+class ConnState {
+  badFrames = 0;
+  open = true;
   /** `expiring` was sent for the current token */
-  hinted: boolean;
+  hinted = false;
   /** Joins in progress by room: pending (no `joined` yet) or replaying. One per room. */
-  joins: Map<string, JoinTicket>;
+  joins: Map<string, JoinTicket> | undefined;
+  constructor(public badSince: number) {}
 }
 
 interface JoinTicket {
@@ -200,7 +201,7 @@ export class Engine {
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
     this.all.add(c);
-    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true, hinted: false, joins: new Map() });
+    this.state.set(c, new ConnState(this.now()));
     this.membership.addConnection(c);
     if (!c.creds.guest) this.users.opened(c.creds.uid);
     this.scheduleExpiry(c);
@@ -323,18 +324,19 @@ export class Engine {
     const { room } = op;
     const st = this.state.get(c);
     if (!st?.open) return;
-    const prev = st.joins.get(room);
+    const joins = (st.joins ??= new Map());
+    const prev = joins.get(room);
     if (prev?.pending) throw new WireError('RATE_LIMITED', 'a join of this room is already pending', 100);
     // Pending joins hold a room slot too, so waiting joins cannot exceed the room limit.
     const held = new Set(c.rooms);
-    for (const [r, t] of st.joins) if (t.pending) held.add(r);
+    for (const [r, t] of joins) if (t.pending) held.add(r);
     this.mayEnter(c, room, held);
     const wait = this.limits.join.take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
     // One join (and so one replay) per connection and room: a newer one replaces the replay.
     if (prev) prev.cancelled = new WireError('UNAVAILABLE', 'replaced by a newer join');
     const ticket: JoinTicket = { pending: true };
-    st.joins.set(room, ticket);
+    joins.set(room, ticket);
     const guard: JoinGuard = {
       check: () => {
         if (!st.open) throw new WireError('UNAVAILABLE', 'connection closed');
@@ -349,7 +351,8 @@ export class Engine {
     try {
       recovered = await this.rooms.join(c, op, guard);
     } finally {
-      if (st.joins.get(room) === ticket) st.joins.delete(room);
+      if (joins.get(room) === ticket) joins.delete(room);
+      if (joins.size === 0 && st.joins === joins) st.joins = undefined;
     }
     this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
     this.o.metrics.rooms.set(this.membership.roomCount);
@@ -556,7 +559,7 @@ export class Engine {
       this.moderation.banUser(cmd.uid, cmd.untilMs);
       const reason = cmd.reason ?? 'disconnected by the server';
       const reconnectMs = Math.max(0, cmd.untilMs - this.now());
-      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
+      for (const c of this.membership.connectionsOf(cmd.uid)) {
         c.send({ op: 'bye', reason, reconnectMs });
         c.close(CLOSE.DISCONNECTED, 'disconnected');
       }
@@ -566,8 +569,8 @@ export class Engine {
     if (cmd.type === 'kick') {
       this.moderation.ban(room, cmd.uid, cmd.untilMs);
       this.countModeration();
-      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
-        const pending = this.state.get(c)?.joins.get(room);
+      for (const c of this.membership.connectionsOf(cmd.uid)) {
+        const pending = this.state.get(c)?.joins?.get(room);
         if (pending) pending.cancelled = new WireError('KICKED', 'kicked from this room', Math.max(0, cmd.untilMs - this.now()));
         if (!c.rooms.has(room)) continue;
         this.rooms.leave(c, room);
