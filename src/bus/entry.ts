@@ -10,10 +10,32 @@ import type { EntryBody, PackedBody } from './bus.js';
 const encoder = new Encoder({ ignoreUndefined: true });
 const decoder = new Decoder();
 
+/**
+ * Room left before and after an entry's bytes, so a `batch` frame of that one entry (the
+ * common case: one entry per room per tick) is written around them instead of copied (batch.ts).
+ */
+export const HEAD_ROOM = 192;
+export const TAIL_ROOM = 16;
+const roomy = new WeakSet<Uint8Array>();
+
+/** `bytes` copied into a buffer with head and tail room; the view of them is returned. */
+function withRoom(bytes: Uint8Array): Uint8Array {
+  const buf = new Uint8Array(HEAD_ROOM + bytes.byteLength + TAIL_ROOM);
+  buf.set(bytes, HEAD_ROOM);
+  const view = buf.subarray(HEAD_ROOM, HEAD_ROOM + bytes.byteLength);
+  roomy.add(view);
+  return view;
+}
+
+/** Whether `packed` has HEAD_ROOM and TAIL_ROOM free around it in its buffer. */
+export function hasRoom(packed: Uint8Array): boolean {
+  return roomy.has(packed);
+}
+
 export function packEntry(body: EntryBody): PackedBody {
   let oldest = 0;
   for (const m of body.msgs) if (oldest === 0 || m.t < oldest) oldest = m.t;
-  return { packed: encoder.encode(body.msgs), count: body.msgs.length, oldest, likes: body.likes, ts: body.ts };
+  return { packed: withRoom(encoder.encodeSharedRef(body.msgs)), count: body.msgs.length, oldest, likes: body.likes, ts: body.ts };
 }
 
 /** The messages themselves, for the few readers that need objects (the history API). */
@@ -74,7 +96,7 @@ export function loadBody(raw: Buffer): PackedBody | undefined {
   if (raw.byteLength <= PREFIX) return undefined;
   for (let i = 0; i < PREFIX; i++) if (FIXED[i] && raw[i] !== TEMPLATE[i]) return undefined;
   // A copy: a view would keep the whole Redis reply it came in alive for as long as the entry.
-  const packed = new Uint8Array(raw.subarray(PREFIX));
+  const packed = withRoom(raw.subarray(PREFIX));
   const count = raw.readUInt32BE(at.n);
   const h = packed[0]!;
   const items = h >= 0x90 && h <= 0x9f ? h & 0x0f : h === 0xdc && packed.byteLength >= 3 ? raw.readUInt16BE(PREFIX + 1) : h === 0xdd && packed.byteLength >= 5 ? raw.readUInt32BE(PREFIX + 1) : -1;

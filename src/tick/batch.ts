@@ -4,7 +4,7 @@
 // or encoded again. The bytes are the ones encodeFrame gives for the same frame as an object.
 import { Encoder } from '@msgpack/msgpack';
 import type { LogEntry } from '../bus/bus.js';
-import { arrayHeaderSize, itemsStart } from '../bus/entry.js';
+import { arrayHeaderSize, hasRoom, HEAD_ROOM, itemsStart, TAIL_ROOM } from '../bus/entry.js';
 
 const encoder = new Encoder({ ignoreUndefined: true });
 const MSGS_KEY = Uint8Array.from([0xa4, ...Buffer.from('msgs')]);
@@ -22,11 +22,15 @@ export function encodeBatch(room: string, epoch: string, entries: readonly LogEn
   }
   // {op, room, epoch, from, to} encoded as a map of 5, its header then widened to 6 or 7.
   const head = encoder.encode({ op: 'batch', room, epoch, from: entries[0]!.seq, to: entries[entries.length - 1]!.seq });
+  head[0] = likes > 0 ? 0x87 : 0x86;
   const tail = likes > 0 ? encoder.encode(likes) : undefined;
+  if (entries.length === 1) {
+    const framed = inPlace(entries[0]!, head, tail);
+    if (framed) return framed;
+  }
   const arrayHeader = arrayHeaderSize(count);
   const out = new Uint8Array(head.byteLength + MSGS_KEY.byteLength + arrayHeader + items + (tail ? LIKES_KEY.byteLength + tail.byteLength : 0));
   out.set(head, 0);
-  out[0] = tail ? 0x87 : 0x86;
   let p = head.byteLength;
   out.set(MSGS_KEY, p);
   p += MSGS_KEY.byteLength;
@@ -41,6 +45,27 @@ export function encodeBatch(room: string, epoch: string, entries: readonly LogEn
     out.set(tail, p + LIKES_KEY.byteLength);
   }
   return out;
+}
+
+/**
+ * A one-entry frame written into the room around the entry's own bytes (bus/entry.ts): no
+ * copy of the messages. Its header and likes depend only on the entry, so writing it again
+ * (another publish, a replay) writes the same bytes. Undefined when the entry has no room,
+ * or its array header is not the minimal one a frame's encoding would use.
+ */
+function inPlace(e: LogEntry, head: Uint8Array, tail: Uint8Array | undefined): Uint8Array | undefined {
+  const p = e.packed;
+  const before = head.byteLength + MSGS_KEY.byteLength;
+  const after = tail ? LIKES_KEY.byteLength + tail.byteLength : 0;
+  if (!hasRoom(p) || before > HEAD_ROOM || after > TAIL_ROOM || itemsStart(p) !== arrayHeaderSize(e.count)) return undefined;
+  const buf = new Uint8Array(p.buffer, p.byteOffset - before, before + p.byteLength + after);
+  buf.set(head, 0);
+  buf.set(MSGS_KEY, head.byteLength);
+  if (tail) {
+    buf.set(LIKES_KEY, before + p.byteLength);
+    buf.set(tail, before + p.byteLength + LIKES_KEY.byteLength);
+  }
+  return buf;
 }
 
 function writeArrayHeader(out: Uint8Array, p: number, n: number): number {
