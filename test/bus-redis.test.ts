@@ -142,13 +142,36 @@ describe('RedisStreamsBus specifics', () => {
     await bus.close();
   });
 
+  it('member counts cost Redis nothing per room while they stay the same', async () => {
+    const prefix = nextPrefix();
+    const { bus: a } = await started(prefix);
+    const { bus: b } = await started(prefix);
+    const rooms = new Map(Array.from({ length: 500 }, (_, i) => [`r${i}`, 2] as [string, number]));
+    a.reportMembers(rooms);
+    b.reportMembers(new Map([['r1', 1]]));
+    await until(() => b.members('r499') === 2 && a.members('r1') === 3, 'counts seen by the other worker');
+    const before = await commandStats(admin);
+    for (let i = 0; i < 5; i++) {
+      a.reportMembers(new Map(rooms)); // the same counts again: nothing to write
+      await sleep(HEARTBEAT_MS);
+    }
+    const after = await commandStats(admin);
+    const calls = (cmd: string) => (after[cmd] ?? 0) - (before[cmd] ?? 0);
+    expect(calls('hset') + calls('hdel') + calls('del')).toBe(0);
+    expect(calls('hgetall')).toBe(0); // versions unchanged: no whole-hash reads
+    // One room changes: only it is written, and the other worker reads the hash once.
+    a.reportMembers(new Map([...rooms, ['r7', 5]]));
+    await until(() => b.members('r7') === 5, 'changed count');
+    expect(b.members('r8')).toBe(2);
+  });
+
   it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
     const prefix = nextPrefix();
     const { bus } = await started(prefix, { workerId: 'solo' });
     bus.reportMembers(new Map([['big', 1000], ['small', 1]]));
     await until(() => bus.members('big') === 1000, 'own count');
     await sleep(HEARTBEAT_MS * 2);
-    expect(await admin.hgetall(`${prefix}:members:{solo}`)).toEqual({ big: '1000', small: '1' });
+    expect(await admin.hgetall(`${prefix}:members:{solo}`)).toEqual({ big: '1000', small: '1', '#v': expect.any(String) });
     const ttl = await admin.pttl(`${prefix}:members:{solo}`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(HEARTBEAT_MS * 3);

@@ -155,6 +155,10 @@ export async function measureStep(o) {
   if (redis && row.sentPerSec > 0) {
     // Per appended message: top-level Redis commands (a script counts once) and Redis CPU.
     row.redisCmdsPerMsg = +(row.redis.opsPerSec / row.sentPerSec).toFixed(2);
+    // Round trips: a script call counts once. roomcast's append script runs 7 commands per call
+    // (HGET, HINCRBY, 2 XADD, 3 PEXPIRE) and is the only caller of HINCRBY.
+    const nested = 7 * (row.redis.perCommand.hincrby ?? 0);
+    row.redisCallsPerMsg = +((row.redis.opsPerSec - nested) / row.sentPerSec).toFixed(2);
     row.redisCpuUsPerMsg = Math.round(((row.redisCpuPct / 100) * 1e6) / row.sentPerSec);
   }
   row.serverCpuUsPerMsg = row.sentPerSec > 0 ? Math.round(((row.serverCpuPct / 100) * 1e6) / row.sentPerSec) : null;

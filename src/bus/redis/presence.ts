@@ -1,6 +1,8 @@
 // Cluster-wide member counts: each worker writes its own counts into a hash that expires
 // unless its heartbeat refreshes it, so a dead worker's members stop counting by themselves.
-// Redis work per heartbeat grows with workers, never with members or messages.
+// Only changes travel: a report writes the rooms whose count changed, and a heartbeat reads
+// another worker's whole hash only when that worker's version moved. Idle, Redis work per
+// heartbeat grows with workers, never with rooms, members or messages.
 import type { Logger } from 'pino';
 import type { Presence } from '../bus.js';
 import type { Keys } from './keys.js';
@@ -13,14 +15,21 @@ export interface RedisPresenceOptions {
   log?: Logger;
 }
 
+/** The hash field holding the writer's version; not a valid room id, so it never clashes. */
+const VERSION = '#v';
+
 export class RedisPresence implements Presence {
   private own = new Map<string, number>();
-  private ownVersion = 0;
-  private ownWritten = -1;
+  /** What Redis holds of this worker's counts (undefined: unknown, write them all). */
+  private written: Map<string, number> | undefined;
+  private version = 0;
+  /** Other workers' hashes as last read, by worker id, with their versions. */
+  private seen = new Map<string, { version: string; counts: Map<string, number> }>();
   private others = new Map<string, number>();
   private top: Array<[string, number]> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  private writing: Promise<void> | undefined;
   private readonly ownKey: string;
 
   constructor(
@@ -45,10 +54,10 @@ export class RedisPresence implements Presence {
   reportMembers(counts: ReadonlyMap<string, number>): void {
     const own = new Map<string, number>();
     for (const [room, n] of counts) if (n > 0) own.set(room, n);
+    if (sameCounts(own, this.own)) return;
     this.own = own;
-    this.ownVersion++;
     this.top = undefined;
-    if (this.running && this.conn.status === 'ready') this.write(true).catch((err: unknown) => this.o.onError(err));
+    if (this.running && this.conn.status === 'ready') this.flush().catch((err: unknown) => this.o.onError(err));
   }
 
   members(room: string): number {
@@ -76,53 +85,82 @@ export class RedisPresence implements Presence {
   private async beat(): Promise<void> {
     if (this.conn.status !== 'ready') return;
     try {
-      await this.write(this.ownWritten !== this.ownVersion);
+      await this.flush();
       await this.refresh();
     } catch (err) {
       this.o.onError(err);
     }
   }
 
-  /** Full rewrite (O(rooms of this worker)) when counts changed, else only a TTL refresh. */
-  private async write(full: boolean): Promise<void> {
-    const version = this.ownVersion;
+  /** One write at a time, so versions and the written copy stay in step. */
+  private flush(): Promise<void> {
+    this.writing ??= this.write().finally(() => (this.writing = undefined));
+    return this.writing;
+  }
+
+  /** The rooms whose count changed (all of them when Redis' copy is unknown), then the TTL. */
+  private async write(): Promise<void> {
     const own = this.own;
+    const before = this.written;
     const hb = this.o.heartbeatMs;
+    const set: Record<string, number> = {};
+    const gone: string[] = [];
+    for (const [room, n] of own) if (before?.get(room) !== n) set[room] = n;
+    if (before) for (const room of before.keys()) if (!own.has(room)) gone.push(room);
+    const changed = before === undefined || gone.length > 0 || Object.keys(set).length > 0;
     // The hash alone in the transaction (one slot); the shared worker set beside it.
     const m = this.conn.multi();
-    if (full) {
-      m.del(this.ownKey);
-      if (own.size) m.hset(this.ownKey, Object.fromEntries(own));
-    }
+    // First: 0 when the hash vanished (Redis restarted, or the TTL lapsed in an outage).
+    m.pexpire(this.ownKey, hb * 3);
+    if (before === undefined) m.del(this.ownKey);
+    if (gone.length) m.hdel(this.ownKey, ...gone);
+    if (changed) m.hset(this.ownKey, { ...set, [VERSION]: `${this.o.workerId}:${++this.version}` });
     m.pexpire(this.ownKey, hb * 3);
     const [res] = await Promise.all([m.exec(), this.conn.sadd(this.keys.workers, this.o.workerId), this.conn.pexpire(this.keys.workers, hb * 10)]);
     if (!res) throw new Error('member count transaction aborted');
     for (const [err] of res) if (err) throw err;
-    if (full) this.ownWritten = version;
-    // The hash vanished (Redis restarted or the TTL lapsed during an outage): write it again.
-    else if (own.size && res[0]?.[1] === 0) await this.write(true);
+    // The hash vanished under a partial update: write it all again.
+    if (before !== undefined && res[0]?.[1] === 0) {
+      this.written = undefined;
+      return this.write();
+    }
+    this.written = own;
   }
 
-  /** Sums every other live worker's hash; O(workers × their rooms), once per heartbeat. */
+  /** Other live workers' counts: a version read per worker, the whole hash only when it moved. */
   private async refresh(): Promise<void> {
     const ids = (await this.conn.smembers(this.keys.workers)).filter((id) => id !== this.o.workerId);
-    const hashes = await Promise.all(ids.map((id) => this.conn.hgetall(this.keys.members(id))));
-    const others = new Map<string, number>();
+    const versions = await Promise.all(ids.map((id) => this.conn.hget(this.keys.members(id), VERSION)));
     const gone: string[] = [];
-    hashes.forEach((h, i) => {
-      if (Object.keys(h).length === 0) {
-        gone.push(ids[i]!);
-        return;
-      }
-      for (const [room, v] of Object.entries(h)) {
-        const n = Number(v);
-        if (Number.isFinite(n) && n > 0) others.set(room, (others.get(room) ?? 0) + n);
-      }
-    });
-    // An empty (expired) hash is a dead worker or one with no members; a live one re-adds
-    // itself on its next heartbeat, so a prune racing its write costs at most one period.
+    const seen = new Map<string, { version: string; counts: Map<string, number> }>();
+    await Promise.all(
+      ids.map(async (id, i) => {
+        const version = versions[i];
+        // No hash (expired): a dead worker, or one with no members yet.
+        if (version === null || version === undefined) return void gone.push(id);
+        const known = this.seen.get(id);
+        if (known?.version === version) return void seen.set(id, known);
+        const h = await this.conn.hgetall(this.keys.members(id));
+        const counts = new Map<string, number>();
+        for (const [room, v] of Object.entries(h)) {
+          const n = Number(v);
+          if (room !== VERSION && Number.isFinite(n) && n > 0) counts.set(room, n);
+        }
+        seen.set(id, { version: h[VERSION] ?? version, counts });
+      }),
+    );
+    // A live worker re-adds itself on its next heartbeat, so a prune racing its write costs at most one period.
     if (gone.length) await this.conn.srem(this.keys.workers, ...gone);
+    const others = new Map<string, number>();
+    for (const { counts } of seen.values()) for (const [room, n] of counts) others.set(room, (others.get(room) ?? 0) + n);
+    this.seen = seen;
     this.others = others;
     this.top = undefined;
   }
+}
+
+function sameCounts(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
