@@ -26,6 +26,7 @@ const f = parseFlags(
     workers: { type: 'number', default: 2, help: 'roomcast workers' },
     chatPerSender: { type: 'number', default: 1, help: 'chat messages per second per sender (the per-user limit is 1/s, burst 3)' },
     likesPerSender: { type: 'number', default: 2, help: 'likes per second per sender (limit 10/s)' },
+    likeRef: { type: 'boolean', default: false, help: 'likes carry a ref and are acked one by one (before issue 16); default: no ref, as the SDK sends them' },
     hiRate: { type: 'number', default: 4, help: 'system + gift API posts per second (alternating)' },
     durationS: { type: 'number', default: 30, help: 'storm seconds' },
     idleS: { type: 'number', default: 5, help: 'responsiveness baseline seconds before the storm' },
@@ -138,7 +139,7 @@ async function storm(withEvents, redis) {
   const r0 = redis ? await redis.counters() : null;
   await sender.window(true);
   const t0 = performance.now();
-  await fleet.send({ chatPerSec: f.chatPerSender, likesPerSec: f.likesPerSender, sendMaxMs: f.durationS * 1000 + 2000 });
+  await fleet.send({ chatPerSec: f.chatPerSender, likesPerSec: f.likesPerSender, likeRef: f.likeRef, sendMaxMs: f.durationS * 1000 + 2000 });
   await sender.rate({ rate: f.hiRate, rooms: [room], kinds: ['system', 'gift'], priority: 'high' });
   const stormHttp = new Hist();
   const probing = probeLoop(`${target.apiBase}/healthz`, stormHttp, Date.now() + f.durationS * 1000);
@@ -183,9 +184,11 @@ async function storm(withEvents, redis) {
       holds: w.chat0 / secs <= f.budget * 1.1,
     },
     likes: {
-      acked: w.acks.likeShown,
+      withRef: f.likeRef,
+      // Acked likes; without refs, the likes sent less those refused (errors without a ref).
+      acked: f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors,
       summedIntoBatchesAtMember0: w.likes0,
-      aggregateExactly: w.likes0 === w.acks.likeShown,
+      aggregateExactly: w.likes0 === (f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors),
     },
     hiLatencyMs: w.hiLat.summary(),
     chatLatencyMs: w.lat.summary(),
@@ -209,7 +212,7 @@ async function storm(withEvents, redis) {
     } : null,
   };
   log(`budget: ${result.budget.deliveredChatPerSecAtMember0} chat/s delivered (budget ${f.budget}) → ${result.budget.holds ? 'holds' : 'EXCEEDED'}`);
-  log(`likes: acked ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
+  log(`likes (${f.likeRef ? 'with ref, acked' : 'no ref: sent less refused'}): ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
   log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms`);
   log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
   await fleet.stop();

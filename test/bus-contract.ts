@@ -1,7 +1,11 @@
 // The one contract every Bus implementation passes (run by bus-memory.test.ts and
 // bus-redis.test.ts). Buses are built with CONTRACT_HISTORY so trimming is observable.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Bus, BusHandler, ControlCommand, EntryBody, LogEntry, RoomHead } from '../src/bus/bus.js';
+import { decode } from '@msgpack/msgpack';
+import type { Bus, BusHandler, ControlCommand, EntryBody, LogEntry, PackedBody, RoomHead } from '../src/bus/bus.js';
+import { packEntry, unpackMsgs } from '../src/bus/entry.js';
+import { encodeFrame } from '../src/protocol/codec.js';
+import { encodeBatch } from '../src/tick/batch.js';
 
 export const CONTRACT_HISTORY = 5;
 
@@ -52,17 +56,23 @@ export function sleep(ms: number): Promise<void> {
 const SETTLE_MS = 300;
 
 let bodies = 0;
-/** A distinct entry body exercising the shapes a tick appends. */
-export function body(likes = 0): EntryBody {
+/** A distinct entry body exercising the shapes a tick appends (`extra` more chat messages). */
+export function rawBody(likes = 0, extra = 0): EntryBody {
   const n = ++bodies;
   return {
     msgs: [
       { u: `u${n}`, n: 'Zoë 🎉', k: 'chat', b: `hello #${n}`, t: 1_700_000_000_000 + n },
       { u: 'shop', k: 'gift', b: { sku: 'rose', qty: n }, t: 1_700_000_000_001, x: { tier: 2, tags: ['vip'] } },
+      ...Array.from({ length: extra }, (_, i) => ({ u: `v${i}`, k: 'chat', b: 'x'.repeat(i), t: 1_700_000_000_002 + i })),
     ],
     likes,
     ts: Date.now(),
   };
+}
+
+/** rawBody as a tick appends it: its messages encoded once. */
+export function body(likes = 0): PackedBody {
+  return packEntry(rawBody(likes));
 }
 
 function heads(results: Array<RoomHead | Error>): RoomHead[] {
@@ -136,7 +146,7 @@ export function busContract(name: string, makeBus: () => Promise<BusUnderTest>):
       for (let i = 0; i < 3; i++) heads(await bus.append([{ room: 'live', entry: body() }]));
       const head = await bus.follow('live');
       expect(head.seq).toBe(3);
-      const sent: EntryBody[] = [];
+      const sent: PackedBody[] = [];
       for (let i = 0; i < 10; i++) {
         const entry = body(i);
         sent.push(entry);
@@ -233,6 +243,26 @@ export function busContract(name: string, makeBus: () => Promise<BusUnderTest>):
       await p.bus.close();
       await until(() => bus.members('a') === 3 && bus.members('z') === 0, 'dead worker to drop out', 5000);
       expect(bus.topRooms(5)).toEqual([['a', 3]]);
+    });
+
+    it('carries each entry as its encoded messages: a batch spliced from them has the bytes encodeFrame gives', async () => {
+      const { bus } = await started();
+      // A likes-only entry, and entries past 15 messages (16-bit array headers) among small ones.
+      const raw = [rawBody(), { msgs: [], likes: 7, ts: Date.now() }, rawBody(3, 20), rawBody(0, 40)];
+      let epoch = '';
+      for (const b of raw) epoch = heads(await bus.append([{ room: 'splice', entry: packEntry(b) }]))[0]!.epoch;
+      const { entries } = await bus.range('splice', 0, 10);
+      expect(entries.map((e) => unpackMsgs(e))).toEqual(raw.map((b) => b.msgs));
+      expect(entries.map((e) => e.count)).toEqual(raw.map((b) => b.msgs.length));
+      for (const [from, to] of [[1, 4], [1, 1], [2, 2], [3, 4]] as const) {
+        const part = entries.slice(from - 1, to);
+        const msgs = raw.slice(from - 1, to).flatMap((b) => b.msgs);
+        const likes = raw.slice(from - 1, to).reduce((n, b) => n + b.likes, 0);
+        const object = encodeFrame({ op: 'batch', room: 'splice', epoch, from, to, msgs, likes: likes > 0 ? likes : undefined });
+        const spliced = encodeBatch('splice', epoch, part);
+        expect(decode(spliced), `${from}..${to}`).toEqual(decode(object));
+        expect(Buffer.from(spliced).equals(Buffer.from(object)), `${from}..${to} byte for byte`).toBe(true);
+      }
     });
 
     it('carries entries and control commands across workers, commands in one order everywhere', async (ctx) => {

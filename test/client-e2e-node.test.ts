@@ -110,8 +110,11 @@ describe('SDK against a real server (Node, ws)', () => {
     expect(batch.msgs).toContainEqual(expect.objectContaining({ u: 'alice', n: 'Alice', k: 'chat', b: 'hello' }));
 
     const liked = next(b, 'batch', (x) => x.likes > 0);
-    expect(await a.like('lobby')).toMatchObject({ shown: true });
+    await a.like('lobby'); // no ref, no ack: it shows up in the stream
     expect((await liked).likes).toBe(1);
+    const likedAgain = next(b, 'batch', (x) => x.likes > 0);
+    expect(await a.like('lobby', { ack: true })).toMatchObject({ shown: true, seq: expect.any(Number) });
+    expect((await likedAgain).likes).toBe(1);
     await expect(a.send('nowhere', 'x')).rejects.toMatchObject({ code: 'NOT_JOINED' });
     await expect(a.join('bad room')).rejects.toMatchObject({ code: 'BAD_ROOM' });
   });

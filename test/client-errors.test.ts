@@ -25,10 +25,24 @@ async function joined(opts: Partial<ConnectOptions> = {}) {
 }
 
 describe('requests', () => {
-  it('send and like resolve with the ack matched by ref', async () => {
+  it('like goes without ref and resolves once written; a refusal of it is an error event', async () => {
+    const { s, rc } = await joined();
+    const errors: unknown[] = [];
+    rc.on('error', (e) => errors.push(e));
+    await expect(rc.like('r1')).resolves.toBeUndefined();
+    expect(s.ops('send')).toEqual([{ op: 'send', room: 'r1', kind: 'like' }]);
+    s.push({ op: 'error', code: 'RATE_LIMITED', message: 'too many like messages', retryMs: 100 });
+    await flush();
+    expect(errors).toMatchObject([{ code: 'RATE_LIMITED' }]);
+    await expect(rc.like('nowhere')).rejects.toMatchObject({ code: 'NOT_JOINED' });
+    await rc.close();
+    await expect(rc.like('r1')).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+
+  it('send and like {ack: true} resolve with the ack matched by ref', async () => {
     const { s, rc } = await joined();
     const a = rc.send('r1', 'hello');
-    const b = rc.like('r1');
+    const b = rc.like('r1', { ack: true });
     await flush();
     const [sa, sb] = s.ops('send');
     expect(sa).toMatchObject({ op: 'send', room: 'r1', kind: 'chat', body: 'hello' });

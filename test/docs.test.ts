@@ -48,10 +48,9 @@ describe('docs', () => {
   });
 
   it('API messages skip content review, in the code and in both API docs', () => {
-    // The engine queues API messages without the review flag that client chat carries.
-    const engine = read('src/engine/engine.ts');
-    expect(engine).toContain("this.outboxes.addNormal(op.room, { msg, reply, review: true })");
-    expect(engine).toContain('else this.outboxes.addNormal(room, { msg, reply: resolve });');
+    // The engine queues client chat with the review flag; its API actions queue API messages without it.
+    expect(read('src/engine/engine.ts')).toContain("this.outboxes.addNormal(op.room, { msg, reply, review: true })");
+    expect(read('src/engine/api-actions.ts')).toContain('else this.o.outboxes.addNormal(room, { msg, reply: resolve });');
     const openapi = read('docs/openapi.yaml');
     expect(openapi).toContain('API messages of any priority skip content review');
     expect(openapi).not.toMatch(/Normal-priority messages also pass the review/);

@@ -18,7 +18,9 @@ export const API_KEY = 'roomcast-test-api-key';
 export const NO_FRAME_BUDGET = { frameRate: 1_000_000, frameBurst: 1_000_000 } as const;
 
 export async function startTestNode(overrides: Partial<ConfigInput> = {}, deps: NodeDeps = {}): Promise<RoomcastNode> {
-  const config = buildConfig({ port: 0, host: '127.0.0.1', logLevel: 'silent', ...overrides });
+  // Shedding off unless a test asks for it: these nodes share the event loop with the test
+  // code, whose own busy stretches would otherwise refuse chat at random (test/ws-shed.test.ts).
+  const config = buildConfig({ port: 0, host: '127.0.0.1', logLevel: 'silent', shedLagMs: 0, ...overrides });
   return startNode(config, deps);
 }
 

@@ -91,6 +91,9 @@ const CONTRACT_METRICS = [
   'roomcast_bus_resubscribes_total',
   'roomcast_bus_gap_fills_total',
   'roomcast_bus_status',
+  'roomcast_shed_total',
+  'roomcast_reply_frames_total',
+  'roomcast_reply_writes_total',
   'roomcast_events_sent_total',
   'roomcast_events_dropped_total',
   'roomcast_events_failures_total',
@@ -509,6 +512,8 @@ describe('observability files', () => {
       'Health/Worker restarts (15 min)',
       'Health/Event loop lag p99',
       'Health/RSS per worker',
+      'Health/Shed messages/s by kind',
+      'Health/Reply frames and socket writes/s',
     ]) {
       expect(titles).toContain(t);
     }

@@ -128,6 +128,50 @@ describe('error codes (default limits)', () => {
       expect(await c.reply(r2)).toMatchObject({ op: 'error', code: 'BAD_FRAME', ref: r2 });
       await closeAll(c);
     });
+
+    it('strings in every str header format are read exactly once decoded; bin in every format is BAD_FRAME', async () => {
+      // The frame is decoded once with values as bytes; the header before a value tells str
+      // from bin (validate.ts). Non-minimal headers are valid MessagePack and must work too.
+      const room = uniq('hdr');
+      const { c } = await member(node, uniq('hdr'), room);
+      const { c: b } = await member(node, uniq('hdr-b'), room);
+      const head = (tag: number, n: number, width: number) => [tag, ...[...Array(width)].map((_, i) => (n >> (8 * (width - 1 - i))) & 0xff)];
+      const str = (s: string, form: 'fix' | 8 | 16 | 32) => {
+        const v = Buffer.from(s);
+        const h = form === 'fix' ? [0xa0 | v.byteLength] : form === 8 ? head(0xd9, v.byteLength, 1) : form === 16 ? head(0xda, v.byteLength, 2) : head(0xdb, v.byteLength, 4);
+        return Buffer.concat([Buffer.from(h), v]);
+      };
+      const bin = (s: string, form: 8 | 16 | 32) => {
+        const v = Buffer.from(s);
+        return Buffer.concat([Buffer.from(head(form === 8 ? 0xc4 : form === 16 ? 0xc5 : 0xc6, v.byteLength, form / 8)), v]);
+      };
+      const map = (entries: Array<[string, Buffer]>) => Buffer.concat([Buffer.from([0x80 | entries.length]), ...entries.flatMap(([k, v]) => [str(k, 'fix'), v])]);
+      const uint = (n: number) => Buffer.from(head(0xce, n, 4));
+      // A body with a BOM, multi-byte text and more than 32 bytes: kept byte for byte.
+      const body = '\ufeff弹幕 ok — ' + 'é'.repeat(20);
+      for (const form of [8, 16, 32] as const) {
+        const ref = nextRef();
+        c.sendRaw(map([['op', str('send', form)], ['room', str(room, form)], ['kind', str('chat', form)], ['body', str(body + form, form)], ['ref', uint(ref)]]));
+        expect(await c.reply(ref), `str${form}`).toMatchObject({ op: 'ack', ref, shown: true });
+        await b.waitFor((f) => f.op === 'batch' && (f.msgs as Array<{ b: string }>).some((m) => m.b === body + form));
+      }
+      for (const form of [8, 16, 32] as const) {
+        const ref = nextRef();
+        c.sendRaw(map([['op', str('send', 'fix')], ['room', str(room, 'fix')], ['kind', str('chat', 'fix')], ['body', bin('binary body', form)], ['ref', uint(ref)]]));
+        expect(await c.reply(ref), `bin${form} body`).toMatchObject({ op: 'error', code: 'BAD_FRAME', ref });
+        const r2 = nextRef();
+        c.sendRaw(map([['op', bin('ping', form)], ['ref', uint(r2)]]));
+        expect(await c.reply(r2), `bin${form} op`).toMatchObject({ op: 'error', code: 'BAD_FRAME', ref: r2 });
+      }
+      // A room id that is not ASCII is no room id; a join's epoch that is not UTF-8 is BAD_FRAME.
+      const r3 = nextRef();
+      c.sendRaw(map([['op', str('join', 'fix')], ['room', str('raum-ä', 'fix')], ['ref', uint(r3)]]));
+      expect(await c.reply(r3)).toMatchObject({ op: 'error', code: 'BAD_ROOM', ref: r3 });
+      const r4 = nextRef();
+      c.sendRaw(map([['op', str('join', 'fix')], ['room', str(uniq('e'), 'fix')], ['epoch', Buffer.from([0xa2, 0xff, 0xfe])], ['ref', uint(r4)]]));
+      expect(await c.reply(r4)).toMatchObject({ op: 'error', code: 'BAD_FRAME', ref: r4 });
+      await closeAll(c, b);
+    });
   });
 
   it('UNKNOWN_OP for a map whose op is not a client op (ref echoed)', async () => {

@@ -33,6 +33,8 @@ const W = {
   frames: 0, msgs: 0, bytes: 0, gapEvents: 0, missed: 0, dups: 0,
   chat0: 0, likes0: 0, msgs0: 0, lastFrameAt: 0, firstFrameAt: 0,
   acks: { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 },
+  // errors without a ref: only ref-less likes get those (chat and pings carry refs)
+  unrefErrors: 0,
   errors: {}, sent: { chat: 0, like: 0, ping: 0 }, closes: {}, other: 0,
 };
 const lat = new Hist(); // per message, sampled members
@@ -117,7 +119,10 @@ function onPayload(i, buf, s, e, opcode) {
     const like = R.ref % 2 === 1;
     if (R.shown === 1) W.acks[like ? 'likeShown' : 'chatShown']++;
     else W.acks[like ? 'likeHidden' : 'chatHidden']++;
-  } else if (op === OP_ERROR) bump(W.errors, R.code || 'unknown');
+  } else if (op === OP_ERROR) {
+    bump(W.errors, R.code || 'unknown');
+    if (R.ref === -1) W.unrefErrors++;
+  }
   else if (op === OP_PONG) {
     const at = pingSent.get(R.ref);
     if (at !== undefined) {
@@ -462,7 +467,9 @@ function startSending() {
       }
       for (let k = Math.floor(likeCredit); k > 0; k--, likeCredit--) {
         const i = likePtr++ % S;
-        if (sendOp(i, { op: 'send', ref: ++refSeq * 2 + 1, room: room(i), kind: 'like' })) W.sent.like++;
+        // Without ref (as the SDK's like() sends them) the server sends no ack; --like-ref acks each.
+        const like = C.likeRef ? { op: 'send', ref: ++refSeq * 2 + 1, room: room(i), kind: 'like' } : { op: 'send', room: room(i), kind: 'like' };
+        if (sendOp(i, like)) W.sent.like++;
       }
     }
   }, 50);
@@ -502,6 +509,7 @@ function windowStats(reset) {
   if (reset) {
     for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other']) W[k] = 0;
     W.acks = { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 };
+    W.unrefErrors = 0;
     W.errors = {};
     W.sent = { chat: 0, like: 0, ping: 0 };
     W.closes = {};

@@ -3,6 +3,7 @@
 // on entry boundaries and `to` says where the next one starts (entries of only likes hold
 // no messages, so the last message's seq can be behind it).
 import type { RoomLog } from '../bus/bus.js';
+import { unpackMsgs } from '../bus/entry.js';
 import type { Msg } from '../protocol/ops.js';
 import { WireError } from '../protocol/errors.js';
 
@@ -23,7 +24,7 @@ export async function readHistory(log: Pick<RoomLog, 'range'>, room: string, sin
   } catch {
     throw new WireError('UNAVAILABLE', 'room log unreachable');
   }
-  const msgs = res.entries.flatMap((e) => e.msgs.map((m) => ({ seq: e.seq, ...m })));
+  const msgs = res.entries.flatMap((e) => unpackMsgs(e).map((m) => ({ seq: e.seq, ...m })));
   const to = res.entries[res.entries.length - 1]?.seq ?? Math.min(Math.max(since, res.oldest - 1), res.head);
   return { room, epoch: res.epoch, seq: res.head, msgs, to };
 }

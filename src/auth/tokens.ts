@@ -67,11 +67,28 @@ function toCredentials(p: Record<string, unknown>): Credentials {
   return {
     uid: sub,
     name: name as string | undefined,
-    rooms: rooms as string[] | undefined,
+    rooms: rooms === undefined ? undefined : sharedRooms(rooms as string[]),
     role: (role as Role | undefined) ?? 'viewer',
     guest: false,
     expMs: exp * 1000,
   };
+}
+
+/** Distinct `rooms` claims kept for sharing; beyond it claims are not shared (never evicted). */
+const SHARED_ROOMS_MAX = 4096;
+const roomsClaims = new Map<string, readonly string[]>();
+
+/**
+ * One frozen array per distinct `rooms` claim: an audience of a show mostly holds the same
+ * claim, and each connection keeps its credentials for its lifetime.
+ */
+function sharedRooms(rooms: string[]): readonly string[] {
+  const key = JSON.stringify(rooms);
+  const known = roomsClaims.get(key);
+  if (known) return known;
+  const frozen = Object.freeze(rooms.slice());
+  if (roomsClaims.size < SHARED_ROOMS_MAX) roomsClaims.set(key, frozen);
+  return frozen;
 }
 
 /** A read-only guest, limited to `rooms` (the deployment's guestRooms, in the rooms claim syntax). */

@@ -12,7 +12,24 @@ export interface EntryBody {
   ts: number;
 }
 
-export interface LogEntry extends EntryBody {
+/**
+ * An entry as it travels (bus, delivery, replay): its messages MessagePack-encoded once by
+ * the worker that appends it (bus/entry.ts), so every worker builds its `batch` frames from
+ * these bytes without decoding or re-encoding a message.
+ */
+export interface PackedBody {
+  /** The messages as one MessagePack array (header and items). */
+  packed: Uint8Array;
+  /** Messages in `packed`. */
+  count: number;
+  /** `t` of the entry's oldest message (0 when it has none): delivery latency without decoding. */
+  oldest: number;
+  likes: number;
+  /** Append time (ms), for read-lag measurement. */
+  ts: number;
+}
+
+export interface LogEntry extends PackedBody {
   seq: number;
 }
 
@@ -51,7 +68,7 @@ export interface BusHandler {
 
 export interface AppendItem {
   room: string;
-  entry: EntryBody;
+  entry: PackedBody;
 }
 
 /** Each room's ordered log: the truth for seq, epoch and recovery. */

@@ -248,9 +248,18 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     return toAck(await this.request({ op: 'send', room, kind: 'chat', body: text }, room));
   }
 
-  /** Sends a like (likes are delivered as counts, in `Batch.likes`). */
-  async like(room: string): Promise<Ack> {
-    return toAck(await this.request({ op: 'send', room, kind: 'like' }, room));
+  /**
+   * Sends a like (likes are delivered as counts, in `Batch.likes`). By default it goes without
+   * `ref`, which the server does not ack (docs/protocol.md §8): the promise resolves once the
+   * like is written, and a refusal (RATE_LIMITED, MUTED, ...) arrives as an `error` event.
+   * With `{ack: true}` it is a request like `send` and resolves with the ack.
+   */
+  like(room: string): Promise<void>;
+  like(room: string, options: { ack: true }): Promise<Ack>;
+  async like(room: string, options?: { ack?: boolean }): Promise<Ack | void> {
+    const frame = { op: 'send', room, kind: 'like' };
+    if (options?.ack) return toAck(await this.request(frame, room));
+    return this.notify(frame, room);
   }
 
   /** Moderators: kicks `uid` out of the room (and bans rejoining for `seconds`). */
@@ -730,16 +739,42 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   // ---------------------------------------------------------------- sending
 
   /** Sends an op with a ref and resolves with the reply frame (rejects with a RoomcastError). */
-  private request(frame: Record<string, unknown>, room?: string): Promise<Frame> {
-    if (this.closed) return Promise.reject(new RoomcastError('CLOSED', 'client closed', { room }));
+  /** Why a frame for `room` cannot go out now, if it cannot. */
+  private unsendable(room?: string): RoomcastError | undefined {
+    if (this.closed) return new RoomcastError('CLOSED', 'client closed', { room });
     if (room !== undefined && (typeof room !== 'string' || !ROOM_RE.test(room))) {
-      return Promise.reject(new RoomcastError('BAD_ROOM', 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -', { room }));
+      return new RoomcastError('BAD_ROOM', 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -', { room });
     }
-    const c = this.conn;
-    if (!c?.welcomed) return Promise.reject(new RoomcastError('DISCONNECTED', `not connected (${this.current})`, { room }));
-    if (room !== undefined && !this.roomStates.has(room)) {
-      return Promise.reject(new RoomcastError('NOT_JOINED', 'not joined to this room', { room }));
-    }
+    if (!this.conn?.welcomed) return new RoomcastError('DISCONNECTED', `not connected (${this.current})`, { room });
+    if (room !== undefined && !this.roomStates.has(room)) return new RoomcastError('NOT_JOINED', 'not joined to this room', { room });
+    return undefined;
+  }
+
+  /** Right after a reconnect the room's rejoin may still be in flight: `dispatch` runs after it. */
+  private whenRejoined(c: Link, room: string | undefined, dispatch: () => void): void {
+    const r = room !== undefined ? this.roomStates.get(room) : undefined;
+    if (r && !r.active && r.joinGen === c.gen) r.deferred.push(dispatch);
+    else dispatch();
+  }
+
+  /** A frame that asks for no reply: resolves once written. */
+  private notify(frame: Record<string, unknown>, room: string): Promise<void> {
+    const refused = this.unsendable(room);
+    if (refused) return Promise.reject(refused);
+    const c = this.conn!;
+    return new Promise<void>((resolve, reject) => {
+      this.whenRejoined(c, room, () => {
+        if (this.closed) return reject(new RoomcastError('CLOSED', 'client closed', { room }));
+        if (this.conn !== c || !c.write(frame)) return reject(new RoomcastError('DISCONNECTED', 'the connection is not open', { room }));
+        resolve();
+      });
+    });
+  }
+
+  private request(frame: Record<string, unknown>, room?: string): Promise<Frame> {
+    const refused = this.unsendable(room);
+    if (refused) return Promise.reject(refused);
+    const c = this.conn!;
     return new Promise<Frame>((resolve, reject) => {
       const fail = (code: RoomcastErrorCode, message: string) => reject(new RoomcastError(code, message, { room }));
       const ref = this.requests.nextRef();
@@ -747,7 +782,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
         this.requests.delete(ref);
         fail('TIMEOUT', `no reply within ${this.opt.requestTimeoutMs} ms`);
       }, this.opt.requestTimeoutMs);
-      const dispatch = () => {
+      this.whenRejoined(c, room, () => {
         if (this.closed) return (this.clock.clearTimeout(timer), fail('CLOSED', 'client closed'));
         if (this.conn !== c) return (this.clock.clearTimeout(timer), fail('DISCONNECTED', 'the connection dropped before the request was sent'));
         this.requests.set(ref, { kind: 'request', resolve, reject, timer, room });
@@ -755,11 +790,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
           this.requests.take(ref);
           fail('DISCONNECTED', 'the connection is not open');
         }
-      };
-      // Right after a reconnect the room's rejoin may still be in flight: send after it.
-      const r = room !== undefined ? this.roomStates.get(room) : undefined;
-      if (r && !r.active && r.joinGen === c.gen) r.deferred.push(dispatch);
-      else dispatch();
+      });
     });
   }
 }

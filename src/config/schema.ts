@@ -81,6 +81,12 @@ export const configSchema = z
     badFrameLimit: z.number().int().min(1).default(10).describe('bad (or over-budget) frames per minute before close 4008'),
     frameRate: z.number().positive().default(20).describe('inbound frames per second per connection (every op, pings too)'),
     frameBurst: z.number().min(1).default(40).describe('inbound frame burst per connection'),
+    shedLagMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(250)
+      .describe('event-loop lag (ms) over which inbound chat and likes are shed before decoding (RATE_LIMITED); 0 = never'),
     modRate: z.number().positive().default(2).describe('moderator kick/mute ops per second per user'),
     modBurst: z.number().min(1).default(10).describe('moderator op burst per user'),
     maxModerationEntries: z.number().int().min(1).default(100000).describe('bans, and mutes, kept per worker (over it the oldest go first)'),

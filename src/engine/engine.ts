@@ -1,27 +1,34 @@
-// The worker's engine, independent of the socket library: connection lifecycle, client ops,
-// moderation, member-count pushes. The gateway feeds it frames; the API calls its actions.
+// The worker's engine, independent of the socket library: the ingress path (frame → shed →
+// decode → validate → policy → outbox) and the client ops, top to bottom in this file, plus
+// connection lifecycle, token expiry and drain. It composes the parts named for what they
+// own: moderation actions (control.ts), API actions (api-actions.ts), member counts
+// (member-counts.ts), joins and replays (rooms.ts). The gateway feeds it frames; the API
+// calls its actions.
 import type { Logger } from 'pino';
 import { randomInt } from 'node:crypto';
-import type { Bus, ControlCommand } from '../bus/bus.js';
+import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
 import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
 import { MAX_LAST, ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
-import { peekRef, validateClientOp } from '../protocol/validate.js';
+import { peekRef, peekSendKind, validateClientOp, type ValidateLimits } from '../protocol/validate.js';
+import { peekSend, type SendPeek } from '../protocol/peek.js';
+import { LoopLag } from '../metrics/event-loop.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
 import { AuthError, mayJoin, type TokenVerifier } from '../auth/tokens.js';
-import { Deadlines } from './deadlines.js';
+import { SLOT_MS, TokenExpiry } from './token-expiry.js';
 import { localUsers, type UserPresence } from './users.js';
 import { Outboxes, type Outcome } from '../tick/outbox.js';
 import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { Ticker } from '../tick/ticker.js';
-import { encodeFrame } from '../protocol/codec.js';
 import { Rooms, type JoinGuard } from './rooms.js';
-import { membersPushDue, type MembersPush } from '../rooms/members-push.js';
+import { MemberCounts } from './member-counts.js';
+import { ControlActions } from './control.js';
+import { ApiActions } from './api-actions.js';
 import type { ApiMessage } from '../api/routes.js';
 import type { RoomEvents } from '../events/room-events.js';
 
@@ -51,14 +58,13 @@ export interface Refusal {
   message: string;
 }
 
-interface ConnState {
-  badFrames: number;
-  badSince: number;
-  open: boolean;
-  /** `expiring` was sent for the current token */
-  hinted: boolean;
+/** Per-connection engine state: a fixed shape, and the joins map only while a join runs. */
+class ConnState {
+  badFrames = 0;
+  open = true;
   /** Joins in progress by room: pending (no `joined` yet) or replaying. One per room. */
-  joins: Map<string, JoinTicket>;
+  joins: Map<string, JoinTicket> | undefined;
+  constructor(public badSince: number) {}
 }
 
 interface JoinTicket {
@@ -68,10 +74,8 @@ interface JoinTicket {
 }
 
 const BAD_FRAME_WINDOW_MS = 60_000;
-/** Resolution of token deadlines: the wheel is walked this often. */
-const DEADLINE_SLOT_MS = 250;
-/** `expiring` is sent this long before `exp` (or halfway through a shorter token's life). */
-const EXPIRING_HINT_MS = 30_000;
+/** retryMs of a shed message: long enough for a lagging loop to catch up. */
+const SHED_RETRY_MS = 1000;
 /** Ops an expired connection may still send while it waits for its 4010. */
 const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 
@@ -83,26 +87,31 @@ export class Engine {
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
   private readonly decoder: IngressDecoder;
+  private readonly validateLimits: ValidateLimits;
   private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter; mod: RateLimiter };
   /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
   private readonly frameBudget: RateLimiter;
   private readonly state = new WeakMap<Connection, ConnState>();
   private readonly all = new Set<Connection>();
-  private readonly lastPushed = new Map<string, MembersPush>();
+  private readonly counts: MemberCounts;
+  private readonly controls: ControlActions;
+  private readonly api: ApiActions;
   private readonly now: () => number;
-  private readonly deadlines: Deadlines<Connection>;
+  private readonly expiry: TokenExpiry;
   private readonly users: UserPresence;
   private timers: NodeJS.Timeout[] = [];
   private draining = false;
+  private readonly lag = new LoopLag();
 
   constructor(private readonly o: EngineOptions) {
     const c = o.config;
     this.now = o.now ?? Date.now;
     this.membership = new Membership(o.events);
     this.moderation = new Moderation(this.now, c.maxModerationEntries);
-    this.deadlines = new Deadlines(DEADLINE_SLOT_MS, this.now());
+    this.expiry = new TokenExpiry({ graceSec: c.tokenGraceSec, metrics: o.metrics, now: this.now });
     this.users = o.users ?? localUsers(this.membership);
     this.decoder = createIngressDecoder(c.maxFrameBytes);
+    this.validateLimits = { maxBodyBytes: c.maxBodyBytes };
     this.limits = {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
@@ -117,7 +126,7 @@ export class Engine {
       metrics: o.metrics,
       roomChatBudget: c.roomChatBudget,
       compressThreshold: c.compressThreshold,
-      budgetShare: (room) => this.budgetShare(room),
+      budgetShare: (room) => this.counts.budgetShare(room),
       review: o.review,
       events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
@@ -132,7 +141,23 @@ export class Engine {
       replayStallMs: c.idleTimeoutSec * 1000,
       compressThreshold: c.compressThreshold,
     });
-    this.countModeration();
+    this.counts = new MemberCounts({ presence: o.bus, membership: this.membership, publisher: o.publisher, metrics: o.metrics, config: c, now: this.now });
+    this.controls = new ControlActions({
+      bus: o.bus,
+      moderation: this.moderation,
+      membership: this.membership,
+      publisher: o.publisher,
+      metrics: o.metrics,
+      kickSeconds: c.kickSeconds,
+      now: this.now,
+      leave: (conn, room) => this.rooms.leave(conn, room),
+      cancelJoin: (conn, room, err) => {
+        const pending = this.state.get(conn)?.joins?.get(room);
+        if (pending) pending.cancelled = err;
+      },
+    });
+    this.api = new ApiActions({ bus: o.bus, outboxes: this.outboxes, pipeline: this.pipeline, membership: this.membership, counts: this.counts, now: this.now });
+    this.controls.count();
     for (const code of ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED']) o.metrics.badFrames.inc({ code }, 0);
     o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
@@ -151,7 +176,7 @@ export class Engine {
     await this.o.bus.start({
       onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
       onReadDone: () => this.pipeline.deliverRead(),
-      onControl: (cmd) => this.applyControl(cmd),
+      onControl: (cmd) => this.controls.apply(cmd),
       onEpoch: (room, epoch) => this.pipeline.onEpoch(room, epoch),
       onAvailability: (up) => {
         this.o.metrics.busAvailable.set(up ? 1 : 0);
@@ -162,19 +187,20 @@ export class Engine {
     this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
     this.o.events?.start();
     this.ticker.start();
+    if (this.o.config.shedLagMs > 0) this.lag.start();
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
       t.unref();
       this.timers.push(t);
     };
-    every(this.o.config.membersPushMs, () => this.pushMembers());
-    every(DEADLINE_SLOT_MS, () => this.tokenDeadlines());
+    every(this.o.config.membersPushMs, () => this.counts.push());
+    every(SLOT_MS, () => this.expiry.walk());
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.frameBudget.sweep();
       this.pipeline.rates.sweep();
       this.moderation.sweep();
-      this.countModeration();
+      this.controls.count();
     });
   }
 
@@ -192,10 +218,10 @@ export class Engine {
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
     this.all.add(c);
-    this.state.set(c, { badFrames: 0, badSince: this.now(), open: true, hinted: false, joins: new Map() });
+    this.state.set(c, new ConnState(this.now()));
     this.membership.addConnection(c);
     if (!c.creds.guest) this.users.opened(c.creds.uid);
-    this.scheduleExpiry(c);
+    this.expiry.schedule(c);
     this.o.metrics.connections.inc();
     c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
     if (!initial) return;
@@ -212,7 +238,7 @@ export class Engine {
     if (!st?.open) return;
     st.open = false;
     this.all.delete(c);
-    this.deadlines.delete(c);
+    this.expiry.forget(c);
     if (!c.creds.guest) this.users.closed(c.creds.uid);
     this.rooms.dropped(c);
     this.o.metrics.connections.dec();
@@ -224,6 +250,11 @@ export class Engine {
     const wait = this.frameBudget.take(c.sid);
     if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
+    const shedLagMs = this.o.config.shedLagMs;
+    if (shedLagMs > 0 && this.lag.ms > shedLagMs) {
+      const send = peekSend(data);
+      if (send) return this.shed(c, send);
+    }
     let decoded: unknown;
     try {
       decoded = this.decoder.decode(data);
@@ -232,15 +263,25 @@ export class Engine {
     }
     let op: ClientOp;
     try {
-      op = validateClientOp(decoded, { maxBodyBytes: this.o.config.maxBodyBytes }, () => this.decoder.decodeRaw(data));
+      op = validateClientOp(decoded, data, this.validateLimits);
     } catch (err) {
       const e = err instanceof WireError ? err : new WireError('BAD_FRAME');
       const ref = peekRef(decoded);
       if (e.code === 'BAD_FRAME' || e.code === 'UNKNOWN_OP') return this.badFrame(c, e, ref);
-      this.countSend(decoded, e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
+      this.countSend(peekSendKind(decoded, data), e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
       return this.replyError(c, e, ref);
     }
     void this.handle(c, op);
+  }
+
+  /**
+   * The loop lags: a chat or like is refused unread, so the worker's time goes to what is
+   * already queued, pings and the API. Only a sender that asked for a reply (`ref`) gets one.
+   */
+  private shed(c: Connection, s: SendPeek): void {
+    this.o.metrics.shed.inc({ kind: s.kind });
+    this.o.metrics.messagesReceived.inc({ kind: s.kind, result: 'rate_limited' });
+    if (s.ref !== undefined) this.replyError(c, new WireError('RATE_LIMITED', 'the server is overloaded', SHED_RETRY_MS), s.ref);
   }
 
   private badFrame(c: Connection, e: WireError, ref?: number): void {
@@ -256,11 +297,8 @@ export class Engine {
     if (++st.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
   }
 
-  private countSend(decoded: unknown, result: MessageResult): void {
-    const m = decoded as { op?: unknown; kind?: unknown };
-    if (m.op !== 'send') return;
-    const kind = m.kind;
-    this.o.metrics.messagesReceived.inc({ kind: kindLabel(typeof kind === 'string' ? kind : ''), result });
+  private countSend(kind: string | undefined, result: MessageResult): void {
+    if (kind !== undefined) this.o.metrics.messagesReceived.inc({ kind: kindLabel(kind), result });
   }
 
   private replyError(c: Connection, e: WireError, ref?: number): void {
@@ -303,18 +341,19 @@ export class Engine {
     const { room } = op;
     const st = this.state.get(c);
     if (!st?.open) return;
-    const prev = st.joins.get(room);
+    const joins = (st.joins ??= new Map());
+    const prev = joins.get(room);
     if (prev?.pending) throw new WireError('RATE_LIMITED', 'a join of this room is already pending', 100);
     // Pending joins hold a room slot too, so waiting joins cannot exceed the room limit.
     const held = new Set(c.rooms);
-    for (const [r, t] of st.joins) if (t.pending) held.add(r);
+    for (const [r, t] of joins) if (t.pending) held.add(r);
     this.mayEnter(c, room, held);
     const wait = this.limits.join.take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
     // One join (and so one replay) per connection and room: a newer one replaces the replay.
     if (prev) prev.cancelled = new WireError('UNAVAILABLE', 'replaced by a newer join');
     const ticket: JoinTicket = { pending: true };
-    st.joins.set(room, ticket);
+    joins.set(room, ticket);
     const guard: JoinGuard = {
       check: () => {
         if (!st.open) throw new WireError('UNAVAILABLE', 'connection closed');
@@ -329,7 +368,8 @@ export class Engine {
     try {
       recovered = await this.rooms.join(c, op, guard);
     } finally {
-      if (st.joins.get(room) === ticket) st.joins.delete(room);
+      if (joins.get(room) === ticket) joins.delete(room);
+      if (joins.size === 0 && st.joins === joins) st.joins = undefined;
     }
     this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
     this.o.metrics.rooms.set(this.membership.roomCount);
@@ -361,6 +401,8 @@ export class Engine {
     const wait = this.limits[kind].take(c.creds.uid, this.users.share(c.creds.uid));
     if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
     if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
+    // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.
+    if (op.kind === 'like' && op.ref === undefined) return this.outboxes.addLike(op.room);
     const reply = (o: Outcome) => {
       if (!this.state.get(c)?.open) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);
@@ -398,47 +440,9 @@ export class Engine {
       c.send({ op: 'left', room });
     }
     this.o.metrics.rooms.set(this.membership.roomCount);
-    this.scheduleExpiry(c);
+    this.expiry.schedule(c);
     this.o.metrics.tokenRefreshes.inc({ result: 'ok' });
     c.send({ op: 'refreshed', ref: op.ref, exp: Math.floor(creds.expMs / 1000) });
-  }
-
-  /** The connection's next token deadline: the `expiring` hint, else the 4010 close. */
-  private scheduleExpiry(c: Connection): void {
-    const st = this.state.get(c);
-    const exp = c.creds.expMs;
-    if (!st || !Number.isFinite(exp)) return this.deadlines.delete(c);
-    const now = this.now();
-    st.hinted = false;
-    const hintAt = exp - Math.min(EXPIRING_HINT_MS, (exp - now) / 2);
-    this.deadlines.set(c, hintAt > now ? hintAt : this.closeAt(c));
-  }
-
-  /**
-   * When an unrefreshed connection is closed: the configured grace after `exp`, less the
-   * wheel's resolution (walk interval plus slot rounding), so the close is never later.
-   */
-  private closeAt(c: Connection): number {
-    return c.creds.expMs + Math.max(0, this.o.config.tokenGraceSec * 1000 - 2 * DEADLINE_SLOT_MS);
-  }
-
-  private tokenDeadlines(): void {
-    const now = this.now();
-    for (const c of this.deadlines.due(now)) {
-      const st = this.state.get(c);
-      if (!st?.open) continue;
-      const exp = c.creds.expMs;
-      if (now < exp && !st.hinted) {
-        st.hinted = true;
-        c.send({ op: 'expiring', in: Math.max(0, Math.round(exp - now)) });
-        this.deadlines.set(c, this.closeAt(c));
-      } else if (now >= this.closeAt(c)) {
-        this.o.metrics.expiryCloses.inc();
-        c.close(CLOSE.TOKEN_EXPIRED, 'token expired');
-      } else {
-        this.deadlines.set(c, this.closeAt(c));
-      }
-    }
   }
 
   /** Refuses an upgrade before a socket exists: a banned user, or one over its connection cap. */
@@ -460,149 +464,38 @@ export class Engine {
     c.send({ op: 'ack', ref: op.ref, shown: true });
   }
 
-  // ---- actions shared by moderator ops and the server API ----
+  // ---- the parts' actions, as the API and node.ts call them ----
 
-  /** Kicks `uid` out of the room on every worker and bans rejoining for `seconds`. */
-  async kick(room: string, uid: string, seconds = this.o.config.kickSeconds, reason?: string): Promise<void> {
-    await this.control({ type: 'kick', room, uid, reason, untilMs: this.now() + seconds * 1000 });
+  kick(room: string, uid: string, seconds?: number, reason?: string): Promise<void> {
+    return this.controls.kick(room, uid, seconds, reason);
   }
 
-  /** Closes every connection of `uid` on every node (bye, then 4011); refuses its upgrades for `seconds`. */
-  async disconnect(uid: string, seconds = 0, reason?: string): Promise<void> {
-    await this.control({ type: 'disconnect', uid, reason, untilMs: this.now() + seconds * 1000 });
+  disconnect(uid: string, seconds?: number, reason?: string): Promise<void> {
+    return this.controls.disconnect(uid, seconds, reason);
   }
 
-  /** Mutes `uid` (or, without uid, the whole room's chat) for `seconds`; 0 unmutes. */
-  async mute(room: string, uid: string | undefined, seconds: number): Promise<number> {
-    const untilMs = seconds > 0 ? this.now() + seconds * 1000 : 0;
-    await this.control({ type: 'mute', room, uid, untilMs });
-    return untilMs;
+  mute(room: string, uid: string | undefined, seconds: number): Promise<number> {
+    return this.controls.mute(room, uid, seconds);
   }
 
-  /** Queues an API message for the room's next tick; resolves when it is logged (or not). */
   post(room: string, m: ApiMessage): Promise<Outcome> {
-    if (!this.o.bus.available()) return Promise.resolve({ error: new WireError('UNAVAILABLE') });
-    return new Promise((resolve) => {
-      const msg: Msg = { u: m.uid ?? 'system', k: m.kind, b: m.body, t: this.now() };
-      if (m.name !== undefined) msg.n = m.name;
-      if (m.x !== undefined) msg.x = m.x;
-      const high = m.priority === 'high' || m.kind === 'system' || m.kind === 'gift';
-      if (high) this.outboxes.addHigh(room, { msg, reply: resolve });
-      else this.outboxes.addNormal(room, { msg, reply: resolve });
-    });
+    return this.api.post(room, m);
   }
 
-  /** An API message to every room that has members anywhere in the cluster. */
-  async broadcast(m: ApiMessage): Promise<{ rooms: number; failed: number }> {
-    const rooms = [...new Set([...this.o.bus.topRooms(Number.MAX_SAFE_INTEGER).map(([room]) => room), ...this.membership.counts().keys()])];
-    const outcomes = await Promise.all(rooms.map((room) => this.post(room, m)));
-    return { rooms: rooms.length, failed: outcomes.filter((o) => 'error' in o).length };
+  broadcast(m: ApiMessage): Promise<{ rooms: number; failed: number }> {
+    return this.api.broadcast(m);
   }
 
-  /** What GET /v1/rooms/:room reports. */
-  async roomInfo(room: string): Promise<{ room: string; members: number; seq: number; epoch: string; ratePerSec: number }> {
-    let head = this.pipeline.lastDelivered(room);
-    if (!head) {
-      try {
-        head = await this.o.bus.head(room);
-      } catch {
-        throw new WireError('UNAVAILABLE', 'room log unreachable');
-      }
-    }
-    const ratePerSec = Math.round(this.pipeline.rates.perSec(room) * 100) / 100;
-    return { room, members: this.membersOf(room), seq: head.seq, epoch: head.epoch, ratePerSec };
+  roomInfo(room: string): ReturnType<ApiActions['roomInfo']> {
+    return this.api.roomInfo(room);
   }
 
-  /** The largest rooms, cluster-wide. */
   topRooms(n: number): Array<{ room: string; members: number }> {
-    const counts = new Map(this.o.bus.topRooms(n));
-    for (const [room, local] of this.membership.counts()) counts.set(room, Math.max(local, counts.get(room) ?? 0));
-    return [...counts].sort((a, b) => b[1] - a[1]).slice(0, n).map(([room, members]) => ({ room, members }));
+    return this.counts.top(n);
   }
 
-  private async control(cmd: ControlCommand): Promise<void> {
-    try {
-      await this.o.bus.control(cmd);
-    } catch {
-      throw new WireError('UNAVAILABLE', 'control channel unreachable');
-    }
-  }
-
-  /** A control command from the bus, applied to this worker's members. */
-  private applyControl(cmd: ControlCommand): void {
-    if (cmd.type === 'disconnect') {
-      this.moderation.banUser(cmd.uid, cmd.untilMs);
-      const reason = cmd.reason ?? 'disconnected by the server';
-      const reconnectMs = Math.max(0, cmd.untilMs - this.now());
-      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
-        c.send({ op: 'bye', reason, reconnectMs });
-        c.close(CLOSE.DISCONNECTED, 'disconnected');
-      }
-      return;
-    }
-    const { room } = cmd;
-    if (cmd.type === 'kick') {
-      this.moderation.ban(room, cmd.uid, cmd.untilMs);
-      this.countModeration();
-      for (const c of [...this.membership.connectionsOf(cmd.uid)]) {
-        const pending = this.state.get(c)?.joins.get(room);
-        if (pending) pending.cancelled = new WireError('KICKED', 'kicked from this room', Math.max(0, cmd.untilMs - this.now()));
-        if (!c.rooms.has(room)) continue;
-        this.rooms.leave(c, room);
-        c.send(cmd.reason === undefined ? { op: 'kicked', room } : { op: 'kicked', room, reason: cmd.reason });
-      }
-      return;
-    }
-    this.moderation.mute(room, cmd.uid, cmd.untilMs);
-    this.countModeration();
-    if (cmd.uid === undefined) {
-      if (this.membership.has(room)) this.o.publisher.publish(room, encodeFrame({ op: 'muted', room, until: cmd.untilMs, all: true }));
-      return;
-    }
-    for (const c of this.membership.connectionsOf(cmd.uid)) {
-      if (c.rooms.has(room)) c.send({ op: 'muted', room, until: cmd.untilMs });
-    }
-  }
-
-  private countModeration(): void {
-    for (const [table, n] of Object.entries(this.moderation.sizes())) this.o.metrics.moderationEntries.set({ table }, n);
-  }
-
-  // ---- member counts ----
-
-  private pushMembers(): void {
-    const counts = this.membership.counts();
-    this.o.bus.reportMembers(counts);
-    this.o.metrics.rooms.set(counts.size);
-    const now = this.now();
-    for (const room of counts.keys()) {
-      const count = Math.max(this.o.bus.members(room), counts.get(room) ?? 0);
-      const last = this.lastPushed.get(room);
-      if (last !== undefined && !membersPushDue(last, count, now, this.o.config)) continue;
-      this.lastPushed.set(room, { count, at: now });
-      this.o.publisher.publish(room, encodeFrame({ op: 'members', room, count }));
-    }
-    for (const room of this.lastPushed.keys()) if (!counts.has(room)) this.lastPushed.delete(room);
-    const top = this.o.bus.topRooms(this.o.config.metricsTopRooms);
-    this.o.metrics.roomMembers.reset();
-    for (const [room, n] of top) this.o.metrics.roomMembers.set({ room }, n);
-    this.o.metrics.roomStats.track(top.map(([room]) => room));
-  }
-
-  /**
-   * This worker's share of a room's chat budget: its fraction of the room's members (the
-   * kernel spreads members, and so senders, evenly), at least 10% so a worker without
-   * members can still pass API messages of normal priority.
-   */
-  private budgetShare(room: string): number {
-    const local = this.membership.membersOf(room).size;
-    const all = Math.max(this.o.bus.members(room), local);
-    return all === 0 ? 1 : Math.min(1, Math.max(0.1, local / all));
-  }
-
-  /** Member count as the API reports it. */
   membersOf(room: string): number {
-    return Math.max(this.o.bus.members(room), this.membership.membersOf(room).size);
+    return this.counts.of(room);
   }
 
   // ---- shutdown ----
@@ -615,6 +508,7 @@ export class Engine {
     await this.pipeline.flush();
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
+    this.lag.stop();
     await this.o.events?.stop();
     await this.o.bus.close();
   }

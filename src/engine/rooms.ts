@@ -4,12 +4,13 @@
 // stream is contiguous and in order. A join with `last` gets the room's recent entries the same
 // way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
-import { compressFrame, encodeFrame } from '../protocol/codec.js';
+import { compressFrame } from '../protocol/codec.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
-import { mergeBatch, type TickPipeline } from '../tick/pipeline.js';
+import type { TickPipeline } from '../tick/pipeline.js';
+import { encodeBatch } from '../tick/batch.js';
 
 export interface RoomsOptions {
   bus: RoomLog & LiveFeed & Pick<Presence, 'members'>;
@@ -189,7 +190,8 @@ export class Rooms {
       for (const frame of chunks(next)) {
         if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
         if (!this.goesOn(c, room, guard)) return;
-        c.send(mergeBatch(room, epoch, frame)); // compressed by the connection when it asked
+        const plain = encodeBatch(room, epoch, frame);
+        c.sendEncoded(c.compress && plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : plain);
         after = frame[frame.length - 1]!.seq;
       }
     }
@@ -229,7 +231,7 @@ export class Rooms {
     const memo = this.tails.get(room);
     if (memo?.key === key) return memo.frames;
     const frames = [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => {
-      const plain = encodeFrame(mergeBatch(room, upTo.epoch, entries));
+      const plain = encodeBatch(room, upTo.epoch, entries);
       return { plain, z: plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined };
     });
     this.tails.set(room, { key, frames });
@@ -299,7 +301,5 @@ function* chunks(entries: readonly LogEntry[]): Generator<LogEntry[]> {
 }
 
 function approxSize(e: LogEntry): number {
-  let n = 16;
-  for (const m of e.msgs) n += 48 + (typeof m.b === 'string' ? m.b.length : 256);
-  return n;
+  return 16 + e.packed.byteLength;
 }

@@ -17,7 +17,7 @@ export function localUsers(membership: Membership): UserPresence {
   return {
     opened: () => undefined,
     closed: () => undefined,
-    count: (uid) => membership.connectionsOf(uid).size,
+    count: (uid) => membership.connectionsOf(uid).length,
     share: () => 1,
   };
 }

@@ -66,11 +66,13 @@ const QUEUED_FRAME_OVERHEAD = 256;
 class SocketConnection implements Connection {
   readonly rooms = new Set<string>();
   closed = false;
-  private readonly topics = new Set<string>();
-  private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> = [];
+  /** Created on first use: most sockets never wait for a drain nor queue a reply. */
+  private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> | undefined;
   /** Replies uWS refused while the socket was over its backpressure limit, in order. */
-  private queued: Uint8Array[] = [];
+  private queued: Uint8Array[] | undefined;
   private queuedBytes = 0;
+  /** Replies of this loop turn not written yet (one frame, or several). */
+  private held: Uint8Array | Uint8Array[] | undefined;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -88,12 +90,40 @@ class SocketConnection implements Connection {
 
   /**
    * Replies (acks, joined, errors, pong, replay) are never dropped: what uWS refuses over the
-   * backpressure limit waits here for `drain`. Room batches are not sent this way (uWS
-   * publish skips a slow socket; the member recovers them with `since`).
+   * backpressure limit waits in `queued` for `drain`. Room batches are not sent this way (uWS
+   * publish skips a slow socket; the member recovers them with `since`). Replies of one loop
+   * turn are held and written together under one uWS cork (one write, not one per reply).
    */
   sendEncoded(frame: Uint8Array): void {
     if (this.closed) return;
-    if (this.queued.length === 0 && this.ws.send(frame, true) !== 2) return;
+    const held = this.held;
+    if (held === undefined) {
+      this.held = frame;
+      this.gw.hold(this);
+    } else if (held instanceof Uint8Array) this.held = [held, frame];
+    else held.push(frame);
+  }
+
+  /** Writes the replies held this turn; returns how many frames that was. */
+  flush(): number {
+    const held = this.held;
+    this.held = undefined;
+    if (held === undefined || this.closed) return 0;
+    if (held instanceof Uint8Array) {
+      this.write(held);
+      return 1;
+    }
+    this.ws.cork(() => {
+      for (const f of held) this.write(f);
+    });
+    return held.length;
+  }
+
+  private write(frame: Uint8Array): void {
+    if (this.queued === undefined) {
+      if (this.ws.send(frame, true) !== 2) return;
+      this.queued = [];
+    }
     this.queued.push(frame);
     this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
     if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
@@ -101,37 +131,41 @@ class SocketConnection implements Connection {
 
   subscribe(room: string): void {
     if (this.closed) return;
-    this.topics.add(room);
     this.ws.subscribe(topic(room, this.compress));
   }
 
   unsubscribe(room: string): void {
-    if (this.closed || !this.topics.delete(room)) return;
+    if (this.closed) return;
     this.ws.unsubscribe(topic(room, this.compress));
   }
 
   subscribed(room: string): boolean {
-    return this.topics.has(room);
+    return !this.closed && this.ws.isSubscribed(topic(room, this.compress));
   }
 
   drained(maxBytes: number): Promise<void> {
-    if (this.closed || (this.queued.length === 0 && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push({ maxBytes, resolve }));
+    this.flush();
+    if (this.closed || (this.queued === undefined && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
+    return new Promise((resolve) => (this.drainWaiters ??= []).push({ maxBytes, resolve }));
   }
 
   /** uWS drain (or close): wake the waiters whose threshold is met. */
   onDrain(): void {
-    while (!this.closed && this.queued.length > 0) {
-      const next = this.queued[0]!;
+    const queued = this.queued;
+    while (!this.closed && queued && queued.length > 0) {
+      const next = queued[0]!;
       if (this.ws.send(next, true) === 2) break;
-      this.queued.shift();
+      queued.shift();
       this.queuedBytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
     }
+    if (queued?.length === 0) this.queued = undefined;
+    const waiters = this.drainWaiters;
+    if (!waiters) return;
     const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
-    const still: typeof this.drainWaiters = [];
-    const free = this.closed || this.queued.length === 0;
-    for (const w of this.drainWaiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
-    this.drainWaiters = still;
+    const free = this.closed || this.queued === undefined;
+    const still: typeof waiters = [];
+    for (const w of waiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
+    this.drainWaiters = still.length > 0 ? still : undefined;
   }
 
   bufferedAmount(): number {
@@ -140,6 +174,7 @@ class SocketConnection implements Connection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.flush(); // a bye or error sent just before the close goes first
     this.ws.end(code, reason);
   }
 }
@@ -159,6 +194,21 @@ export class Gateway implements RoomPublisher {
   private readonly clientIp: ClientIp;
   /** Set by closeAll: a stopped node must not keep answering on kept-alive HTTP connections. */
   private shut = false;
+  /** Sockets holding replies of this loop turn; written by one microtask at the turn's end. */
+  private holding: SocketConnection[] = [];
+  private readonly flushHeld = () => {
+    const conns = this.holding;
+    this.holding = [];
+    let frames = 0;
+    let writes = 0;
+    for (const c of conns) {
+      const n = c.flush();
+      frames += n;
+      if (n > 0) writes++;
+    }
+    this.metrics.replyFrames.inc(frames);
+    this.metrics.replyWrites.inc(writes);
+  };
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = o.metrics;
@@ -192,10 +242,12 @@ export class Gateway implements RoomPublisher {
       open: (ws) => {
         const d = ws.getUserData();
         const conn = new SocketConnection(ws, this, d.sid, d.creds, d.compress);
+        const initial = d.initial;
         d.conn = conn;
+        d.initial = undefined; // the connection holds what it needs; the user data only finds it
         this.sockets.add(conn);
         this.metrics.connects.inc();
-        this.handler?.open(conn, d.initial);
+        this.handler?.open(conn, initial);
       },
       message: (ws, message, isBinary) => {
         const conn = ws.getUserData().conn;
@@ -294,6 +346,11 @@ export class Gateway implements RoomPublisher {
       req.getHeader('sec-websocket-extensions'),
       context,
     );
+  }
+
+  /** A socket has replies to write at the end of this turn. */
+  hold(c: SocketConnection): void {
+    if (this.holding.push(c) === 1) queueMicrotask(this.flushHeld);
   }
 
   // ---- RoomPublisher ----

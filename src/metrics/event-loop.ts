@@ -48,3 +48,33 @@ export function registerEventLoopLag(registry: Registry, prefix: string): void {
     });
   });
 }
+
+/**
+ * The loop's lag right now, cheap enough to read per inbound frame: a timer every
+ * LAG_SAMPLE_MS notes how late it fired. The lag is the larger of that last lateness (the
+ * loop just came back from a stall, and what queued up meanwhile is being read) and how
+ * overdue the timer is now (the loop has been busy since and has not got round to it).
+ */
+export class LoopLag {
+  private last = performance.now();
+  private lateMs = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  start(): void {
+    this.last = performance.now();
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      this.lateMs = Math.max(0, now - this.last - LAG_SAMPLE_MS);
+      this.last = now;
+    }, LAG_SAMPLE_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  get ms(): number {
+    return Math.max(this.lateMs, performance.now() - this.last - LAG_SAMPLE_MS);
+  }
+}

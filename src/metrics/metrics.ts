@@ -84,6 +84,11 @@ export interface Metrics {
   roomStats: RoomStats;
   tokenRefreshes: Counter<'result'>;
   expiryCloses: Counter;
+  /** Reply frames (acks, errors, pongs, replays) and the socket writes they took, corked per turn. */
+  replyFrames: Counter;
+  replyWrites: Counter;
+  /** Chat and likes shed unread while the event loop lagged (shedLagMs). */
+  shed: Counter<'kind'>;
   moderationEntries: Gauge<'table'>;
   /** Business events by sink (`http`, `stream`): delivered, dropped, failed attempts, waiting. */
   eventsSent: Counter<'sink'>;
@@ -215,6 +220,13 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       ['ok', 'bad_token', 'forbidden'],
     ),
     expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
+    replyFrames: new Counter({ name: P + 'reply_frames_total', help: 'frames sent to one socket (acks, errors, pongs, replays)', registers }),
+    shed: zero(
+      new Counter({ name: P + 'shed_total', help: 'chat and likes shed unread while the event loop lagged over shedLagMs', labelNames: ['kind'], registers }),
+      'kind',
+      ['chat', 'like'],
+    ),
+    replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
     eventsSent: zero(new Counter({ name: P + 'events_sent_total', help: 'business events delivered, by sink', labelNames: ['sink'], registers }), 'sink', SINKS),
     eventsDropped: zero(
       new Counter({ name: P + 'events_dropped_total', help: 'business events lost: over the queue bound, or undelivered at shutdown', labelNames: ['sink'], registers }),

@@ -1,5 +1,6 @@
-// MessagePack framing. Ingress decodes strings raw so chat bodies can be checked for valid
-// UTF-8 (the default decoder silently replaces bad bytes); egress encodes once per frame.
+// MessagePack framing. Ingress decodes each frame once with strings left as views of its
+// bytes (the default decoder silently replaces bad UTF-8); validation turns the fields it
+// needs into strings, checking UTF-8 as it goes. Egress encodes once per frame.
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { ServerOp } from './ops.js';
@@ -20,19 +21,15 @@ export function inflateZ(data: Uint8Array): Uint8Array {
 }
 
 export interface IngressDecoder {
-  /** Decodes one client frame; throws on anything but exactly one MessagePack value. */
-  decode(bytes: Uint8Array): unknown;
   /**
-   * The same frame with strings left as bytes. The default string decoding is lenient
-   * (invalid UTF-8 becomes other characters), so fields whose content matters (chat bodies)
-   * are checked against their raw bytes. Used only for those ops, not per frame.
+   * Decodes one client frame; throws on anything but exactly one MessagePack value. Map keys
+   * are strings; str and bin values are both Uint8Array views of `bytes` (validate.ts tells
+   * them apart and decodes the strings it needs).
    */
-  decodeRaw(bytes: Uint8Array): unknown;
+  decode(bytes: Uint8Array): unknown;
 }
 
 export function createIngressDecoder(maxBytes: number): IngressDecoder {
-  const limits = { maxStrLength: maxBytes, maxBinLength: maxBytes, maxArrayLength: maxBytes, maxMapLength: 64, maxExtLength: maxBytes };
-  const typed = new Decoder(limits);
-  const raw = new Decoder({ ...limits, rawStrings: true });
-  return { decode: (b) => typed.decode(b), decodeRaw: (b) => raw.decode(b) };
+  const raw = new Decoder({ maxStrLength: maxBytes, maxBinLength: maxBytes, maxArrayLength: maxBytes, maxMapLength: 64, maxExtLength: maxBytes, rawStrings: true });
+  return { decode: (b) => raw.decode(b) };
 }

@@ -1,7 +1,8 @@
 // Validation of decoded client frames into typed ops. Hand-written rather than a schema
 // library: it runs once per inbound frame on the hot path and must map each failure to the
-// exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN).
-import { isUtf8 } from 'node:buffer';
+// exact contract code (BAD_FRAME, UNKNOWN_OP, BAD_ROOM, TOO_LARGE, FORBIDDEN). The frame was
+// decoded once with string values left as bytes (codec.ts): a field becomes a string only
+// here, with its UTF-8 checked, so a chat body is never decoded twice.
 import { WireError } from './errors.js';
 import { isUid, MAX_LAST, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
 
@@ -11,29 +12,77 @@ export interface ValidateLimits {
 
 type Raw = Record<string, unknown>;
 
+/** A decoded frame: its map (str and bin values as views of `bytes`) and the frame's bytes. */
+interface Frame {
+  m: Raw;
+  bytes: Uint8Array;
+}
+
 function isMap(v: unknown): v is Raw {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
-function optStr(m: Raw, key: string): string | undefined {
-  const v = m[key];
+/**
+ * Whether `v` (a view of `frame`) was a MessagePack str rather than a bin: the decoder hands
+ * both over as bytes, and the header just before the value tells them apart. Every header
+ * ends in the length, so a bin header can never read as a str header of the same length.
+ */
+function isStr(frame: Uint8Array, v: Uint8Array): boolean {
+  if (v.buffer !== frame.buffer) return false;
+  const p = v.byteOffset - frame.byteOffset;
+  const n = v.byteLength;
+  const at = (back: number) => (p - back >= 0 ? frame[p - back]! : -1);
+  return (
+    (n < 32 && at(1) === (0xa0 | n)) ||
+    (n < 0x100 && at(2) === 0xd9 && at(1) === n) ||
+    (n < 0x10000 && at(3) === 0xda && at(2) === n >> 8 && at(1) === (n & 0xff)) ||
+    (at(5) === 0xdb && ((at(4) << 24) | (at(3) << 16) | (at(2) << 8) | at(1)) >>> 0 === n)
+  );
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Short ASCII (ops, kinds, room ids) without a call into the TextDecoder. */
+const SHORT = 32;
+
+function text(v: Uint8Array, key: string): string {
+  if (v.byteLength <= SHORT) {
+    let s = '';
+    for (let i = 0; i < v.byteLength; i++) {
+      const b = v[i]!;
+      if (b > 0x7f) return decodeUtf8(v, key);
+      s += String.fromCharCode(b);
+    }
+    return s;
+  }
+  return decodeUtf8(v, key);
+}
+
+function decodeUtf8(v: Uint8Array, key: string): string {
+  try {
+    return utf8.decode(v);
+  } catch {
+    throw new WireError('BAD_FRAME', `${key} is not valid UTF-8`);
+  }
+}
+
+/** A str field's bytes (undefined when absent or nil). */
+function optBytes(f: Frame, key: string): Uint8Array | undefined {
+  const v = f.m[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string') throw new WireError('BAD_FRAME', `${key} must be a string`);
+  if (!(v instanceof Uint8Array) || !isStr(f.bytes, v)) throw new WireError('BAD_FRAME', `${key} must be a string`);
   return v;
 }
 
-function reqStr(m: Raw, key: string): string {
-  const s = optStr(m, key);
-  if (s === undefined) throw new WireError('BAD_FRAME', `${key} is required`);
-  return s;
+function optStr(f: Frame, key: string): string | undefined {
+  const v = optBytes(f, key);
+  return v === undefined ? undefined : text(v, key);
 }
 
-/** A string field whose raw bytes must be valid UTF-8; returns its byte length. */
-function utf8Bytes(raw: () => unknown, key: string): number {
-  const m = raw();
-  const bytes = isMap(m) ? m[key] : undefined;
-  if (!(bytes instanceof Uint8Array) || !isUtf8(bytes)) throw new WireError('BAD_FRAME', `${key} is not valid UTF-8`);
-  return bytes.byteLength;
+function reqStr(f: Frame, key: string): string {
+  const s = optStr(f, key);
+  if (s === undefined) throw new WireError('BAD_FRAME', `${key} is required`);
+  return s;
 }
 
 function optUint(m: Raw, key: string): number | undefined {
@@ -57,14 +106,27 @@ function optSeconds(m: Raw): number | undefined {
   return s;
 }
 
-function uid(m: Raw, required: boolean): string | undefined {
-  const u = required ? reqStr(m, 'uid') : optStr(m, 'uid');
+function optReason(f: Frame): string | undefined {
+  const raw = optBytes(f, 'reason');
+  if (raw === undefined) return undefined;
+  const reason = raw.byteLength <= MAX_REASON * 4 ? text(raw, 'reason') : undefined;
+  if (reason === undefined || reason.length > MAX_REASON) throw new WireError('BAD_FRAME', `reason must be at most ${MAX_REASON} chars`);
+  return reason;
+}
+
+function uid(f: Frame, required: boolean): string | undefined {
+  const u = required ? reqStr(f, 'uid') : optStr(f, 'uid');
   if (u !== undefined && !isUid(u)) throw new WireError('BAD_FRAME', `uid must be 1-${UID_MAX} chars`);
   return u;
 }
 
-function room(m: Raw): string {
-  const r = reqStr(m, 'room');
+function room(f: Frame): string {
+  const v = optBytes(f, 'room');
+  if (v === undefined) throw new WireError('BAD_FRAME', 'room is required');
+  // Room ids are short ASCII: anything longer or not ASCII is no room id.
+  if (v.byteLength > 64) throw new WireError('BAD_ROOM');
+  let r = '';
+  for (let i = 0; i < v.byteLength; i++) r += String.fromCharCode(v[i]!);
   if (!ROOM_RE.test(r)) throw new WireError('BAD_ROOM');
   return r;
 }
@@ -76,61 +138,73 @@ export function peekRef(decoded: unknown): number | undefined {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
 }
 
-/**
- * `decoded` is the frame as decoded with typed strings; `raw` decodes it again with strings
- * as bytes, for the fields whose UTF-8 validity matters.
- */
-export function validateClientOp(decoded: unknown, limits: ValidateLimits, raw: () => unknown): ClientOp {
+/** The `kind` of a frame that is a `send` op, for counting a refused send; else undefined. */
+export function peekSendKind(decoded: unknown, bytes: Uint8Array): string | undefined {
+  if (!isMap(decoded)) return undefined;
+  const f = { m: decoded, bytes };
+  let op: string | undefined;
+  try {
+    op = optStr(f, 'op');
+  } catch {
+    return undefined;
+  }
+  if (op !== 'send') return undefined;
+  try {
+    return optStr(f, 'kind') ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** `decoded` is `bytes` as the ingress decoder decoded it (codec.ts: string values as bytes). */
+export function validateClientOp(decoded: unknown, bytes: Uint8Array, limits: ValidateLimits): ClientOp {
   if (!isMap(decoded)) throw new WireError('BAD_FRAME', 'frame must be a MessagePack map');
-  const op = optStr(decoded, 'op');
+  const f: Frame = { m: decoded, bytes };
+  const op = optStr(f, 'op');
   if (op === undefined) throw new WireError('BAD_FRAME', 'op is required');
   const ref = optUint(decoded, 'ref');
   switch (op) {
     case 'join': {
-      const r = room(decoded);
+      const r = room(f);
       const since = optUint(decoded, 'since');
-      const epoch = optStr(decoded, 'epoch');
+      const epoch = optStr(f, 'epoch');
       const last = optUint(decoded, 'last');
       if (last !== undefined && last > MAX_LAST) throw new WireError('BAD_FRAME', `last must be at most ${MAX_LAST}`);
       return { op, ref, room: r, since, epoch, last };
     }
     case 'leave':
-      return { op, ref, room: room(decoded) };
+      return { op, ref, room: room(f) };
     case 'send': {
-      const r = room(decoded);
-      const kind = reqStr(decoded, 'kind');
+      const r = room(f);
+      const kind = reqStr(f, 'kind');
       if (kind === 'like') return { op, ref, room: r, kind };
       if (kind !== 'chat') throw new WireError('FORBIDDEN', `clients may send only chat and like, not ${kind.slice(0, 32)}`);
-      const body = reqStr(decoded, 'body');
-      if (body.length === 0) throw new WireError('BAD_FRAME', 'chat body must not be empty');
-      // Cheap upper bound first: a UTF-16 length over the limit is over it in bytes too.
-      if (body.length > limits.maxBodyBytes || utf8Bytes(raw, 'body') > limits.maxBodyBytes) {
-        throw new WireError('TOO_LARGE', `chat body is over ${limits.maxBodyBytes} bytes`);
-      }
-      return { op, ref, room: r, kind, body };
+      const raw = optBytes(f, 'body');
+      if (raw === undefined) throw new WireError('BAD_FRAME', 'body is required');
+      if (raw.byteLength === 0) throw new WireError('BAD_FRAME', 'chat body must not be empty');
+      if (raw.byteLength > limits.maxBodyBytes) throw new WireError('TOO_LARGE', `chat body is over ${limits.maxBodyBytes} bytes`);
+      return { op, ref, room: r, kind, body: text(raw, 'body') };
     }
     case 'kick': {
-      const r = room(decoded);
-      const u = uid(decoded, true)!;
-      const reason = optStr(decoded, 'reason');
-      if (reason !== undefined && (reason.length > MAX_REASON || utf8Bytes(raw, 'reason') > MAX_REASON * 4)) {
-        throw new WireError('BAD_FRAME', `reason must be at most ${MAX_REASON} chars`);
-      }
+      const r = room(f);
+      const u = uid(f, true)!;
+      const reason = optReason(f);
       const seconds = optSeconds(decoded);
       return { op, ref, room: r, uid: u, reason, seconds };
     }
     case 'mute': {
-      const r = room(decoded);
-      const u = uid(decoded, false);
+      const r = room(f);
+      const u = uid(f, false);
       const seconds = optSeconds(decoded);
       return { op, ref, room: r, uid: u, seconds };
     }
     case 'ping':
       return { op, ref };
     case 'refresh': {
-      const token = reqStr(decoded, 'token');
-      if (token.length > MAX_TOKEN) throw new WireError('BAD_TOKEN', `token is over ${MAX_TOKEN} chars`);
-      return { op, ref, token };
+      const raw = optBytes(f, 'token');
+      if (raw === undefined) throw new WireError('BAD_FRAME', 'token is required');
+      if (raw.byteLength > MAX_TOKEN) throw new WireError('BAD_TOKEN', `token is over ${MAX_TOKEN} chars`);
+      return { op, ref, token: text(raw, 'token') };
     }
     default:
       throw new WireError('UNKNOWN_OP', `unknown op ${JSON.stringify(op.slice(0, 32))}`);

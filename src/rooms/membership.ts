@@ -9,24 +9,29 @@ export interface MembershipObserver {
 
 export class Membership {
   private readonly byRoom = new Map<string, Set<Connection>>();
-  private readonly byUid = new Map<string, Set<Connection>>();
+  /** A user's connections: the connection itself while it is the only one (the common case). */
+  private readonly byUid = new Map<string, Connection | Set<Connection>>();
   private connections = 0;
 
   constructor(private readonly observer?: MembershipObserver) {}
 
   addConnection(c: Connection): void {
     this.connections++;
-    let set = this.byUid.get(c.creds.uid);
-    if (!set) this.byUid.set(c.creds.uid, (set = new Set()));
-    set.add(c);
+    const had = this.byUid.get(c.creds.uid);
+    if (had === undefined) this.byUid.set(c.creds.uid, c);
+    else if (had instanceof Set) had.add(c);
+    else if (had !== c) this.byUid.set(c.creds.uid, new Set([had, c]));
   }
 
   /** Removes the connection from its rooms; returns the rooms that now have no local member. */
   removeConnection(c: Connection): string[] {
     this.connections--;
-    const set = this.byUid.get(c.creds.uid);
-    set?.delete(c);
-    if (set?.size === 0) this.byUid.delete(c.creds.uid);
+    const had = this.byUid.get(c.creds.uid);
+    if (had === c) this.byUid.delete(c.creds.uid);
+    else if (had instanceof Set) {
+      had.delete(c);
+      if (had.size === 1) this.byUid.set(c.creds.uid, had.values().next().value!);
+    }
     const emptied: string[] = [];
     for (const room of c.rooms) if (this.leave(c, room)) emptied.push(room);
     return emptied;
@@ -62,8 +67,9 @@ export class Membership {
     return this.byRoom.get(room) ?? new Set();
   }
 
-  connectionsOf(uid: string): ReadonlySet<Connection> {
-    return this.byUid.get(uid) ?? new Set();
+  connectionsOf(uid: string): readonly Connection[] {
+    const had = this.byUid.get(uid);
+    return had === undefined ? [] : had instanceof Set ? [...had] : [had];
   }
 
   counts(): Map<string, number> {

@@ -1,5 +1,6 @@
 // Per-room outboxes filled by ingress between ticks. Nothing here is sent; the tick drains
-// them. Likes are kept only as a counter plus the replies owed to their senders.
+// them. Likes are kept only as a counter plus the replies owed to senders that asked for one
+// (a like sent without `ref` is not acked).
 import type { Msg } from '../protocol/ops.js';
 import type { WireError } from '../protocol/errors.js';
 
@@ -44,10 +45,10 @@ export class Outboxes {
     this.of(room).normal.push(p);
   }
 
-  addLike(room: string, reply: (o: Outcome) => void): void {
+  addLike(room: string, reply?: (o: Outcome) => void): void {
     const o = this.of(room);
     o.likes++;
-    o.likeReplies.push(reply);
+    if (reply) o.likeReplies.push(reply);
   }
 
   /** Hands over everything queued so far and starts empty outboxes for the next tick. */

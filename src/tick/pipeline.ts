@@ -1,13 +1,15 @@
 // A worker's pipeline: (1) each tick applies each room's budget to its outbox and appends one
 // log entry per room to the bus in one round trip, replying to senders when the append
-// resolves; (2) what the bus delivers for each followed room is merged into one `batch` frame,
-// encoded once (and compressed once when asked and big), and handed to uWS publish: this
+// resolves; (2) what the bus delivers for each followed room is spliced from the entries'
+// bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish: this
 // worker's own entries right after their append, other workers' as each bus read returns.
-import type { EntryBody, LogEntry, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
+import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
+import { packEntry } from '../bus/entry.js';
 import { kindLabel, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
-import { compressFrame, encodeFrame } from '../protocol/codec.js';
-import type { BatchFrame, Msg } from '../protocol/ops.js';
+import { compressFrame } from '../protocol/codec.js';
+import type { Msg } from '../protocol/ops.js';
+import { encodeBatch } from './batch.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
@@ -157,14 +159,17 @@ export class TickPipeline {
     }
     this.startReview();
     const items: AppendItem[] = [];
-    const owed: Array<{ shown: Pending[]; likes: RoomOutbox['likeReplies'] }> = [];
+    const bodies: EntryBody[] = [];
+    const owed: Array<{ shown: Pending[]; likes: number; likeReplies: RoomOutbox['likeReplies'] }> = [];
     for (const [room, { box, kept }] of plans) {
       const shown = box ? box.high.concat(kept) : kept;
       const likes = box?.likes ?? 0;
       if (shown.length === 0 && likes === 0) continue;
-      items.push({ room, entry: { msgs: shown.map((p) => p.msg), likes, ts: t } });
+      const body: EntryBody = { msgs: shown.map((p) => p.msg), likes, ts: t };
+      bodies.push(body);
+      items.push({ room, entry: packEntry(body) }); // encoded once, here: every worker splices these bytes
       if (!this.delivered.has(room)) this.rates.add(room, shown.length);
-      owed.push({ shown, likes: box?.likeReplies ?? [] });
+      owed.push({ shown, likes, likeReplies: box?.likeReplies ?? [] });
     }
     if (items.length === 0) return;
     const started = performance.now();
@@ -178,18 +183,18 @@ export class TickPipeline {
     results.forEach((r, i) => {
       if (!(r instanceof Error)) {
         this.ownEntry(items[i]!.room, r, items[i]!.entry);
-        this.o.events?.appended(items[i]!.room, r, items[i]!.entry);
+        this.o.events?.appended(items[i]!.room, r, bodies[i]!);
       }
-      const { shown, likes } = owed[i]!;
+      const { shown, likes, likeReplies } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
       for (const p of shown) {
         this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result });
         p.reply(outcome);
       }
-      if (likes.length) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes.length);
-      this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes.length);
-      for (const reply of likes) reply(outcome);
+      if (likes > 0) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes);
+      this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes);
+      for (const reply of likeReplies) reply(outcome);
     });
   }
 
@@ -224,7 +229,7 @@ export class TickPipeline {
    * cost a whole tick. The read copy is then skipped as already seen; an entry from another
    * worker in between means it waits for the read as before.
    */
-  private ownEntry(room: string, head: RoomHead, body: EntryBody): void {
+  private ownEntry(room: string, head: RoomHead, body: PackedBody): void {
     const last = this.delivered.get(room);
     if (!last || last.epoch !== head.epoch) return;
     const box = this.inbox.get(room);
@@ -274,7 +279,7 @@ export class TickPipeline {
         // the seq gap, and one room's bad entry never stops the other rooms' delivery.
         this.o.onError?.(err);
       }
-      this.rates.add(room, fresh.reduce((n, e) => n + e.msgs.length, 0));
+      this.rates.add(room, fresh.reduce((n, e) => n + e.count, 0));
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
@@ -283,28 +288,23 @@ export class TickPipeline {
   }
 
   private publishBatch(room: string, epoch: string, entries: LogEntry[], t: number): void {
-    const frame = mergeBatch(room, epoch, entries);
-    const plain = encodeFrame(frame);
+    const plain = encodeBatch(room, epoch, entries);
     const z = plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined;
     const { receivers, bytes } = this.o.publisher.publish(room, plain, z);
     const m = this.o.metrics;
     m.batchesPublished.inc();
     m.deliveries.inc(receivers);
     m.deliveredBytes.inc(bytes);
-    for (const msg of frame.msgs) m.deliveryLatency.observe(Math.max(0, t - msg.t) / 1000);
-    m.roomStats.delivered(room, frame.msgs.length, Math.max(0, t - (frame.msgs[0]?.t ?? t)) / 1000);
+    // Per message, from its entry's oldest `t` (an entry's messages were accepted within one tick).
+    let count = 0;
+    let first: number | undefined;
+    for (const e of entries) {
+      if (e.count === 0) continue;
+      const lag = Math.max(0, t - e.oldest) / 1000;
+      for (let i = 0; i < e.count; i++) m.deliveryLatency.observe(lag);
+      count += e.count;
+      first ??= lag;
+    }
+    m.roomStats.delivered(room, count, first ?? 0);
   }
-}
-
-/** One `batch` frame covering consecutive log entries. */
-export function mergeBatch(room: string, epoch: string, entries: readonly LogEntry[]): BatchFrame {
-  const msgs: Msg[] = [];
-  let likes = 0;
-  for (const e of entries) {
-    for (const m of e.msgs) msgs.push(m);
-    likes += e.likes;
-  }
-  const frame: BatchFrame = { op: 'batch', room, epoch, from: entries[0]!.seq, to: entries[entries.length - 1]!.seq, msgs };
-  if (likes > 0) frame.likes = likes;
-  return frame;
 }

@@ -7,7 +7,7 @@ import { MAX_LAST } from '../protocol/ops.js';
 
 interface Tail {
   epoch: string;
-  /** Ascending seqs, at most MAX_LAST (plus a trim slack). */
+  /** Ascending seqs, at most MAX_LAST (plus a trim slack) and about TAIL_MAX_BYTES. */
   entries: LogEntry[];
   /** The log before the worker followed the room was read in (once per follow). */
   primed: boolean;
@@ -15,6 +15,21 @@ interface Tail {
 
 /** Trimmed in chunks, so the common add is a push. */
 const TRIM_AT = MAX_LAST + MAX_LAST / 2;
+/**
+ * Encoded bytes a room's tail holds at most (its newest entry always stays): entries are
+ * bytes, so a room of huge API messages must not keep MAX_LAST of them. A join then gets
+ * fewer than `last`, as when the log holds fewer.
+ */
+const TAIL_MAX_BYTES = 1024 * 1024;
+
+/** Drops the oldest entries over the byte bound. */
+function trimBytes(entries: LogEntry[]): LogEntry[] {
+  let bytes = 0;
+  let keep = entries.length;
+  while (keep > 0 && bytes + entries[keep - 1]!.packed.byteLength <= TAIL_MAX_BYTES) bytes += entries[--keep]!.packed.byteLength;
+  const from = Math.min(keep, entries.length - 1);
+  return from > 0 ? entries.slice(from) : entries;
+}
 
 export class RecentEntries {
   private readonly rooms = new Map<string, Tail>();
@@ -27,6 +42,7 @@ export class RecentEntries {
     const tailSeq = t.entries[t.entries.length - 1]?.seq ?? 0;
     for (const e of entries) if (e.seq > tailSeq) t.entries.push(e);
     if (t.entries.length > TRIM_AT) t.entries.splice(0, t.entries.length - MAX_LAST);
+    t.entries = trimBytes(t.entries);
   }
 
   /** Whether serving `n` entries up to `upTo` needs the older log read in first. */
@@ -40,13 +56,13 @@ export class RecentEntries {
   /** The room's log as read from the bus (its newest entries), put before what was delivered since. */
   prime(room: string, epoch: string, entries: readonly LogEntry[]): void {
     const t = this.rooms.get(room);
-    if (!t) return void this.rooms.set(room, { epoch, entries: entries.slice(-MAX_LAST), primed: true });
+    if (!t) return void this.rooms.set(room, { epoch, entries: trimBytes(entries.slice(-MAX_LAST)), primed: true });
     if (t.epoch !== epoch) return; // the log restarted meanwhile: what is delivered now is the whole log
     const first = t.entries[0]?.seq ?? Infinity;
     const last = t.entries[t.entries.length - 1]?.seq ?? 0;
     const older = entries.filter((e) => e.seq < first);
     const newer = t.entries.length === 0 ? [] : entries.filter((e) => e.seq > last);
-    t.entries = older.concat(t.entries, newer).slice(-MAX_LAST);
+    t.entries = trimBytes(older.concat(t.entries, newer).slice(-MAX_LAST));
     t.primed = true;
   }
 

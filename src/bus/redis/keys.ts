@@ -5,7 +5,7 @@
 //
 //   <p>:{p<n>}:m:<room>   hash  s=<last seq> e=<epoch>            PEXPIRE historyTtl (each append)
 //   <p>:{p<n>}:l:<room>   stream of the room's log, id <seq>-1,   PEXPIRE historyTtl (each append)
-//                         fields d=<msgpack EntryBody> e=<epoch>, MAXLEN ~ history
+//                         fields d=<stored entry body, bus/entry.ts> e=<epoch>, MAXLEN ~ history
 //   <p>:{p<n>}:s          partition stream: r=<room> s=<seq> e=<epoch> d=<body>, MAXLEN ~ PART_MAXLEN,
 //                         PEXPIRE historyTtl (each append)
 //   <p>:control           moderation commands, MAXLEN ~ CONTROL_MAXLEN, PEXPIRE historyTtl (each command)

@@ -1,9 +1,9 @@
 // Each room's log on Redis: one script per append writes the room's log, its meta and its
 // partition stream atomically (one round trip for the whole tick, auto-pipelined per node).
 import { randomBytes } from 'node:crypto';
-import { encode, decode } from '@msgpack/msgpack';
 import type { Cluster } from 'ioredis';
-import type { AppendItem, EntryBody, LogEntry, RangeResult, RoomHead, RoomLog } from '../bus.js';
+import type { AppendItem, LogEntry, RangeResult, RoomHead, RoomLog } from '../bus.js';
+import { loadBody, loadLegacyBody, storeBody } from '../entry.js';
 import { Keys, PART_MAXLEN } from './keys.js';
 import type { Client } from './scripts.js';
 
@@ -35,7 +35,7 @@ export class RedisRoomLog implements RoomLog {
     const k = this.keys;
     const sent = items.map(({ room, entry }) =>
       this.conn
-        .rcAppend(k.meta(room), k.log(room), k.stream(k.partitionOf(room)), this.o.history, packBody(entry), newEpoch(), this.o.historyTtlMs, PART_MAXLEN, room)
+        .rcAppend(k.meta(room), k.log(room), k.stream(k.partitionOf(room)), this.o.history, storeBody(entry), newEpoch(), this.o.historyTtlMs, PART_MAXLEN, room)
         .then(parseHead, asError),
     );
     const results = await Promise.all(sent);
@@ -94,30 +94,13 @@ export function newEpoch(): string {
   return randomBytes(6).toString('hex');
 }
 
-function packBody(entry: EntryBody): Buffer {
-  const u8 = encode({ msgs: entry.msgs, likes: entry.likes, ts: entry.ts }, PACK);
-  return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-}
-
-/** A stored body as a LogEntry; an undecodable one becomes an empty entry so seqs stay contiguous. */
+/** A stored body as a LogEntry (its messages stay bytes); an unreadable one becomes an empty entry so seqs stay contiguous. */
 export function toEntry(seq: number, raw: Buffer | undefined): LogEntry {
-  const body = unpackBody(raw);
-  return body ? { ...body, seq } : { msgs: [], likes: 0, ts: 0, seq };
+  const body = raw && (loadBody(raw) ?? loadLegacyBody(raw));
+  return body ? { ...body, seq } : { ...EMPTY, seq };
 }
 
-function unpackBody(raw: Buffer | undefined): EntryBody | undefined {
-  if (!raw) return undefined;
-  let v: unknown;
-  try {
-    v = decode(raw);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const { msgs, likes, ts } = v as Record<string, unknown>;
-  if (!Array.isArray(msgs) || typeof likes !== 'number' || typeof ts !== 'number') return undefined;
-  return { msgs: msgs as EntryBody['msgs'], likes, ts };
-}
+const EMPTY = { packed: new Uint8Array([0x90]), count: 0, oldest: 0, likes: 0, ts: 0 };
 
 export function field(fields: Buffer[], name: string): Buffer | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === name) return fields[i + 1];
