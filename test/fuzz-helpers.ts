@@ -387,6 +387,38 @@ export function frameProblems(f: unknown): string[] {
 }
 
 /** A WebSocket client for fuzzing: keeps decoded frames and every oddity it saw. */
+/**
+ * A `like` sent without a ref: accepted, it gets no reply at all (docs/protocol.md §8, likes
+ * without ref are not acked); refused, it gets an error. Either is documented.
+ */
+export function quietLike(bytes: Uint8Array | string, text: boolean | undefined): boolean {
+  if (text || typeof bytes === 'string') return false;
+  let v: unknown;
+  try {
+    v = decode(bytes);
+  } catch {
+    return false;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const o = v as Record<string, unknown>;
+  return o.op === 'send' && o.kind === 'like' && (o.ref === undefined || o.ref === null);
+}
+
+let fences = 0;
+
+/**
+ * Sends a ping after a frame that may stay unanswered and waits for its pong: replies before
+ * it belong to the frame. Resolves true when the frame itself got no reply (its only reply
+ * is the fence's pong).
+ */
+export async function fenced(c: FuzzClient, before: number): Promise<boolean> {
+  const ref = 2_000_000_000 + ++fences;
+  c.send(encode({ op: 'ping', ref }));
+  await c.until(() => c.replies().some((r) => r.op === 'pong' && r.ref === ref) || c.closeCode !== undefined, 5000);
+  const first = c.replies()[before];
+  return first?.op === 'pong' && first.ref === ref;
+}
+
 export class FuzzClient {
   readonly frames: Frame[] = [];
   readonly problems: string[] = [];

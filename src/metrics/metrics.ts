@@ -120,6 +120,9 @@ function zero<L extends string>(c: Counter<L>, label: L, values: readonly string
 export function createMetrics(registry: Registry, opts: { defaultMetrics?: boolean } = {}): Metrics {
   if (opts.defaultMetrics !== false) processMetrics(registry);
   const registers = [registry];
+  /** A labelled counter whose known label values are exported at 0 from the start. */
+  const counter = <L extends string>(name: string, help: string, label: L, values: readonly string[]) =>
+    zero(new Counter<L>({ name: P + name, help, labelNames: [label], registers }), label, values);
   const messagesReceived = new Counter({
     name: P + 'messages_received_total',
     help: 'messages received by kind and result',
@@ -162,43 +165,19 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     }),
     backpressureDrops: new Counter({ name: P + 'backpressure_drops_total', help: 'frames skipped for slow sockets', registers }),
     busAvailable: new Gauge({ name: P + 'bus_available', help: '1 while the bus (Redis) is reachable', registers }),
-    authFailures: zero(
-      new Counter({ name: P + 'auth_failures_total', help: 'refused upgrades by reason', labelNames: ['reason'], registers }),
-      'reason',
-      AUTH_FAILURES,
-    ),
+    authFailures: counter('auth_failures_total', 'refused upgrades by reason', 'reason', AUTH_FAILURES),
     httpRequests: new Counter({
       name: P + 'http_requests_total',
       help: 'HTTP requests by route and status',
       labelNames: ['route', 'status'],
       registers,
     }),
-    joins: zero(
-      new Counter({ name: P + 'joins_total', help: 'joins by result (joined, recovered, unrecovered, refused)', labelNames: ['result'], registers }),
-      'result',
-      JOIN_RESULTS,
-    ),
-    badFrames: zero(
-      new Counter({ name: P + 'bad_frames_total', help: 'rejected inbound frames by error code', labelNames: ['code'], registers }),
-      'code',
-      BAD_FRAME_CODES,
-    ),
+    joins: counter('joins_total', 'joins by result (joined, recovered, unrecovered, refused)', 'result', JOIN_RESULTS),
+    badFrames: counter('bad_frames_total', 'rejected inbound frames by error code', 'code', BAD_FRAME_CODES),
     connects: new Counter({ name: P + 'connects_total', help: 'WebSocket connections opened', registers }),
-    disconnects: zero(
-      new Counter({ name: P + 'disconnects_total', help: 'WebSocket connections closed, by close code', labelNames: ['code'], registers }),
-      'code',
-      [...CLOSE_CODES, 'other'],
-    ),
-    reviewCalls: zero(
-      new Counter({ name: P + 'review_calls_total', help: 'review webhook calls by outcome (ok, timeout, error)', labelNames: ['outcome'], registers }),
-      'outcome',
-      REVIEW_OUTCOMES,
-    ),
-    busErrors: zero(
-      new Counter({ name: P + 'bus_errors_total', help: 'bus (Redis) operations that failed, by operation', labelNames: ['op'], registers }),
-      'op',
-      BUS_OPS,
-    ),
+    disconnects: counter('disconnects_total', 'WebSocket connections closed, by close code', 'code', [...CLOSE_CODES, 'other']),
+    reviewCalls: counter('review_calls_total', 'review webhook calls by outcome (ok, timeout, error)', 'outcome', REVIEW_OUTCOMES),
+    busErrors: counter('bus_errors_total', 'bus (Redis) operations that failed, by operation', 'op', BUS_OPS),
     busReconnects: new Counter({ name: P + 'bus_reconnects_total', help: 'bus (Redis) connections re-established', registers }),
     busResubscribes: new Counter({
       name: P + 'bus_resubscribes_total',
@@ -214,30 +193,14 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       labelNames: ['table'],
       registers,
     }),
-    tokenRefreshes: zero(
-      new Counter({ name: P + 'token_refreshes_total', help: 'refresh ops by result (ok, bad_token, forbidden)', labelNames: ['result'], registers }),
-      'result',
-      ['ok', 'bad_token', 'forbidden'],
-    ),
+    tokenRefreshes: counter('token_refreshes_total', 'refresh ops by result (ok, bad_token, forbidden)', 'result', ['ok', 'bad_token', 'forbidden']),
     expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
     replyFrames: new Counter({ name: P + 'reply_frames_total', help: 'frames sent to one socket (acks, errors, pongs, replays)', registers }),
-    shed: zero(
-      new Counter({ name: P + 'shed_total', help: 'chat and likes shed unread while the event loop lagged over shedLagMs', labelNames: ['kind'], registers }),
-      'kind',
-      ['chat', 'like'],
-    ),
+    shed: counter('shed_total', 'chat and likes shed unread while the event loop lagged over shedLagMs', 'kind', ['chat', 'like']),
     replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
-    eventsSent: zero(new Counter({ name: P + 'events_sent_total', help: 'business events delivered, by sink', labelNames: ['sink'], registers }), 'sink', SINKS),
-    eventsDropped: zero(
-      new Counter({ name: P + 'events_dropped_total', help: 'business events lost: over the queue bound, or undelivered at shutdown', labelNames: ['sink'], registers }),
-      'sink',
-      SINKS,
-    ),
-    eventsFailures: zero(
-      new Counter({ name: P + 'events_failures_total', help: 'failed business-event deliveries (each retried with backoff)', labelNames: ['sink'], registers }),
-      'sink',
-      SINKS,
-    ),
+    eventsSent: counter('events_sent_total', 'business events delivered, by sink', 'sink', SINKS),
+    eventsDropped: counter('events_dropped_total', 'business events lost: over the queue bound, or undelivered at shutdown', 'sink', SINKS),
+    eventsFailures: counter('events_failures_total', 'failed business-event deliveries (each retried with backoff)', 'sink', SINKS),
     eventsQueued,
   };
 }
