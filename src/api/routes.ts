@@ -55,11 +55,18 @@ class ApiError extends Error {
 
 function parse<T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> {
   let raw: unknown;
+  let proto = false;
   try {
-    raw = JSON.parse(req.body.toString('utf8'));
+    raw = JSON.parse(req.body.toString('utf8'), (key, value: unknown) => {
+      if (key === '__proto__') proto = true;
+      return value;
+    });
   } catch {
     throw new ApiError(400, 'BAD_REQUEST', 'body must be JSON');
   }
+  // MessagePack decoders (clients' included) refuse a __proto__ key: such a body would reach
+  // members as frames they cannot read.
+  if (proto) throw new ApiError(400, 'BAD_REQUEST', 'body: a key named __proto__ is not allowed');
   const res = schema.safeParse(raw);
   if (!res.success) {
     const issue = res.error.issues[0];
