@@ -16,7 +16,7 @@ import { Sender } from './lib/sender.mjs';
 import { startTarget, http } from './lib/targets.mjs';
 import { mark, diff, totalRss } from './lib/proc.mjs';
 import { Hist } from './lib/hist.mjs';
-import { baseline, metricsSnapshot, waitQuiet } from './lib/steps.mjs';
+import { baseline, metricsSnapshot, waitQuiet, histPctMs } from './lib/steps.mjs';
 import { checkLimits } from './lib/limits.mjs';
 
 const f = parseFlags(
@@ -34,11 +34,14 @@ const f = parseFlags(
     gens: { type: 'number', default: 0, help: 'generator processes (0 = auto)' },
     connectRate: { type: 'number', default: 4000, help: 'connects per second' },
     events: { type: 'string', default: 'off', help: 'business events: off, on, or both (off then on, same run, CPU per inbound message compared)' },
+    cpuProf: { type: 'string', default: '', help: 'directory for V8 CPU profiles of the roomcast processes (node --cpu-prof)' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
   undefined,
   'npm run bench:storm -- [flags]',
 );
+
+const pcts = (b0, b1) => ({ p50: histPctMs(b0, b1, 50), p99: histPctMs(b0, b1, 99) });
 
 async function probeLoop(url, hist, stopAt) {
   while (Date.now() < stopAt) {
@@ -108,6 +111,7 @@ async function storm(withEvents, redis) {
     workers: f.workers,
     redisUrl: redis?.url,
     args: ['--room-chat-budget', String(f.budget), ...eventArgs],
+    cpuProfDir: f.cpuProf || undefined,
   });
   const room = 'storm';
   const gens = f.gens || Math.max(2, Math.ceil(members / 15_000));
@@ -163,6 +167,12 @@ async function storm(withEvents, redis) {
   const m1 = await metricsSnapshot(target);
   const tail = await fleet.expect(await target.finalSeqs([room]));
   const serverCpu = cpu.each.filter((e) => pids.includes(e.pid)).reduce((a, e) => a + e.cpuPct, 0);
+  const genPids = fleet.pids();
+  const genCpu = cpu.each.filter((e) => genPids.includes(e.pid)).reduce((a, e) => a + e.cpuPct, 0);
+  // Likes sent without a ref that were shed under lag get no reply: the server counts them.
+  const shedLikes = m0 && m1 ? m1.shed.like - m0.shed.like : 0;
+  const likesLogged = f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors - shedLikes;
+  const ticks = m0 && m1 ? m1.tickCount - m0.tickCount : 0;
   const inbound = w.sent.chat + w.sent.like + snd.sent;
   const result = {
     eventsMode: withEvents ? 'on' : 'off',
@@ -186,9 +196,10 @@ async function storm(withEvents, redis) {
     likes: {
       withRef: f.likeRef,
       // Acked likes; without refs, the likes sent less those refused (errors without a ref).
-      acked: f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors,
+      shed: shedLikes,
+      acked: likesLogged,
       summedIntoBatchesAtMember0: w.likes0,
-      aggregateExactly: w.likes0 === (f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors),
+      aggregateExactly: w.likes0 === likesLogged,
     },
     hiLatencyMs: w.hiLat.summary(),
     chatLatencyMs: w.lat.summary(),
@@ -200,10 +211,19 @@ async function storm(withEvents, redis) {
     delivered: { framesPerSec: Math.round(w.frames / secs), msgsPerSec: Math.round(w.msgs / secs), bytesPerSec: Math.round(w.bytes / secs) },
     misses: { stepMissed: tail.totalMissed, membersWithMisses: tail.withMisses, tailBehind: tail.behind, closes: w.closes },
     serverCpuPct: +serverCpu.toFixed(1),
+    generatorCpuPct: +genCpu.toFixed(1),
     serverRssMiB: +(totalRss(pids) / 2 ** 20).toFixed(1),
     redis: redis ? redis.rate(r0, r1) : null,
     engine: m0 && m1 ? {
+      // Ticks run during the storm: the mean effective tick is the window over the ticks per worker.
       effectiveTickMs: m1.effectiveTickMs,
+      stormMeanTickMs: ticks > 0 ? Math.round((secs * 1000 * f.workers) / ticks) : null,
+      // Accepted → handed to the sockets (publish returned), all kinds; the members' frameLatencyMs adds their own reading.
+      serverDeliveryLatencyMs: pcts(m0.deliveryLatency, m1.deliveryLatency),
+      shed: { chat: m1.shed.chat - m0.shed.chat, like: shedLikes },
+      busAppendMs: pcts(m0.busAppend, m1.busAppend),
+      busReadLagMs: pcts(m0.busReadLag, m1.busReadLag),
+      tickWorkMs: pcts(m0.tickDuration, m1.tickDuration),
       meanTickWorkMs: m1.tickCount > m0.tickCount ? +((1000 * (m1.tickSum - m0.tickSum)) / (m1.tickCount - m0.tickCount)).toFixed(2) : null,
       accepted: m1.received.accepted - m0.received.accepted,
       sampledOut: m1.received.sampledOut - m0.received.sampledOut,
@@ -213,6 +233,7 @@ async function storm(withEvents, redis) {
   };
   log(`budget: ${result.budget.deliveredChatPerSecAtMember0} chat/s delivered (budget ${f.budget}) → ${result.budget.holds ? 'holds' : 'EXCEEDED'}`);
   log(`likes (${f.likeRef ? 'with ref, acked' : 'no ref: sent less refused'}): ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
+  log(`server CPU ${result.serverCpuPct}%, generators ${result.generatorCpuPct}%; storm tick ${result.engine?.stormMeanTickMs} ms; server delivery latency ${JSON.stringify(result.engine?.serverDeliveryLatencyMs)}, tick work ${JSON.stringify(result.engine?.tickWorkMs)}, bus append ${JSON.stringify(result.engine?.busAppendMs)}, read lag ${JSON.stringify(result.engine?.busReadLagMs)}`);
   log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms`);
   log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
   await fleet.stop();

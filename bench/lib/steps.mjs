@@ -3,7 +3,7 @@
 // engine's own metrics around it.
 import { log, sleep } from './common.mjs';
 import { mark, diff, totalRss } from './proc.mjs';
-import { promSum, promValues } from './targets.mjs';
+import { promSum, promValues, promBuckets } from './targets.mjs';
 
 /** Waits until no member received a frame for quietMs (bounded by maxMs). */
 export async function waitQuiet(fleet, quietMs, maxMs) {
@@ -38,6 +38,14 @@ export async function metricsSnapshot(target) {
       effectiveTickMs: promValues(text, 'roomcast_effective_tick_seconds').map((v) => Math.round(v * 1000)),
       tickCount: promSum(text, 'roomcast_tick_duration_seconds_count') ?? 0,
       tickSum: promSum(text, 'roomcast_tick_duration_seconds_sum') ?? 0,
+      deliveryLatency: promBuckets(text, 'roomcast_delivery_latency_seconds'),
+      busAppend: promBuckets(text, 'roomcast_bus_append_seconds'),
+      busReadLag: promBuckets(text, 'roomcast_bus_read_lag_seconds'),
+      tickDuration: promBuckets(text, 'roomcast_tick_duration_seconds'),
+      shed: {
+        chat: promSum(text, 'roomcast_shed_total', /kind="chat"/) ?? 0,
+        like: promSum(text, 'roomcast_shed_total', /kind="like"/) ?? 0,
+      },
       received: {
         accepted: promSum(text, 'roomcast_messages_received_total', /result="accepted"/) ?? 0,
         sampledOut: promSum(text, 'roomcast_messages_received_total', /result="sampled_out"/) ?? 0,
@@ -183,4 +191,22 @@ export function describeRow(r) {
     `server CPU ${r.serverCpuPct}% RSS ${r.serverRssMiB} MiB${r.engine ? `, tick ${r.engine.effectiveTickMs.join('/')} ms, drops ${r.engine.backpressureDrops}` : ''}` +
     `${r.ok ? '' : '  [MISSES]'}`
   );
+}
+
+/** Percentile (ms) of a histogram's observations between two snapshots, interpolated within the bucket. */
+export function histPctMs(b0, b1, q) {
+  const les = [...b1.keys()].sort((a, b) => a - b);
+  const d = les.map((le) => (b1.get(le) ?? 0) - (b0?.get(le) ?? 0));
+  const total = d[d.length - 1] ?? 0;
+  if (total <= 0) return null;
+  const want = (q / 100) * total;
+  for (let i = 0; i < les.length; i++) {
+    if (d[i] < want) continue;
+    const lo = i === 0 ? 0 : les[i - 1];
+    const below = i === 0 ? 0 : d[i - 1];
+    const hi = Number.isFinite(les[i]) ? les[i] : lo;
+    const frac = d[i] > below ? (want - below) / (d[i] - below) : 1;
+    return Math.round((lo + (hi - lo) * frac) * 1000);
+  }
+  return null;
 }

@@ -83,6 +83,8 @@ export async function startTarget(kind, o) {
     const useRedis = workers > 1 || o.redisAlways;
     if (useRedis && !o.redisUrl && !o.redisCluster) throw new Error('roomcast with several workers needs Redis');
     const args = [
+      // --cpu-prof reaches the workers too: the supervisor forks them with its own execArgv.
+      ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : []),
       join(ROOT, 'dist/src/cli.js'), 'start',
       '--host', '127.0.0.1', '--port', String(port),
       '--secret', SECRET, '--api-key', API_KEY,
@@ -216,6 +218,20 @@ export function promSum(text, name, labelRe) {
 }
 
 /** All values of a gauge per label set (e.g. effective tick per worker). */
+/** A histogram's cumulative bucket counts summed over workers: Map(le seconds → count). */
+export function promBuckets(text, name) {
+  const out = new Map();
+  const prefix = name + '_bucket{';
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(prefix)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    if (le === undefined) continue;
+    const key = le === '+Inf' ? Infinity : Number(le);
+    out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1)));
+  }
+  return out;
+}
+
 export function promValues(text, name) {
   const out = [];
   for (const line of text.split('\n')) {

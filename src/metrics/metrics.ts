@@ -144,7 +144,7 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     deliveredBytes: new Counter({ name: P + 'delivered_bytes_total', help: 'bytes written to sockets', registers }),
     tickDuration: new Histogram({
       name: P + 'tick_duration_seconds',
-      help: 'time spent in one tick (append + deliver)',
+      help: "one tick's own work: outboxes, budgets and the append sent (its round trip runs beside the next ticks)",
       buckets: LATENCY_BUCKETS,
       registers,
     }),

@@ -18,14 +18,22 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
-/** A rejection carrying a contract error code; thrown or returned by validation and limits. */
+/**
+ * A rejection carrying a contract error code; thrown or returned by validation and limits.
+ * It is an expected answer, not a bug: no stack trace is captured, because under overload
+ * every shed or rate-limited message makes one and the capture was most of its cost.
+ */
 export class WireError extends Error {
-  constructor(
-    readonly code: ErrorCode,
-    message: string = ERRORS[code].message,
-    readonly retryMs?: number,
-  ) {
+  readonly code: ErrorCode;
+  readonly retryMs?: number;
+
+  constructor(code: ErrorCode, message: string = ERRORS[code].message, retryMs?: number) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
+    this.code = code;
+    this.retryMs = retryMs;
   }
 }
 

@@ -47,6 +47,8 @@ interface Inbox {
 }
 
 const BUDGET_IDLE_MS = 10_000;
+/** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
+const MAX_APPENDS_IN_FLIGHT = 2;
 
 export class TickPipeline {
   private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
@@ -56,6 +58,7 @@ export class TickPipeline {
   private underReview: Candidate[] = [];
   private reviewing: Promise<void> | undefined;
   private passedReview: Candidate[] = [];
+  private readonly appending = new Set<Promise<void>>();
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
   readonly rates: RateMeter;
@@ -68,14 +71,25 @@ export class TickPipeline {
   }
 
   /**
-   * One tick: append what the outboxes hold (one round trip), then publish this worker's own
-   * entries. Other workers' entries never wait for it: they go out when the bus read returns
-   * them (deliverRead). Chat under review never holds the tick up either: the webhook runs
-   * beside the ticks, and what it passes is appended by the tick after its answer.
+   * One tick: starts the append of what the outboxes hold (one round trip) and resolves when
+   * it has completed and this worker's own entries are published. The tick's own work is the
+   * synchronous part: callers need not wait, and the next tick may start while this append is
+   * in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
+   * connection), so a slow Redis round trip never stretches the tick. Other workers' entries
+   * never wait for it: they go out when the bus read returns them (deliverRead). Chat under
+   * review never holds the tick up either: the webhook runs beside the ticks, and what it
+   * passes is appended by the tick after its answer.
    */
-  async tick(): Promise<void> {
-    await this.append();
-    this.deliver();
+  tick(): Promise<void> {
+    if (this.appending.size >= MAX_APPENDS_IN_FLIGHT) return Promise.resolve(); // outboxes keep filling
+    const done = this.append()
+      .catch((err: unknown) => this.o.onError?.(err))
+      .finally(() => {
+        this.appending.delete(done);
+        this.deliver();
+      });
+    this.appending.add(done);
+    return done;
   }
 
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
@@ -89,6 +103,7 @@ export class TickPipeline {
       this.startReview();
       await this.reviewing;
     }
+    await Promise.all(this.appending);
     await this.tick();
   }
 
