@@ -138,6 +138,7 @@ async function storm(withEvents, redis) {
   // the storm
   log(`storm: ${f.senders} senders × (${f.chatPerSender} chat + ${f.likesPerSender} likes)/s, ${f.hiRate} system/gift/s, ${f.durationS} s`);
   const m0 = await metricsSnapshot(target);
+  const mAt0 = performance.now();
   const pids = target.pids();
   const cpu0 = mark([...pids, ...fleet.pids(), ...(redis ? [redis.pid] : [])]);
   const r0 = redis ? await redis.counters() : null;
@@ -155,6 +156,9 @@ async function storm(withEvents, redis) {
     log(`  storm ${s.toFixed(0)} s: sent chat ${w.sent.chat} likes ${w.sent.like}; member 0 saw ${(w.chat0 / s).toFixed(1)} chat/s, ${w.likes0} likes; errors ${JSON.stringify(w.errors)}; system/gift p99 ${w.hiLat.pct(99)} ms`);
   }
   await probing;
+  // The storm's own ticks and latencies, before the drain (whose quiet ticks would dilute them).
+  const mStormSecs = (performance.now() - mAt0) / 1000;
+  const mStorm = await metricsSnapshot(target);
   await fleet.stopSending();
   await sender.rate({ rate: 0, rooms: [room] });
   const cpu = diff(cpu0);
@@ -172,7 +176,7 @@ async function storm(withEvents, redis) {
   // Likes sent without a ref that were shed under lag get no reply: the server counts them.
   const shedLikes = m0 && m1 ? m1.shed.like - m0.shed.like : 0;
   const likesLogged = f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors - shedLikes;
-  const ticks = m0 && m1 ? m1.tickCount - m0.tickCount : 0;
+  const ticks = m0 && mStorm ? mStorm.tickCount - m0.tickCount : 0;
   const inbound = w.sent.chat + w.sent.like + snd.sent;
   const result = {
     eventsMode: withEvents ? 'on' : 'off',
@@ -214,16 +218,16 @@ async function storm(withEvents, redis) {
     generatorCpuPct: +genCpu.toFixed(1),
     serverRssMiB: +(totalRss(pids) / 2 ** 20).toFixed(1),
     redis: redis ? redis.rate(r0, r1) : null,
-    engine: m0 && m1 ? {
+    engine: m0 && m1 && mStorm ? {
       // Ticks run during the storm: the mean effective tick is the window over the ticks per worker.
       effectiveTickMs: m1.effectiveTickMs,
-      stormMeanTickMs: ticks > 0 ? Math.round((secs * 1000 * f.workers) / ticks) : null,
+      stormMeanTickMs: ticks > 0 ? Math.round((mStormSecs * 1000 * f.workers) / ticks) : null,
       // Accepted → handed to the sockets (publish returned), all kinds; the members' frameLatencyMs adds their own reading.
-      serverDeliveryLatencyMs: pcts(m0.deliveryLatency, m1.deliveryLatency),
+      serverDeliveryLatencyMs: pcts(m0.deliveryLatency, mStorm.deliveryLatency),
       shed: { chat: m1.shed.chat - m0.shed.chat, like: shedLikes },
-      busAppendMs: pcts(m0.busAppend, m1.busAppend),
-      busReadLagMs: pcts(m0.busReadLag, m1.busReadLag),
-      tickWorkMs: pcts(m0.tickDuration, m1.tickDuration),
+      busAppendMs: pcts(m0.busAppend, mStorm.busAppend),
+      busReadLagMs: pcts(m0.busReadLag, mStorm.busReadLag),
+      tickWorkMs: pcts(m0.tickDuration, mStorm.tickDuration),
       meanTickWorkMs: m1.tickCount > m0.tickCount ? +((1000 * (m1.tickSum - m0.tickSum)) / (m1.tickCount - m0.tickCount)).toFixed(2) : null,
       accepted: m1.received.accepted - m0.received.accepted,
       sampledOut: m1.received.sampledOut - m0.received.sampledOut,
