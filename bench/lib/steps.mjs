@@ -68,7 +68,7 @@ export async function measureStep(o) {
   await fleet.window(true);
   await sender.window(true);
   const redisPids = redis ? redis.pids : [];
-  const cpu0 = mark([...serverPids, ...genPids, sender.pid, ...redisPids]);
+  const cpu0 = mark([...serverPids, ...genPids, ...sender.pids, ...redisPids]);
   const t0 = performance.now();
   const end = Date.now() + o.seconds * 1000;
   while (Date.now() < end) {
@@ -92,7 +92,7 @@ export async function measureStep(o) {
   const serverCpu = pick(serverSet).reduce((a, e) => a + e.cpuPct, 0);
   const genCpu = pick(genSet).reduce((a, e) => a + e.cpuPct, 0);
   const redisCpu = pick(new Set(redisPids)).reduce((a, e) => a + e.cpuPct, 0);
-  const senderCpu = cpu.each.find((e) => e.pid === sender.pid)?.cpuPct ?? 0;
+  const senderCpu = pick(new Set(sender.pids)).reduce((a, e) => a + e.cpuPct, 0);
   const serverRss = totalRss(serverPids);
 
   // stop sending, let the last batches land, then the tail check
@@ -181,6 +181,6 @@ export function describeRow(r) {
     `(${r.framesPerMemberPerSec}/member/s, ${r.msgsPerFrame} msgs/frame), ${(r.bytesPerSec / 2 ** 20).toFixed(1)} MiB/s, ` +
     `misses ${r.stepMissed} (members with misses so far ${r.membersWithMisses}), latency p50 ${l.p50} p99 ${l.p99} max ${l.max} ms, ` +
     `server CPU ${r.serverCpuPct}% RSS ${r.serverRssMiB} MiB${r.engine ? `, tick ${r.engine.effectiveTickMs.join('/')} ms, drops ${r.engine.backpressureDrops}` : ''}` +
-    `${r.ok ? '' : '  [MISSES]'}`
+    `${r.ok ? '' : r.stepMissed ? '  [MISSES]' : '  [NOT SUSTAINED]'}`
   );
 }
