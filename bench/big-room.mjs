@@ -27,6 +27,7 @@ const f = parseFlags(
     maxP99Ms: { type: 'number', default: 2000, help: 'sustained: p99 latency ≤ this' },
     stepS: { type: 'number', default: 15, help: 'measured seconds per rate' },
     warmupS: { type: 'number', default: 3, help: 'seconds at the rate before measuring' },
+    firstWarmupS: { type: 'number', default: 10, help: 'warm-up before the first step of each contender (the first traffic after connecting)' },
     senderProcs: { type: 'number', default: 2, help: 'API sender processes (the rate is split over them)' },
     poster: { type: 'string', default: 'raw', help: 'senders\' HTTP client: raw (lean keep-alive client, lib/raw-http.mjs) or http (node:http)' },
     senderInflight: { type: 'number', default: 0, help: 'posts in flight at most, all senders (one keep-alive connection each; 0 = what fits beside the members under the open-file cap, ≤ 4096)' },
@@ -60,7 +61,7 @@ const targetOpts = () => ({
 function common(members, workers, redis) {
   return {
     workers, redis, members, rooms: ['big'], gens: f.gens || Math.max(2, Math.ceil(members / 18_000)), addrs: addrsFor(members),
-    stepS: f.stepS, warmupS: f.warmupS, client: f.client, latencySample: f.latencySample, connectRate: f.connectRate,
+    stepS: f.stepS, warmupS: f.warmupS, firstWarmupS: f.firstWarmupS, client: f.client, latencySample: f.latencySample, connectRate: f.connectRate,
     senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, client: f.poster }, targetOpts: targetOpts(), rssSettleMs: f.rssSettleS * 1000, maxMs: 3_600_000,
   };
 }

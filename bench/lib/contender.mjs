@@ -12,7 +12,7 @@ import { fixedPlan } from './ceiling.mjs';
  * o: { kind, workers, redis, members, rooms, gens, addrs, rates, stepS, warmupS, client,
  *      latencySample, connectRate, maxPending, targetOpts, maxP99Ms, stopOnFail, senderConfig,
  *      connectTimeoutMs, maxMs, plan (a rate plan from ceiling.mjs; default: o.rates as given),
- *      senderProcs, senderInflight (total posts in flight), rssSettleMs }
+ *      senderProcs, senderInflight (total posts in flight), rssSettleMs, firstWarmupS }
  * Server RSS is read twice, each after rssSettleMs of idle: with the workers up and no
  * members (the empty baseline), and with every member connected, before any traffic.
  */
@@ -74,7 +74,9 @@ export async function runContender(o) {
       try {
         row = await measureStep({
           target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? rr : o.redisForSingle ?? null,
-          rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
+          rooms: o.rooms, rate, seconds: o.stepS, memberCount: o.members,
+          // the first traffic after connecting also warms the server's JIT and buffers
+          warmupS: out.steps.length === 0 && o.firstWarmupS ? o.firstWarmupS : o.warmupS,
           label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
           quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,
         });
@@ -93,7 +95,10 @@ export async function runContender(o) {
     }
     if (plan.summary) out.ceiling = plan.summary(out.steps, out.stoppedAt);
     const good = out.steps.filter((r) => r.ok);
-    const best = good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
+    // a located ceiling is the sustained step; otherwise the most delivered
+    const best = out.ceiling
+      ? good.find((r) => r.rate === out.ceiling.rate) ?? null
+      : good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
     out.sustained = best
       ? { rate: best.rate, deliveredMsgsPerSec: best.deliveredMsgsPerSec, framesPerSec: best.framesPerSec, p50: best.latencyMs.p50, p99: best.latencyMs.p99, max: best.latencyMs.max, serverCpuPct: best.serverCpuPct }
       : null;

@@ -16,6 +16,7 @@ let n = 0;
 let stopAt = 0;
 const W = { sent: 0, ok: 0, shown: 0, hidden: 0, behind: 0, status: {}, errors: {} };
 const rtt = new Hist();
+let windowAt = performance.now();
 
 function post() {
   const room = C.rooms[n % C.rooms.length];
@@ -120,8 +121,10 @@ process.on('message', (m) => {
     else clearInterval(timer);
     reply({ ok: true });
   } else if (m.type === 'window') {
-    const out = { ...structuredClone(W), inflight, rtt: rtt.summary(), rttHist: rtt.toJSON() };
+    const now = performance.now();
+    const out = { ...structuredClone(W), inflight, rtt: rtt.summary(), rttHist: rtt.toJSON(), windowMs: now - windowAt };
     if (m.reset) {
+      windowAt = now;
       Object.assign(W, { sent: 0, ok: 0, shown: 0, hidden: 0, behind: 0, status: {}, errors: {} });
       rtt.reset();
     }

@@ -90,7 +90,8 @@ export class Sender {
       addInto(out, r);
       rtt.merge(rttHist);
     }
-    return { ...out, rtt: rtt.summary() };
+    // windowMs: the processes' mean window length (each measures its own)
+    return { ...out, windowMs: out.windowMs / rs.length, rtt: rtt.summary() };
   }
   async drain(timeoutMs) {
     const rs = await this.ask({ type: 'drain', timeoutMs }, (timeoutMs ?? 15_000) + 5000);
