@@ -163,7 +163,7 @@ async function sweep() {
 }
 
 function describeCeiling(c) {
-  if (c.rate === null || c.rate === undefined) return `none (not even ${c.firstFailAbove}/s sustained)`;
+  if (c.rate === null || c.rate === undefined) return `none: no rate sustained${c.firstFailAbove ? ` down to ${c.firstFailAbove}/s` : ''}`;
   const where = c.located ? `; ${c.firstFailAbove}/s not sustained (+${c.withinPct}%)` : '; not located (no failing rate above it)';
   return `${c.rate} msgs/s in, ${c.deliveredMsgsPerSec?.toLocaleString()} msgs/s delivered, p99 ${c.p99} ms${where}${c.holes?.length ? `; unsustained below it: ${c.holes.join(', ')}` : ''}`;
 }
