@@ -18,6 +18,8 @@ for (const s of ['big-room', 'many-rooms']) {
   if (only && only !== s) continue;
   // pass only the flags both scenarios understand unless --only picks one
   const args = only ? rest : rest.filter((a, i) => (a.startsWith('--') ? shared.has(a.split('=')[0]) : shared.has(rest[i - 1]?.split('=')[0])));
+  // big-room's own default is roomcast beside raw uWS; here every peer runs
+  if (s === 'big-room' && !args.some((a) => a.split('=')[0] === '--targets')) args.push('--targets', 'roomcast,uws,ws,sio');
   console.log(`\n### bench:peers → ${s} ${args.join(' ')}`);
   const r = spawnSync(process.execPath, [join(BENCH_DIR, `${s}.mjs`), ...args], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);

@@ -8,7 +8,8 @@ import { BENCH_DIR, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
 
 const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'api', 'adaptive'];
 const FULL = {
-  'big-room': (r) => r.flags.membersPerWorker >= 18_000,
+  'big-room': (r) => Math.max(...[].concat(r.flags.membersPerWorker)) >= 18_000,
+  'big-room-rss': (r) => r.flags.members >= 200_000,
   'many-rooms': (r) => Math.max(...[].concat(r.flags.rooms)) >= 2000,
   storm: (r) => r.flags.senders >= 10_000,
   million: (r) => r.flags.members >= 1_000_000,
@@ -27,7 +28,7 @@ function load() {
     } catch {
       continue;
     }
-    if (!SCENARIOS.includes(r.scenario)) continue;
+    if (!SCENARIOS.includes(r.scenario) && r.scenario !== 'big-room-rss') continue;
     r.file = file.slice(file.indexOf('bench/'));
     // many-rooms on a Redis Cluster is its own table beside the single-Redis one
     const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
@@ -110,6 +111,80 @@ function contendersSection(r, perRoom) {
     );
   }
   return out.join('\n');
+}
+
+/** big-room: each side's located ceiling, roomcast ÷ raw uWS per rate up to the lower one, RSS per member. */
+function bigRoom(r) {
+  const out = [];
+  const cmp = r.comparisons ?? [];
+  if (cmp.length) {
+    const f = r.flags;
+    out.push(
+      `Ceiling search: rates step ×${f.stepFactor} from the first rate until a step is not sustained and the next rate up confirms it. ` +
+        `Sustained: no misses, delivered msgs/s ≥ ${f.minDelivered} × rate × members, posted ≥ ${f.minDelivered} × rate, p99 ≤ ${fmt(f.maxP99Ms)} ms. ` +
+        `Posted by ${f.senderProcs} sender processes, one keep-alive connection per post in flight.\n`,
+    );
+    const rows = [];
+    for (const x of cmp) {
+      for (const c of x.ceilings) {
+        const side = r.contenders.find((k) => k.kind === c.kind && k.members === x.members && k.workers === x.workers);
+        rows.push([
+          fmt(x.membersPerWorker), x.workers, c.label,
+          c.error ? `failed: ${c.error}` : c.rate === null ? 'none' : fmt(c.rate), fmt(c.deliveredMsgsPerSec), ms(c.p99),
+          c.firstFailAbove ? `${fmt(c.firstFailAbove)} (+${c.withinPct ?? '?'}%)` : '–', c.located ? 'yes' : 'no',
+          c.holes?.length ? c.holes.map((h) => fmt(h)).join(', ') : '–',
+          side ? `${fmt(side.serverRssPerMemberKiB, 2)} KiB (${fmt(side.serverRssMiB?.after, 1)} MiB in all)` : '–',
+        ]);
+      }
+    }
+    out.push(table(['members/worker', 'workers', 'contender', 'ceiling (msgs/s in)', 'delivered msgs/s there', 'p99 ms there', 'first unsustained rate above', 'located', 'unsustained below the ceiling', 'server RSS/member (whole RSS), idle'], rows));
+    out.push('\nroomcast ÷ raw uWS at every rate both measured, up to the lower ceiling (targets: delivered ≥ ×0.95, p99 ≤ ×1.15):\n');
+    const pr = [];
+    for (const x of cmp) {
+      for (const p of x.perRate) {
+        pr.push([
+          fmt(x.membersPerWorker), fmt(p.rate), `${fmt(p.roomcast.delivered)} / ${ms(p.roomcast.p99)}`, `${fmt(p.uws.delivered)} / ${ms(p.uws.p99)}`,
+          ratio(p.delivered), ratio(p.p99), p.meets ? 'yes' : '**no**',
+        ]);
+      }
+      if (!x.perRate.length) pr.push([fmt(x.membersPerWorker), '–', '–', '–', '–', '–', 'no shared sustained rate']);
+    }
+    out.push(table(['members/worker', 'rate in', 'roomcast delivered msgs/s / p99 ms', 'raw uWS delivered msgs/s / p99 ms', 'delivered ×', 'p99 ×', 'on target'], pr));
+    const rss = cmp.filter((x) => x.rss);
+    if (rss.length) {
+      out.push('\nServer RSS per member, connected and idle before traffic, over the empty server (target at 18k per worker: ≤ ×1.3 raw uWS):\n');
+      out.push(
+        table(
+          ['members/worker', 'roomcast KiB/member', 'raw uWS KiB/member', 'ratio', 'whole RSS roomcast / raw uWS (MiB)', 'ratio (whole)'],
+          rss.map((x) => [fmt(x.membersPerWorker), fmt(x.rss.roomcastKiB, 2), fmt(x.rss.uwsKiB, 2), ratio(x.rss.ratio), `${fmt(x.rss.roomcastMiB.after, 1)} / ${fmt(x.rss.uwsMiB.after, 1)}`, ratio(x.rss.totalRatio)]),
+        ),
+      );
+    }
+    out.push('');
+  }
+  // two sizes in one run: the member count tells the sweeps apart
+  const named = { ...r, contenders: r.contenders.map((c) => ({ ...c, label: `${c.label ?? c.kind}${cmp.length ? `, ${fmt(c.members)} members` : ''}` })) };
+  out.push(contendersSection(named, false));
+  return out.join('\n');
+}
+
+/** big-room --rss-only: server RSS per member over the empty workers, no traffic. */
+function bigRoomRss(r) {
+  const rows = [];
+  for (const run of r.runs) {
+    for (const c of run.contenders) {
+      rows.push([
+        fmt(run.members), run.workers, c.label, c.error ? `failed: ${c.error}` : fmt(c.connect?.opened),
+        c.serverRssMiB ? `${fmt(c.serverRssMiB.before, 1)} → ${fmt(c.serverRssMiB.after, 1)}` : '–',
+        `${fmt(c.serverRssPerMemberKiB, 2)} KiB`, `${fmt(c.serverRssTotalPerMemberKiB, 2)} KiB`,
+        c.kind === 'roomcast' && run.rss ? ratio(run.rss.ratio) : '',
+      ]);
+    }
+  }
+  return [
+    'Members connect, sit idle, and leave; no traffic. RSS of every server process (supervisor and workers, or the peer processes), empty and then with every member connected, each after the settle time (target: roomcast ≤ 1.5 KiB per member over the empty workers at 200k+).\n',
+    table(['members', 'workers', 'contender', 'connected', 'server RSS empty → connected (MiB)', 'RSS/member over empty', 'whole RSS/member', 'roomcast ÷ raw uWS'], rows),
+  ].join('\n');
 }
 
 /** many-rooms at platform scale: what Redis and the server pay per message, per room count. */
@@ -236,7 +311,7 @@ function adaptive(r) {
 }
 
 const INTRO = {
-  'big-room': 'One room, `--members-per-worker` members per worker, API senders at rising rates (kind chat; the room budget and API rate are lifted so the raw delivery capacity is measured). Peers: raw uWS publish (the ceiling), a `ws` broadcast loop, Socket.IO 4 with @socket.io/redis-streams-adapter; all tick at 50 ms and send roomcast-shaped batches with a contiguous seq, so the same generator checks all of them.',
+  'big-room': 'One room, `--members-per-worker` members per worker (5k and 18k, one worker), API senders at rates stepped until each contender\'s sustained maximum is located (kind chat; the room budget and API rate are lifted so the raw delivery capacity is measured). Peers: raw uWS publish (the ceiling; the default beside roomcast), and with `--targets` a `ws` broadcast loop and Socket.IO 4 with @socket.io/redis-streams-adapter; all tick at 50 ms and send roomcast-shaped batches with a contiguous seq, so the same generator checks all of them.',
   'many-rooms': 'Thousands of small rooms, API posts spread evenly over them; 2 workers with Redis. Server CPU and Redis ops per room.',
   storm: '`--senders` members flood one room with chat and likes over their sockets while the business API posts system and gift messages (priority high).',
   million: 'One room, real WebSocket members on this machine, ~18k per roomcast worker and per generator process, Redis streams between workers. "One batch reaches all" is from the probe POST to the last member receiving it.',
@@ -280,7 +355,7 @@ function render() {
   ]));
   out.push('\nEach results file records the machine it ran on (and the load average at start and end).\n');
   out.push('## Commands\n');
-  out.push('```sh\nnpm run build\nnpm run bench:big-room      # scenario 1 + peers (1 and 2 workers)\nnpm run bench:many-rooms    # scenario 2 + peers\nnpm run bench:storm         # scenario 3\nnpm run bench:million       # scenario 4 (needs the limits in bench/README.md)\nnpm run bench:api           # scenario 5\nnpm run bench:adaptive      # adaptive egress, before/after\nnpm run bench:report        # this file\n```\n');
+  out.push('```sh\nnpm run build\nnpm run bench:big-room      # scenario 1: ceilings of roomcast and raw uWS at 5k and 18k members per worker\nnpm run bench:big-room -- --rss-only --members 200000 --workers 12   # server RSS per member at scale\nnpm run bench:many-rooms    # scenario 2 + peers\nnpm run bench:storm         # scenario 3\nnpm run bench:million       # scenario 4 (needs the limits in bench/README.md)\nnpm run bench:api           # scenario 5\nnpm run bench:adaptive      # adaptive egress, before/after\nnpm run bench:report        # this file\n```\n');
   for (const s of SCENARIOS) {
     const r = latest[s];
     out.push(`## ${s}\n`);
@@ -290,7 +365,7 @@ function render() {
       continue;
     }
     out.push(header(r) + '\n');
-    if (s === 'big-room') out.push(contendersSection(r, false));
+    if (s === 'big-room') out.push(bigRoom(r));
     else if (s === 'many-rooms') out.push(platform(r) + '\n\n' + contendersSection(r, true));
     else if (s === 'storm') out.push(storm(r));
     else if (s === 'million') out.push(million(r));
@@ -300,6 +375,12 @@ function render() {
     const notes = join(BENCH_DIR, 'notes', `${s}.md`);
     if (existsSync(notes)) out.push(`\n${readFileSync(notes, 'utf8').trim()}`);
     out.push('');
+    const rss = s === 'big-room' ? latest['big-room-rss'] : undefined;
+    if (rss) {
+      out.push('## big-room: server memory per member at scale\n');
+      out.push(header(rss) + '\n');
+      out.push(bigRoomRss(rss) + '\n');
+    }
     const cluster = s === 'many-rooms' ? latest['many-rooms-cluster'] : undefined;
     if (cluster) {
       out.push('## many-rooms on a Redis Cluster\n');

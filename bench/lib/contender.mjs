@@ -6,11 +6,15 @@ import { Sender } from './sender.mjs';
 import { startTarget } from './targets.mjs';
 import { totalRss } from './proc.mjs';
 import { baseline, measureStep, describeRow } from './steps.mjs';
+import { fixedPlan } from './ceiling.mjs';
 
 /**
  * o: { kind, workers, redis, members, rooms, gens, addrs, rates, stepS, warmupS, client,
  *      latencySample, connectRate, maxPending, targetOpts, maxP99Ms, stopOnFail, senderConfig,
- *      connectTimeoutMs, maxMs }
+ *      connectTimeoutMs, maxMs, plan (a rate plan from ceiling.mjs; default: o.rates as given),
+ *      senderProcs, senderInflight (total posts in flight), rssSettleMs, firstWarmupS }
+ * Server RSS is read twice, each after rssSettleMs of idle: with the workers up and no
+ * members (the empty baseline), and with every member connected, before any traffic.
  */
 export async function runContender(o) {
   if (o.redis) await o.redis.flush();
@@ -22,7 +26,7 @@ export async function runContender(o) {
   let fleet;
   let sender;
   try {
-    await sleep(500);
+    await sleep(o.rssSettleMs ?? 500);
     const rssBefore = totalRss(target.pids());
     fleet = new Fleet({
       procs: o.gens,
@@ -45,26 +49,34 @@ export async function runContender(o) {
     await fleet.start();
     const conn = await fleet.waitConnected({ label: `${target.label} ×${o.workers}: `, needJoined: target.proto !== 'sio' });
     out.connect = { opened: conn.opened, failed: conn.failed, closed: conn.closed, closes: conn.closes, lostSamples: conn.lostSamples, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec), failReasons: conn.failReasons };
-    await sleep(1000);
+    await sleep(o.rssSettleMs ?? 1000);
     const rssAfter = totalRss(target.pids());
     const gen = await fleet.window(false);
     out.serverRssMiB = { before: +(rssBefore / 2 ** 20).toFixed(1), after: +(rssAfter / 2 ** 20).toFixed(1) };
+    // growth over the empty baseline, and the whole RSS, per connected member
     out.serverRssPerMemberKiB = +((rssAfter - rssBefore) / 1024 / Math.max(1, conn.opened)).toFixed(2);
+    out.serverRssTotalPerMemberKiB = +(rssAfter / 1024 / Math.max(1, conn.opened)).toFixed(2);
     // generator memory per member: growth over the processes' own baseline (~50 MiB each)
     out.genRssMiB = { start: +(conn.rssStart / 2 ** 20).toFixed(1), connected: +(gen.rss / 2 ** 20).toFixed(1) };
     out.genRssPerMemberKiB = +((gen.rss - conn.rssStart) / 1024 / Math.max(1, conn.opened)).toFixed(2);
     if (conn.opened < o.members) log(`WARNING: only ${conn.opened}/${o.members} members connected (failed: ${JSON.stringify(conn.failReasons)}, closed: ${JSON.stringify(conn.closes)})`);
-    sender = new Sender();
+    sender = new Sender({ procs: o.senderProcs ?? 1 });
     const api = target.urls[0];
-    await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: o.rooms, rate: 0, maxMs: o.maxMs, ...(o.senderConfig ?? {}) });
+    await sender.start({
+      host: api.host, port: api.port, apiKey: target.apiKey, rooms: o.rooms, rate: 0, maxMs: o.maxMs,
+      ...(o.senderInflight ? { maxInflight: o.senderInflight } : {}), ...(o.senderConfig ?? {}),
+    });
     out.baseline = await baseline(target, fleet, o.rooms);
     if (o.beforeSteps && o.kind === 'roomcast') out.idle = await o.beforeSteps(target);
-    for (const rate of o.rates) {
+    const plan = o.plan ?? fixedPlan({ rates: o.rates, stopOnFail: o.stopOnFail, maxP99Ms: o.maxP99Ms });
+    for (let rate = plan.next(out.steps); rate !== null; rate = plan.next(out.steps, out.stoppedAt)) {
       let row;
       try {
         row = await measureStep({
           target, fleet, sender, redis: o.workers > 1 || o.kind === 'sio' ? rr : o.redisForSingle ?? null,
-          rooms: o.rooms, rate, seconds: o.stepS, warmupS: o.warmupS, memberCount: o.members,
+          rooms: o.rooms, rate, seconds: o.stepS, memberCount: o.members,
+          // the first traffic after connecting also warms the server's JIT and buffers
+          warmupS: out.steps.length === 0 && o.firstWarmupS ? o.firstWarmupS : o.warmupS,
           label: `${target.label} ×${o.workers}`, senderConfig: o.senderConfig,
           quietMs: o.quietMs, drainMaxMs: o.drainMaxMs,
         });
@@ -76,19 +88,17 @@ export async function runContender(o) {
         break;
       }
       row.serverRssPerMemberKiB = out.serverRssPerMemberKiB;
-      if (o.maxP99Ms && row.latencyMs.p99 !== null && row.latencyMs.p99 > o.maxP99Ms) {
-        row.ok = false;
-        row.note = `p99 ${row.latencyMs.p99} ms over ${o.maxP99Ms} ms`;
-      }
+      plan.judge(row);
       out.steps.push(row);
       log(describeRow(row));
-      if (!row.ok && o.stopOnFail) {
-        log(`  stopping the rate sweep for ${target.label} ×${o.workers}: ${row.note ?? 'misses'}`);
-        break;
-      }
+      if (!row.ok) log(`  ${target.label} ×${o.workers} rate ${rate}: not sustained: ${row.note ?? 'misses'}`);
     }
+    if (plan.summary) out.ceiling = plan.summary(out.steps, out.stoppedAt);
     const good = out.steps.filter((r) => r.ok);
-    const best = good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
+    // a located ceiling is the sustained step; otherwise the most delivered
+    const best = out.ceiling
+      ? good.find((r) => r.rate === out.ceiling.rate) ?? null
+      : good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
     out.sustained = best
       ? { rate: best.rate, deliveredMsgsPerSec: best.deliveredMsgsPerSec, framesPerSec: best.framesPerSec, p50: best.latencyMs.p50, p99: best.latencyMs.p99, max: best.latencyMs.max, serverCpuPct: best.serverCpuPct }
       : null;

@@ -498,15 +498,20 @@ function counts() {
   };
 }
 
+let windowAt = performance.now(); // this window's start, for rates over exactly its length
+
 function windowStats(reset) {
+  const now = performance.now();
   const out = {
     ...counts(),
+    windowMs: now - windowAt,
     ...structuredClone(W),
     lat: lat.toJSON(), frameLat: frameLat.toJSON(), hiLat: hiLat.toJSON(), rtt: rtt.toJSON(),
     failReasons: { ...failReasons },
     lostSamples: closeLog.slice(0, 3).length ? closeLog.slice(0, 3) : undefined,
   };
   if (reset) {
+    windowAt = now;
     for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other']) W[k] = 0;
     W.acks = { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 };
     W.unrefErrors = 0;

@@ -1,30 +1,50 @@
-// Parent side of the sender process.
+// Parent side of the API senders: one or more sender processes, each posting its share of the
+// rate through its own keep-alive connections, so the poster can offer more than one process
+// (or one in-flight cap) takes. Windows are summed over the processes.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { onCleanup, sleep } from './common.mjs';
+import { Hist } from './hist.mjs';
 
 const WORKER = fileURLToPath(new URL('./sender-worker.mjs', import.meta.url));
 
+/** Adds counters and {key: count} maps of `b` into `a`. */
+function addInto(a, b) {
+  for (const [k, v] of Object.entries(b)) {
+    if (typeof v === 'number') a[k] = (a[k] ?? 0) + v;
+    else if (v && typeof v === 'object') addInto((a[k] ??= {}), v);
+  }
+  return a;
+}
+
 export class Sender {
-  constructor() {
+  /** procs: sender processes; the rate and the in-flight cap are split evenly over them. */
+  constructor({ procs = 1 } = {}) {
     this.seq = 0;
     this.waiters = new Map();
-    this.child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.child.on('message', (m) => {
-      const w = this.waiters.get(m.id);
-      if (w) {
-        this.waiters.delete(m.id);
-        w(m);
-      }
+    this.children = Array.from({ length: Math.max(1, procs) }, () => {
+      const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      child.on('message', (m) => {
+        const w = this.waiters.get(m.id);
+        if (w) {
+          this.waiters.delete(m.id);
+          w(m);
+        }
+      });
+      return child;
     });
     onCleanup(() => this.stop());
   }
 
   get pid() {
-    return this.child.pid;
+    return this.children[0].pid;
   }
 
-  ask(msg, timeoutMs = 30_000) {
+  get pids() {
+    return this.children.map((c) => c.pid);
+  }
+
+  askOne(child, msg, timeoutMs) {
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`sender did not answer ${msg.type}`)), timeoutMs);
@@ -32,29 +52,61 @@ export class Sender {
         clearTimeout(t);
         resolve(m);
       });
-      this.child.send({ ...msg, id });
+      child.send({ ...msg, id });
     });
+  }
+
+  ask(msg, timeoutMs = 30_000) {
+    return Promise.all(this.children.map((c) => this.askOne(c, msg, timeoutMs)));
+  }
+
+  /** Each process gets 1/procs of the rate and of the in-flight cap. */
+  share(config) {
+    const n = this.children.length;
+    return {
+      ...config,
+      ...(config.rate !== undefined ? { rate: config.rate / n } : {}),
+      ...(config.maxInflight ? { maxInflight: Math.max(1, Math.ceil(config.maxInflight / n)) } : {}),
+    };
+  }
+
+  async each(type, config) {
+    await this.ask({ type, config: this.share(config) });
+    return { ok: true };
   }
 
   /** config: { host, port, apiKey, rooms, rate, kinds, bodyBytes, priority, maxInflight, maxMs } */
   start(config) {
-    return this.ask({ type: 'start', config });
+    return this.each('start', config);
   }
   rate(config) {
-    return this.ask({ type: 'rate', config });
+    return this.each('rate', config);
   }
-  window(reset = true) {
-    return this.ask({ type: 'window', reset });
+  async window(reset = true) {
+    const rs = await this.ask({ type: 'window', reset });
+    const rtt = new Hist();
+    const out = { sent: 0, ok: 0, shown: 0, hidden: 0, behind: 0, status: {}, errors: {}, inflight: 0 };
+    for (const { id: _id, rtt: _s, rttHist, ...r } of rs) {
+      addInto(out, r);
+      rtt.merge(rttHist);
+    }
+    // windowMs: the processes' mean window length (each measures its own)
+    return { ...out, windowMs: out.windowMs / rs.length, rtt: rtt.summary() };
   }
-  drain(timeoutMs) {
-    return this.ask({ type: 'drain', timeoutMs }, (timeoutMs ?? 15_000) + 5000);
+  async drain(timeoutMs) {
+    const rs = await this.ask({ type: 'drain', timeoutMs }, (timeoutMs ?? 15_000) + 5000);
+    return { inflight: rs.reduce((a, r) => a + r.inflight, 0) };
   }
   async stop() {
-    if (this.child.exitCode !== null) return;
-    try {
-      await this.ask({ type: 'stop' }, 3000);
-    } catch {}
-    await sleep(200);
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (child.exitCode !== null) return;
+        try {
+          await this.askOne(child, { type: 'stop' }, 3000);
+        } catch {}
+        await sleep(200);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }),
+    );
   }
 }

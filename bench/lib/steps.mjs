@@ -76,7 +76,7 @@ export async function measureStep(o) {
   await fleet.window(true);
   await sender.window(true);
   const redisPids = redis ? redis.pids : [];
-  const cpu0 = mark([...serverPids, ...genPids, sender.pid, ...redisPids]);
+  const cpu0 = mark([...serverPids, ...genPids, ...sender.pids, ...redisPids]);
   const t0 = performance.now();
   const end = Date.now() + o.seconds * 1000;
   while (Date.now() < end) {
@@ -91,6 +91,10 @@ export async function measureStep(o) {
   const w = await fleet.window(true);
   const snd = await sender.window(true);
   const secs = (performance.now() - t0) / 1000;
+  // Rates over each side's own window: the end snapshots reach the generators and the senders
+  // at slightly different moments, which on a loaded box is a few % of a short step.
+  const genSecs = w.windowMs ? w.windowMs / 1000 / genPids.length : secs;
+  const sendSecs = snd.windowMs ? snd.windowMs / 1000 : secs;
   const r1 = redis ? await redis.counters() : null;
   const m1 = await metricsSnapshot(target);
   const mSecs = (performance.now() - mAt0) / 1000;
@@ -100,7 +104,7 @@ export async function measureStep(o) {
   const serverCpu = pick(serverSet).reduce((a, e) => a + e.cpuPct, 0);
   const genCpu = pick(genSet).reduce((a, e) => a + e.cpuPct, 0);
   const redisCpu = pick(new Set(redisPids)).reduce((a, e) => a + e.cpuPct, 0);
-  const senderCpu = cpu.each.find((e) => e.pid === sender.pid)?.cpuPct ?? 0;
+  const senderCpu = pick(new Set(sender.pids)).reduce((a, e) => a + e.cpuPct, 0);
   const serverRss = totalRss(serverPids);
 
   // stop sending, let the last batches land, then the tail check
@@ -117,15 +121,15 @@ export async function measureStep(o) {
     open: w.opened,
     rate: o.rate,
     secs: +secs.toFixed(1),
-    sentPerSec: +(snd.sent / secs).toFixed(1),
+    sentPerSec: +(snd.sent / sendSecs).toFixed(1),
     postedOk: snd.ok,
     postStatus: snd.status,
     postBehind: snd.behind,
     postRtt: snd.rtt,
-    deliveredMsgsPerSec: Math.round(w.msgs / secs),
-    framesPerSec: Math.round(w.frames / secs),
-    bytesPerSec: Math.round(w.bytes / secs),
-    framesPerMemberPerSec: +(w.frames / secs / Math.max(1, w.opened)).toFixed(2),
+    deliveredMsgsPerSec: Math.round(w.msgs / genSecs),
+    framesPerSec: Math.round(w.frames / genSecs),
+    bytesPerSec: Math.round(w.bytes / genSecs),
+    framesPerMemberPerSec: +(w.frames / genSecs / Math.max(1, w.opened)).toFixed(2),
     msgsPerFrame: w.frames ? +(w.msgs / w.frames).toFixed(2) : 0,
     missedInWindow: w.missed,
     gapEvents: w.gapEvents,
@@ -189,7 +193,7 @@ export function describeRow(r) {
     `(${r.framesPerMemberPerSec}/member/s, ${r.msgsPerFrame} msgs/frame), ${(r.bytesPerSec / 2 ** 20).toFixed(1)} MiB/s, ` +
     `misses ${r.stepMissed} (members with misses so far ${r.membersWithMisses}), latency p50 ${l.p50} p99 ${l.p99} max ${l.max} ms, ` +
     `server CPU ${r.serverCpuPct}% RSS ${r.serverRssMiB} MiB${r.engine ? `, tick ${r.engine.effectiveTickMs.join('/')} ms, drops ${r.engine.backpressureDrops}` : ''}` +
-    `${r.ok ? '' : '  [MISSES]'}`
+    `${r.ok ? '' : r.stepMissed ? '  [MISSES]' : '  [NOT SUSTAINED]'}`
   );
 }
 
