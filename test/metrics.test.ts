@@ -143,6 +143,34 @@ describe('connections, deliveries and hot rooms', () => {
     steady.close();
   }, 40_000);
 
+  it("times each batch's publish, and its last batch from append to in hand to every socket written", async () => {
+    const room = uniq('reach');
+    const m = await CountingMember.join(node, uniq('m'), room);
+    const scrape = async () => (await getText(node.port, '/metrics')).body;
+    const before = await scrape();
+    const postedAt = Date.now();
+    const o = await node.engine.post(room, { kind: 'system', body: 'probe', priority: 'high' });
+    const seq = 'seq' in o ? o.seq : -1;
+    await waitUntil(() => m.lastTo === seq, 5000, 'delivered');
+    const receivedAt = Date.now();
+    const after = await scrape();
+    const delta = (name: string) => metricValue(after, name) - metricValue(before, name);
+    const batches = delta('roomcast_batches_published_total');
+    expect(batches).toBeGreaterThan(0);
+    expect(delta('roomcast_publish_seconds_count')).toBe(batches);
+    expect(delta('roomcast_publish_seconds_sum')).toBeGreaterThan(0);
+    // The probe's batch was the last one: published between the post and its receipt.
+    const publishedAt = metricValue(after, 'roomcast_batch_published_timestamp_seconds') * 1000;
+    expect(publishedAt).toBeGreaterThanOrEqual(postedAt - 1);
+    expect(publishedAt).toBeLessThanOrEqual(receivedAt + 1);
+    const read = metricValue(after, 'roomcast_batch_lag_seconds', { stage: 'read' }) * 1000;
+    const published = metricValue(after, 'roomcast_batch_lag_seconds', { stage: 'published' }) * 1000;
+    expect(read).toBeGreaterThanOrEqual(0);
+    expect(published).toBeGreaterThanOrEqual(read);
+    expect(published).toBeLessThanOrEqual(receivedAt - postedAt + 1);
+    m.close();
+  });
+
   it('counts accepted, sampled-out, refused and delivered messages for the top rooms only', async () => {
     const [big, mid, small] = [uniq('big'), uniq('mid'), uniq('small')];
     const sizes: Array<[string, number]> = [[big, 3], [mid, 2], [small, 1]];

@@ -64,6 +64,10 @@ export interface Metrics {
   effectiveTick: Gauge;
   tickTarget: Gauge;
   deliveryLatency: Histogram;
+  /** One batch's uWS publish (the writes into its members' sockets), and its last batch's timings (bench reach split). */
+  publishDuration: Histogram;
+  batchLag: Gauge<'stage'>;
+  batchPublishedAt: Gauge;
   busAppend: Histogram;
   busReadLag: Histogram;
   backpressureDrops: Counter;
@@ -154,6 +158,26 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       name: P + 'delivery_latency_seconds',
       help: 'accepted -> handed to the sockets',
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    publishDuration: new Histogram({
+      name: P + 'publish_seconds',
+      help: "one batch's uWS publish: the writes to every local member's socket (kernel buffer, or the socket's backlog)",
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    // Per-worker series (the worker label); `max` keeps a merged reading meaningful: the slowest worker.
+    batchLag: new Gauge({
+      name: P + 'batch_lag_seconds',
+      help: "the last published batch: its oldest entry's append -> entries in hand (stage=read) and -> publish returned (stage=published)",
+      labelNames: ['stage'],
+      aggregator: 'max',
+      registers,
+    }),
+    batchPublishedAt: new Gauge({
+      name: P + 'batch_published_timestamp_seconds',
+      help: "Unix time the last published batch's publish returned",
+      aggregator: 'max',
       registers,
     }),
     busAppend: new Histogram({ name: P + 'bus_append_seconds', help: 'one pipelined bus append', buckets: LATENCY_BUCKETS, registers }),
