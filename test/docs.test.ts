@@ -20,7 +20,7 @@ describe('docs', () => {
     const registry = new Registry();
     createMetrics(registry, { defaultMetrics: false });
     const names = registry.getMetricsAsArray().map((m) => m.name);
-    expect(names).toContain('roomcast_publish_seconds');
+    expect(names).toContain('roomcast_fanout_seconds');
     for (const name of names) expect(doc.includes(`\`${name}`) || doc.includes(`\`${name.replace(/^roomcast_/, '')}`), name).toBe(true);
   });
 

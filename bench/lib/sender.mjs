@@ -10,6 +10,8 @@ export class Sender {
     this.seq = 0;
     this.waiters = new Map();
     this.child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // a send on a closed channel reports here, not as an uncaught ERR_IPC_CHANNEL_CLOSED
+    this.child.on('error', (err) => console.error(`sender: ${err.message}`));
     this.child.on('message', (m) => {
       const w = this.waiters.get(m.id);
       if (w) {
@@ -26,6 +28,7 @@ export class Sender {
 
   ask(msg, timeoutMs = 30_000) {
     const id = ++this.seq;
+    if (!this.child.connected) return Promise.reject(new Error(`sender is gone (${msg.type})`));
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`sender did not answer ${msg.type}`)), timeoutMs);
       this.waiters.set(id, (m) => {
@@ -49,12 +52,17 @@ export class Sender {
   drain(timeoutMs) {
     return this.ask({ type: 'drain', timeoutMs }, (timeoutMs ?? 15_000) + 5000);
   }
-  async stop() {
-    if (this.child.exitCode !== null) return;
-    try {
-      await this.ask({ type: 'stop' }, 3000);
-    } catch {}
-    await sleep(200);
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  /** Idempotent: the bench stops it, then its cleanup does again. */
+  stop() {
+    this.stopped ??= (async () => {
+      if (this.child.exitCode !== null) return;
+      const exited = new Promise((r) => this.child.once('exit', r));
+      try {
+        await this.ask({ type: 'stop' }, 3000);
+      } catch {}
+      await Promise.race([exited, sleep(1000)]);
+      if (this.child.exitCode === null) this.child.kill('SIGKILL');
+    })();
+    return this.stopped;
   }
 }

@@ -64,10 +64,10 @@ export interface Metrics {
   effectiveTick: Gauge;
   tickTarget: Gauge;
   deliveryLatency: Histogram;
-  /** One batch's uWS publish (the writes into its members' sockets), and its last batch's timings (bench reach split). */
-  publishDuration: Histogram;
+  /** A delivery step until its frames are in the sockets, and the last step's timings (the reach split). */
+  fanout: Histogram;
   batchLag: Gauge<'stage'>;
-  batchPublishedAt: Gauge;
+  batchWrittenAt: Gauge;
   busAppend: Histogram;
   busReadLag: Histogram;
   backpressureDrops: Counter;
@@ -160,23 +160,23 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    publishDuration: new Histogram({
-      name: P + 'publish_seconds',
-      help: "one batch's uWS publish: the writes to every local member's socket (kernel buffer, or the socket's backlog)",
+    fanout: new Histogram({
+      name: P + 'fanout_seconds',
+      help: 'one delivery step: batch frames encoded, published, and written by uWS to every local member socket',
       buckets: LATENCY_BUCKETS,
       registers,
     }),
     // Per-worker series (the worker label); `max` keeps a merged reading meaningful: the slowest worker.
     batchLag: new Gauge({
       name: P + 'batch_lag_seconds',
-      help: "the last published batch: its oldest entry's append -> entries in hand (stage=read) and -> publish returned (stage=published)",
+      help: "the last delivery step, from its oldest entry's append: entries in hand (stage=read), frames in the sockets (stage=written)",
       labelNames: ['stage'],
       aggregator: 'max',
       registers,
     }),
-    batchPublishedAt: new Gauge({
-      name: P + 'batch_published_timestamp_seconds',
-      help: "Unix time the last published batch's publish returned",
+    batchWrittenAt: new Gauge({
+      name: P + 'batch_written_timestamp_seconds',
+      help: "Unix time the last delivery step's frames were in every local member socket",
       aggregator: 'max',
       registers,
     }),
