@@ -69,6 +69,7 @@ function runMillion() {
       batches: promByWorker(text, 'roomcast_batches_published_total'),
       deliveries: promByWorker(text, 'roomcast_deliveries_total'),
       fanoutSum: promByWorker(text, 'roomcast_fanout_seconds_sum'),
+      fanoutCpu: promByWorker(text, 'roomcast_fanout_cpu_seconds_total'),
       writtenAt: promByWorker(text, 'roomcast_batch_written_timestamp_seconds'),
       lagRead: promByWorker(text, 'roomcast_batch_lag_seconds', /stage="read"/),
       lagWritten: promByWorker(text, 'roomcast_batch_lag_seconds', /stage="written"/),
@@ -95,6 +96,7 @@ function runMillion() {
     // every worker delivered the same entry, so written-at minus its lag is the append time
     const appendedAt = median(fresh.map((w) => (a.writtenAt[w] - a.lagWritten[w]) * 1000));
     const fanoutS = fresh.map((w) => d('fanoutSum', w));
+    const cpuS = sum(fresh.map((w) => d('fanoutCpu', w)));
     const deliveries = sum(fresh.map((w) => d('deliveries', w)));
     return {
       workers: ws.length,
@@ -108,6 +110,7 @@ function runMillion() {
       fanoutSumMs: r1(sum(fanoutS) * 1000),
       deliveries,
       perWriteUs: deliveries > 0 ? +((sum(fanoutS) * 1e6) / deliveries).toFixed(3) : null,
+      perWriteCpuUs: deliveries > 0 ? +((cpuS * 1e6) / deliveries).toFixed(3) : null,
     };
   }
 
@@ -121,7 +124,6 @@ function runMillion() {
     let r;
     let unavailable = 0;
     let postErrors = 0;
-    const cpu0 = mark(target.pids());
     for (;;) {
       t0 = Date.now();
       try {
@@ -148,7 +150,6 @@ function runMillion() {
       if (at.reached >= at.open || Date.now() > deadline) break;
       await sleep(at.open > 100_000 ? 500 : 200);
     }
-    const cpu = diff(cpu0);
     const w = await fleet.window(true);
     // a worker that answers the supervisor's collection late is reported with its last
     // (older) metrics: scrape again until each has the probe's batch, for a while
@@ -159,8 +160,6 @@ function runMillion() {
       after = (await scrape(target)) ?? after;
       split = reachSplit(before, after, t0, w.lastFrameAt);
     }
-    // the other per-write cost: all server CPU from the post to the last member (idle cost included) ÷ deliveries
-    if (split?.deliveries > 0) split.perWriteCpuUs = +(((cpu.cpuPct / 100) * cpu.secs * 1e6) / split.deliveries).toFixed(3);
     return {
       seq,
       reached: at.reached,
@@ -175,7 +174,7 @@ function runMillion() {
     };
   }
 
-  async function phase(name, target, redis, sender, members, gens, addrs, perWriteRef) {
+  async function phase(name, target, redis, sender, members, gens, addrs) {
     log(`=== ${name}: ${members} members over ${gens} generator processes, ${addrs.length} source addresses`);
     const serverPids = target.pids();
     const supervisorPid = serverPids[0];
@@ -236,15 +235,17 @@ function runMillion() {
         const s = p.split ?? {};
         log(
           `${name}: probe ${n}: reached ${p.reached}/${p.open} in ${p.reachAllMs} ms = server ${s.serverMs} ms (post→append ${s.postToAppendMs}, append→written ${s.appendToWrittenMaxMs}; ` +
-            `fan-out ${s.fanoutMaxMs} ms max, ${s.perWriteUs} µs/write, ${s.freshWorkers}/${s.workers} workers) + generator ${s.generatorMs} ms` +
+            `fan-out ${s.fanoutMaxMs} ms max, ${s.perWriteCpuUs} µs CPU / ${s.perWriteUs} µs per write, ${s.freshWorkers}/${s.workers} workers) + generator ${s.generatorMs} ms` +
             `${p.unavailable503 ? `; ${p.unavailable503} × 503` : ''}${p.postErrors ? `; ${p.postErrors} post errors` : ''}`,
         );
       }
-      const own = out.probes.map((p) => p.split?.perWriteUs).filter((v) => v > 0);
-      out.perWriteUs = own.length ? median(own) : null;
-      out.writeCost = perWriteRef ? { perWriteUs: perWriteRef, from: 'baseline phase' } : out.perWriteUs ? { perWriteUs: out.perWriteUs, from: 'this phase' } : null;
-      // members × one socket write: the time one core needs to hand a batch to every member
-      for (const p of out.probes) p.writeBoundMs = out.writeCost ? Math.round((p.open * out.writeCost.perWriteUs) / 1000) : null;
+      const perWrite = (k) => median(out.probes.map((p) => p.split?.[k]).filter((v) => v > 0)) ?? null;
+      // One socket write, at this size: CPU (no waiting for a core; the per-step costs are
+      // small beside ~17k writes per worker) and wall time, the medians of the probes.
+      out.perWriteCpuUs = perWrite('perWriteCpuUs');
+      out.perWriteUs = perWrite('perWriteUs');
+      // members × one socket write: the CPU time it takes to hand a batch to every member
+      for (const p of out.probes) p.writeBoundMs = out.perWriteCpuUs ? Math.round((p.open * out.perWriteCpuUs) / 1000) : null;
 
       // steady: a slow message rate, Redis ops/s and CPU
       await fleet.window(true);
@@ -318,13 +319,14 @@ function runMillion() {
     const target = await startTarget('roomcast', {
       workers,
       redisUrl: redis.url,
+      redisAlways: true, // a supervisor and Redis at every size, so the sizes of a curve compare
       args: ['--idle-timeout-sec', '120', '--members-push-ms', '5000'],
     });
     const sender = new Sender();
     await sender.start({ host: target.urls[0].host, port: target.urls[0].port, apiKey: target.apiKey, rooms: [ROOM], rate: 0, kinds: ['system'], priority: 'high' });
     const result = { workers, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
     if (f.baselineMembers > 0) result.baseline = await phase('baseline', target, redis, sender, f.baselineMembers, 1, addrs.slice(0, 2));
-    result.full = await phase('full', target, redis, sender, f.members, gens, addrs, result.baseline?.perWriteUs);
+    result.full = await phase('full', target, redis, sender, f.members, gens, addrs);
     if (result.baseline?.steady && result.full.steady) {
       result.redisVsBaseline = {
         idle: +(result.full.idle.redis.opsPerSec / Math.max(1, result.baseline.idle.redis.opsPerSec)).toFixed(2),

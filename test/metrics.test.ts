@@ -158,6 +158,7 @@ describe('connections, deliveries and hot rooms', () => {
     expect(delta('roomcast_batches_published_total')).toBe(1);
     expect(delta('roomcast_fanout_seconds_count')).toBe(1);
     expect(delta('roomcast_fanout_seconds_sum')).toBeGreaterThan(0);
+    expect(delta('roomcast_fanout_cpu_seconds_total')).toBeGreaterThan(0);
     // The probe's step was the last one: its frame was in the socket before the member read it.
     const writtenAt = metricValue(after, 'roomcast_batch_written_timestamp_seconds') * 1000;
     expect(writtenAt).toBeGreaterThanOrEqual(postedAt - 1);

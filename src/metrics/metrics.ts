@@ -66,6 +66,7 @@ export interface Metrics {
   deliveryLatency: Histogram;
   /** A delivery step until its frames are in the sockets, and the last step's timings (the reach split). */
   fanout: Histogram;
+  fanoutCpu: Counter;
   batchLag: Gauge<'stage'>;
   batchWrittenAt: Gauge;
   busAppend: Histogram;
@@ -164,6 +165,11 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       name: P + 'fanout_seconds',
       help: 'one delivery step: batch frames encoded, published, and written by uWS to every local member socket',
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    fanoutCpu: new Counter({
+      name: P + 'fanout_cpu_seconds_total',
+      help: 'CPU time of the worker during those delivery steps (their wall time without the time it waited for a core)',
       registers,
     }),
     // Per-worker series (the worker label); `max` keeps a merged reading meaningful: the slowest worker.

@@ -267,6 +267,7 @@ export class TickPipeline {
     this.inbox = new Map();
     const t = this.now();
     const started = performance.now();
+    const cpu = process.cpuUsage();
     let appended = Infinity;
     for (const [room, box] of inbox) {
       const last = this.delivered.get(room);
@@ -286,7 +287,7 @@ export class TickPipeline {
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
-    if (appended !== Infinity) setImmediate(() => this.written(started, t, appended));
+    if (appended !== Infinity) setImmediate(() => this.written(started, cpu, t, appended));
     const cutoff = t - BUDGET_IDLE_MS;
     for (const [room, b] of this.budgets) if (b.used < cutoff) this.budgets.delete(room);
   }
@@ -296,9 +297,11 @@ export class TickPipeline {
    * backlog): uWS queues a publish under 16 KiB and writes it when the loop turn ends, before
    * Node's immediates run. Timings of the step from its oldest entry's append (the reach split).
    */
-  private written(started: number, inHand: number, appended: number): void {
+  private written(started: number, cpu: NodeJS.CpuUsage, inHand: number, appended: number): void {
     const m = this.o.metrics;
     m.fanout.observe((performance.now() - started) / 1000);
+    const used = process.cpuUsage(cpu);
+    m.fanoutCpu.inc((used.user + used.system) / 1e6);
     const at = this.now();
     m.batchLag.set({ stage: 'read' }, Math.max(0, inHand - appended) / 1000);
     m.batchLag.set({ stage: 'written' }, Math.max(0, at - appended) / 1000);
