@@ -182,7 +182,8 @@ function runMillion() {
     const availBefore = memAvailable();
     const fleet = new Fleet({
       procs: gens, members, proto: 'roomcast', client: 'lite', urls: target.urls, rooms: [ROOM], addrs,
-      secret: target.secret, uidPrefix: `${name}-`, tokenTtlSec: 4 * 3600, latencySample: 0, connectRate: f.connectRate,
+      secret: target.secret, uidPrefix: `${name}-`, tokenTtlSec: 8 * 3600, // the run's own bound: no member's token expires mid-run
+      latencySample: 0, connectRate: f.connectRate,
       maxPending: f.maxPending || Math.min(4000, 256 * workers), connectTimeoutMs: 60_000, retries: 5, maxMs: 6 * 3_600_000,
       askTimeoutMs: f.askTimeoutS * 1000,
     });
