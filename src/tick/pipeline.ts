@@ -266,18 +266,18 @@ export class TickPipeline {
     const inbox = this.inbox;
     this.inbox = new Map();
     const t = this.now();
-    const started = performance.now();
-    const cpu = process.cpuUsage();
-    let appended = Infinity;
+    // Timed only when something is published: an idle deliver costs no clock or rusage call.
+    let step: { started: number; cpu: NodeJS.CpuUsage; appended: number } | undefined;
     for (const [room, box] of inbox) {
       const last = this.delivered.get(room);
       if (!last) continue;
       // Drop anything already delivered (a re-read after a reconnect to the bus).
       const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
+      step ??= { started: performance.now(), cpu: process.cpuUsage(), appended: Infinity };
       try {
         this.publishBatch(room, box.epoch, fresh, t);
-        appended = Math.min(appended, fresh[0]!.ts);
+        step.appended = Math.min(step.appended, fresh[0]!.ts);
       } catch (err) {
         // Only unencodable input gets here (the API bounds depth and size); the members see
         // the seq gap, and one room's bad entry never stops the other rooms' delivery.
@@ -287,7 +287,10 @@ export class TickPipeline {
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
-    if (appended !== Infinity) setImmediate(() => this.written(started, cpu, t, appended));
+    if (step && step.appended !== Infinity) {
+      const { started, cpu, appended } = step;
+      setImmediate(() => this.written(started, cpu, t, appended));
+    }
     const cutoff = t - BUDGET_IDLE_MS;
     for (const [room, b] of this.budgets) if (b.used < cutoff) this.budgets.delete(room);
   }
