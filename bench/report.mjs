@@ -4,15 +4,16 @@
 // (roomcast and each peer side by side, and the ratios roomcast/peer) and what limits them.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BENCH_DIR, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
+import { BENCH_DIR, ROOT, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
 
-const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'api', 'adaptive'];
+const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'million-curve', 'api', 'adaptive'];
 const FULL = {
   'big-room': (r) => Math.max(...[].concat(r.flags.membersPerWorker)) >= 18_000,
   'big-room-rss': (r) => r.flags.members >= 200_000,
   'many-rooms': (r) => Math.max(...[].concat(r.flags.rooms)) >= 2000,
   storm: (r) => r.flags.senders >= 10_000,
   million: (r) => r.flags.members >= 1_000_000,
+  'million-curve': (r) => Math.max(...r.result.sizes.map((x) => x.members)) >= 1_000_000,
   api: (r) => r.flags.members >= 2000,
   adaptive: (r) => r.flags.members >= 18_000,
 };
@@ -254,6 +255,10 @@ function storm(r) {
   );
 }
 
+const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : null);
+const probeMedian = (p, get) => median((p?.probes ?? []).map(get).filter((v) => v !== null && v !== undefined));
+const workerCpu = (idle) => (idle?.workerCpuPct ? `${fmt(idle.workerCpuPct.mean, 2)}% (max ${fmt(idle.workerCpuPct.max, 1)}%)` : '–');
+
 function million(r) {
   const x = r.result;
   const phase = (p) => {
@@ -264,20 +269,81 @@ function million(r) {
       fmt(p.members), `${fmt(p.connect?.opened)} (${fmt(p.connect?.failed)} failed)${p.connect?.stopped ? `; connect phase ${p.connect.stopped}` : ''}`, `${fmt(p.connect?.perSec)} /s (${fmt(p.connect?.secs)} s)`,
       `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
       reach.length ? `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})` : '–',
-      probes.map((q) => `${ms(q.latencyMs.p50)}/${ms(q.latencyMs.p99)}`).join(', ') || '–',
+      probes.some((q) => q.split) ? `${ms(probeMedian(p, (q) => q.split?.serverMs))} / ${ms(probeMedian(p, (q) => q.split?.generatorMs))} ms` : '–',
       p.idle ? fmt(p.idle.redis.opsPerSec) : '–', p.steady ? fmt(p.steady.redis.opsPerSec) : '–', `${p.idle ? fmt(p.idle.serverCpuPct) : '–'}% / ${p.steady ? fmt(p.steady.serverCpuPct) : '–'}%`,
+      workerCpu(p.idle),
       p.tail ? (p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)} missed)`) : `not checked (stopped: ${p.error ?? '?'})`,
     ];
   };
   const out = [
     table(
-      ['phase members', 'connected', 'connect rate', 'server RSS/member', 'generator RSS/member', 'machine memory/member', 'one batch reaches all (median; each probe)', 'probe p50/p99 ms', 'Redis ops/s idle', `Redis ops/s at ${x.full?.steady?.rate ?? '?'} msg/s`, 'server CPU idle/steady', 'zero seq gaps'],
+      ['phase members', 'connected', 'connect rate', 'server RSS/member', 'generator RSS/member', 'machine memory/member', 'one batch reaches all (median; each probe)', 'server / generator part (median)', 'Redis ops/s idle', `Redis ops/s at ${x.full?.steady?.rate ?? '?'} msg/s`, 'server CPU idle/steady', 'idle CPU per worker', 'zero seq gaps'],
       [phase(x.baseline), phase(x.full)].filter(Boolean),
     ),
   ];
+  const rows = [];
+  for (const [name, p] of [['baseline', x.baseline], ['full', x.full]]) {
+    for (const [i, q] of (p?.probes ?? []).entries()) {
+      const s = q.split ?? {};
+      rows.push([
+        name, i, `${fmt(q.reached)}/${fmt(q.open)}${q.complete ? '' : ' (incomplete)'}`, fmt(q.unavailable503 ?? 0), ms(q.reachAllMs),
+        `${ms(s.serverMs)} (${ms(s.postToAppendMs)} + ${ms(s.appendToWrittenMaxMs)})`, ms(s.generatorMs), fmt(s.fanoutMaxMs, 1),
+        s.perWriteUs === undefined ? '–' : `${fmt(s.perWriteCpuUs, 2)} / ${fmt(s.perWriteUs, 2)}`, ms(q.writeBoundMs), s.workers ? `${s.freshWorkers}/${s.workers}` : '–',
+      ]);
+    }
+  }
+  if (rows.length && [x.baseline, x.full].some((p) => p?.probes?.some((q) => q.split))) {
+    out.push('\nEach probe, split: **server** is the POST to the slowest worker having written the frame to all its sockets (POST → append, + append → written; uWS writes a publish under 16 KiB when the loop turn ends, `roomcast_batch_written_timestamp_seconds`); **generator** is that to the last member reading it (the co-located generators are starved of the same 2 cores). The written time is observed at the worker\'s next `setImmediate`, so the server part is an upper bound (a worker descheduled right after writing reports late; the generator part can read slightly negative). The write bound is members × one socket write, measured in the same phase (the workers\' CPU time in fan-out ÷ deliveries, `roomcast_fanout_cpu_seconds_total`; wall time ÷ deliveries beside it): the CPU time it takes to hand the batch to every socket, on 2 cores shared with the generators.\n');
+    out.push(table(['phase', 'probe', 'reached', '503s ridden out', 'total ms', 'server ms (post→append + append→written)', 'generator ms', 'slowest worker fan-out ms', 'µs per write (CPU / wall)', 'write bound ms', 'workers measured'], rows));
+  }
   if (x.redisVsBaseline) out.push(`\nRedis ops/s, full / ${fmt(x.baseline.members)}-member case on the same ${x.workers} workers: idle ${ratio(x.redisVsBaseline.idle)}, steady ${ratio(x.redisVsBaseline.steady)}.`);
+  if (x.clean) out.push(`\nClean run: every member connected ${x.clean.allConnected ? 'yes' : 'no'}; probes reaching everyone after the connect phase ${x.clean.probes}; steady phase ${x.clean.steady ? 'yes' : 'no'}; zero seq gaps ${x.clean.zeroGaps ? 'yes' : 'no'}; Redis timeouts logged ${x.clean.redisTimeouts ?? '?'}; bus errors ${x.full?.busErrors?.total ?? '?'} → **${x.clean.ok ? 'clean' : 'not clean'}**.`);
   const failed = (x.checks ?? []).filter((c) => c.level !== 'ok');
   if (failed.length) out.push(`\nLimit checks not met at run time: ${failed.map((c) => `${c.name} (${c.have})`).join('; ')}.`);
+  return out.join('\n');
+}
+
+/** The million bench at several sizes, one after another from one build (bench/million-curve.mjs). */
+function millionCurve(r) {
+  const runs = r.result.sizes.map((s) => {
+    let m;
+    try {
+      m = s.file ? JSON.parse(readFileSync(join(ROOT, s.file), 'utf8')) : undefined;
+    } catch {}
+    return { ...s, full: m?.result.full, commit: m?.commit };
+  });
+  const ref = runs.find((x) => x.members === 200_000 && x.full) ?? runs.find((x) => x.full);
+  const reach = (x) => probeMedian(x.full, (q) => q.reachAllMs);
+  const server = (x) => probeMedian(x.full, (q) => q.split?.serverMs);
+  const growth = (v, refV, x) => (v && refV ? +(v / refV / (x.members / ref.members)).toFixed(2) : null);
+  const rows = runs.map((x) => {
+    const p = x.full;
+    if (!p) return [fmt(x.members), x.workers, `no results (${x.error ?? `exit ${x.exitCode}`})`, '', '', '', '', '', '', '', '', ''];
+    return [
+      fmt(x.members), x.workers, `${fmt(p.connect?.perSec)} /s (${fmt(p.connect?.secs)} s)${p.connect?.all ? '' : `, ${fmt(p.connect?.opened)} connected`}`,
+      `${ms(server(x))} / ${ms(reach(x))}`,
+      p.idle ? `${fmt(p.idle.serverCpuPct, 1)}% / ${workerCpu(p.idle)}` : '–', p.idle ? fmt(p.idle.redis.opsPerSec, 1) : '–',
+      `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`,
+      ratio(growth(reach(x), reach(ref), x)), ratio(growth(server(x), server(ref), x)), ratio(growth(p.connect?.secs, ref.full.connect?.secs, x)),
+      p.tail ? (p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)})`) : 'not checked',
+    ];
+  });
+  const commits = [...new Set(runs.map((x) => x.commit).filter(Boolean))];
+  const out = [
+    `Commit ${commits.join(', ') || '?'}; one results file per size (listed in the curve file above). Reach is the median of the probes, each taken after the connect phase; growth is (value(N) / value(${fmt(ref?.members)})) ÷ (N / ${fmt(ref?.members)}): 1.0 is linear in the members.\n`,
+    table(['members', 'workers', 'connect rate (time)', 'reach: server / total ms', 'idle server CPU: total / per worker', 'idle Redis ops/s', 'server RSS/member', 'generator RSS/member', 'reach growth', 'server-part growth', 'connect-time growth', 'zero gaps'], rows),
+  ];
+  const top = runs.filter((x) => x.full).at(-1);
+  if (ref && top && top !== ref) {
+    const p = top.full;
+    out.push(`\nAgainst the targets (${fmt(ref.members)} → ${fmt(top.members)}, the members ×${(top.members / ref.members).toFixed(1)}):\n`);
+    out.push([
+      `reach grows ${ratio(growth(reach(top), reach(ref), top))} faster than the members (target ≤ ×1.3: reach(${fmt(top.members)}) ≤ ${fmt((1.3 * reach(ref) * top.members) / ref.members)} ms; measured ${ms(reach(top))} ms)`,
+      `connect time grows ${ratio(growth(p.connect?.secs, ref.full.connect?.secs, top))} faster than the members (target ≤ ×1.3)`,
+      `idle server CPU per worker at ${fmt(top.members)}: ${workerCpu(p.idle)} (target ≤ 0.3%)`,
+      `server RSS per member at ${fmt(top.members)}: ${fmt(p.serverRssPerMemberKiB, 2)} KiB (target ≤ 1.5 KiB)`,
+    ].map((l) => `- ${l}`).join('\n'));
+  }
   return out.join('\n');
 }
 
@@ -314,10 +380,13 @@ const INTRO = {
   'big-room': 'One room, `--members-per-worker` members per worker (5k and 18k, one worker), API senders at rates stepped until each contender\'s sustained maximum is located (kind chat; the room budget and API rate are lifted so the raw delivery capacity is measured). Peers: raw uWS publish (the ceiling; the default beside roomcast), and with `--targets` a `ws` broadcast loop and Socket.IO 4 with @socket.io/redis-streams-adapter; all tick at 50 ms and send roomcast-shaped batches with a contiguous seq, so the same generator checks all of them.',
   'many-rooms': 'Thousands of small rooms, API posts spread evenly over them; 2 workers with Redis. Server CPU and Redis ops per room.',
   storm: '`--senders` members flood one room with chat and likes over their sockets while the business API posts system and gift messages (priority high).',
-  million: 'One room, real WebSocket members on this machine, ~18k per roomcast worker and per generator process, Redis streams between workers. "One batch reaches all" is from the probe POST to the last member receiving it.',
+  million: 'One room, real WebSocket members on this machine, ~17k per roomcast worker and ~18k per generator process, Redis streams between workers. "One batch reaches all" is from the probe POST to the last member receiving it; probes are taken after the connect phase ended (no member connects meanwhile), a 503 is posted again.',
+  'million-curve': 'The million bench at growing sizes, back to back on this machine from one build (`npm run bench:million -- --curve 100000,200000,400000,700000,1000000`), workers = members/17,000. How each cost grows with the members.',
   api: 'autocannon against the API with members attached to the room. A POST is answered after its tick appended it to the log, so req/s ≈ connections / tick length.',
   adaptive: 'What happens when a tick\'s fan-out cannot finish within the tick: adaptive tick off (`--max-tick-ms` = `--tick-ms`) vs on (default `--max-tick-ms 1000`), and the raw uWS peer at a fixed tick.',
 };
+
+const TITLE = { 'million-curve': 'million: scaling curve' };
 
 const LIMITS = `## What limits these numbers
 
@@ -355,13 +424,24 @@ function render() {
   ]));
   out.push('\nEach results file records the machine it ran on (and the load average at start and end).\n');
   out.push('## Commands\n');
-  out.push('```sh\nnpm run build\nnpm run bench:big-room      # scenario 1: ceilings of roomcast and raw uWS at 5k and 18k members per worker\nnpm run bench:big-room -- --rss-only --members 200000 --workers 12   # server RSS per member at scale\nnpm run bench:many-rooms    # scenario 2 + peers\nnpm run bench:storm         # scenario 3\nnpm run bench:million       # scenario 4 (needs the limits in bench/README.md)\nnpm run bench:api           # scenario 5\nnpm run bench:adaptive      # adaptive egress, before/after\nnpm run bench:report        # this file\n```\n');
+  out.push('```sh\nnpm run build\nnpm run bench:big-room      # scenario 1: ceilings of roomcast and raw uWS at 5k and 18k members per worker\nnpm run bench:big-room -- --rss-only --members 200000 --workers 12   # server RSS per member at scale\nnpm run bench:many-rooms    # scenario 2 + peers\nnpm run bench:storm         # scenario 3\nnpm run bench:million       # scenario 4 (needs the limits in bench/README.md)\nnpm run bench:million -- --curve 100000,200000,400000,700000,1000000   # the scaling curve\nnpm run bench:api           # scenario 5\nnpm run bench:adaptive      # adaptive egress, before/after\nnpm run bench:report        # this file\n```\n');
+  // Hand-written notes on a scenario (runs that stopped early, what limited them) survive
+  // re-rendering: notes/<section>.md, each under its own section, once.
+  const rendered = new Set();
+  const notes = (key) => {
+    const file = join(BENCH_DIR, 'notes', `${key}.md`);
+    const text = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    if (!text || rendered.has(text)) return; // a copy or link of another section's notes renders once
+    rendered.add(text);
+    out.push(`\n${text}\n`);
+  };
   for (const s of SCENARIOS) {
     const r = latest[s];
-    out.push(`## ${s}\n`);
+    out.push(`## ${TITLE[s] ?? s}\n`);
     out.push(`${INTRO[s]}\n`);
     if (!r) {
-      out.push(`_Not run yet: \`npm run bench:${s}\`._\n`);
+      out.push(`_Not run yet: \`${s === 'million-curve' ? 'npm run bench:million -- --curve …' : `npm run bench:${s}`}\`._\n`);
+      notes(s);
       continue;
     }
     out.push(header(r) + '\n');
@@ -369,12 +449,11 @@ function render() {
     else if (s === 'many-rooms') out.push(platform(r) + '\n\n' + contendersSection(r, true));
     else if (s === 'storm') out.push(storm(r));
     else if (s === 'million') out.push(million(r));
+    else if (s === 'million-curve') out.push(millionCurve(r));
     else if (s === 'api') out.push(api(r));
     else if (s === 'adaptive') out.push(adaptive(r));
-    // Hand-written notes on a scenario (runs that stopped early, what limited them) survive re-rendering.
-    const notes = join(BENCH_DIR, 'notes', `${s}.md`);
-    if (existsSync(notes)) out.push(`\n${readFileSync(notes, 'utf8').trim()}`);
     out.push('');
+    notes(s);
     const rss = s === 'big-room' ? latest['big-room-rss'] : undefined;
     if (rss) {
       out.push('## big-room: server memory per member at scale\n');
@@ -387,6 +466,7 @@ function render() {
       out.push('roomcast on a local Redis Cluster (3 masters, 3 replicas), without and with `--redis-wait-replicas`, beside roomcast on one Redis and the raw uWS peer (on one Redis), in one run.\n');
       out.push(header(cluster) + '\n');
       out.push(platform(cluster) + '\n');
+      notes('many-rooms-cluster');
     }
   }
   out.push(LIMITS);

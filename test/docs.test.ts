@@ -1,8 +1,10 @@
 // The docs and the code agree: every error code, every option with its default.
 import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { envName } from '../src/config/load.js';
 import { configSchema } from '../src/config/schema.js';
+import { createMetrics } from '../src/metrics/metrics.js';
 import { ERRORS } from '../src/protocol/errors.js';
 
 const read = (p: string) => readFileSync(new URL(`../${p}`, import.meta.url), 'utf8');
@@ -11,6 +13,15 @@ describe('docs', () => {
   it('docs/protocol.md lists every error code', () => {
     const doc = read('docs/protocol.md');
     for (const code of Object.keys(ERRORS)) expect(doc, code).toContain(`\`${code}\``);
+  });
+
+  it('docs/protocol.md names every metric a worker exports (§7 without the prefix, §8 with it)', () => {
+    const doc = read('docs/protocol.md');
+    const registry = new Registry();
+    createMetrics(registry, { defaultMetrics: false });
+    const names = registry.getMetricsAsArray().map((m) => m.name);
+    expect(names).toContain('roomcast_fanout_seconds');
+    for (const name of names) expect(doc.includes(`\`${name}`) || doc.includes(`\`${name.replace(/^roomcast_/, '')}`), name).toBe(true);
   });
 
   it('docs/configuration.md documents every option with its env var and default', () => {

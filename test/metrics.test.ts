@@ -143,6 +143,34 @@ describe('connections, deliveries and hot rooms', () => {
     steady.close();
   }, 40_000);
 
+  it('times each delivery step until its frames are in the sockets, and the last step from append to in hand to written', async () => {
+    const room = uniq('reach');
+    const m = await CountingMember.join(node, uniq('m'), room);
+    const scrape = async () => (await getText(node.port, '/metrics')).body;
+    const before = await scrape();
+    const postedAt = Date.now();
+    const o = await node.engine.post(room, { kind: 'system', body: 'probe', priority: 'high' });
+    const seq = 'seq' in o ? o.seq : -1;
+    await waitUntil(() => m.lastTo === seq, 5000, 'delivered');
+    const receivedAt = Date.now();
+    const after = await scrape();
+    const delta = (name: string) => metricValue(after, name) - metricValue(before, name);
+    expect(delta('roomcast_batches_published_total')).toBe(1);
+    expect(delta('roomcast_fanout_seconds_count')).toBe(1);
+    expect(delta('roomcast_fanout_seconds_sum')).toBeGreaterThan(0);
+    expect(delta('roomcast_fanout_cpu_seconds_total')).toBeGreaterThan(0);
+    // The probe's step was the last one: its frame was in the socket before the member read it.
+    const writtenAt = metricValue(after, 'roomcast_batch_written_timestamp_seconds') * 1000;
+    expect(writtenAt).toBeGreaterThanOrEqual(postedAt - 1);
+    expect(writtenAt).toBeLessThanOrEqual(receivedAt + 1);
+    const read = metricValue(after, 'roomcast_batch_lag_seconds', { stage: 'read' }) * 1000;
+    const written = metricValue(after, 'roomcast_batch_lag_seconds', { stage: 'written' }) * 1000;
+    expect(read).toBeGreaterThanOrEqual(0);
+    expect(written).toBeGreaterThanOrEqual(read);
+    expect(written).toBeLessThanOrEqual(receivedAt - postedAt + 1);
+    m.close();
+  });
+
   it('counts accepted, sampled-out, refused and delivered messages for the top rooms only', async () => {
     const [big, mid, small] = [uniq('big'), uniq('mid'), uniq('small')];
     const sizes: Array<[string, number]> = [[big, 3], [mid, 2], [small, 1]];

@@ -1,5 +1,6 @@
 // Shared helpers of the bench scripts: flags, timing, ports, machine facts, results files.
 import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { cpus, totalmem, release, hostname, loadavg } from 'node:os';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -101,12 +102,24 @@ export function machine() {
 const loadAtStart = loadavg().map((l) => +l.toFixed(2));
 const startedAt = new Date().toISOString();
 
+/** The commit the bench runs (with `+dirty` when the worktree has changes), or null outside git. */
+export function gitCommit() {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    return dirty ? `${head}+dirty` : head;
+  } catch {
+    return null;
+  }
+}
+
 /** Writes bench/results/<scenario>-<stamp>.json and returns its path. */
 export function writeResult(scenario, data) {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const date = new Date().toISOString();
   const file = join(RESULTS_DIR, `${scenario}-${date.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ scenario, date, startedAt, machine: { ...machine(), loadavgAtStart: loadAtStart }, ...data }, null, 2) + '\n');
+  const out = { scenario, date, startedAt, commit: gitCommit(), machine: { ...machine(), loadavgAtStart: loadAtStart }, ...data };
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   return file;
 }
 

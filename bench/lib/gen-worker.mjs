@@ -622,6 +622,12 @@ process.on('message', async (m) => {
       startSending();
       reply({ ok: true });
       break;
+    case 'stopConnecting':
+      // the connect phase is over: no new attempts; those in flight finish or time out
+      nextIndex = N;
+      retryQueue.length = 0;
+      reply(counts());
+      break;
     case 'stopSending':
       clearInterval(sendTimer);
       reply({ ok: true });

@@ -73,6 +73,8 @@ export class Fleet {
           w(m);
         }
       });
+      // a send on a closed channel reports here (a generator that died); ask() rejects it too
+      child.on('error', (err) => log(`generator ${p}: ${err.message}`));
       child.on('exit', (code) => {
         if (!this.stopping) log(`generator ${p} exited with ${code}`);
       });
@@ -109,6 +111,7 @@ export class Fleet {
   ask(idx, msg, timeoutMs = this.o.askTimeoutMs ?? 30_000) {
     const id = ++this.seq;
     const { child } = this.children[idx];
+    if (!child.connected) return Promise.reject(new Error(`generator ${idx} is gone (${msg.type})`));
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => {
         this.waiters.delete(id);
@@ -171,14 +174,31 @@ export class Fleet {
       if (now - t0 > timeoutMs) stopped = `timed out after ${Math.round(timeoutMs / 1000)} s`;
       else if (now - progressAt > stallMs) stopped = `stalled: no new member for ${Math.round(stallMs / 1000)} s`;
       if (stopped) {
-        log(`${label}connect phase ${stopped} at ${c.opened} members`);
+        log(`${label}connect phase ${stopped} at ${c.opened} members; no new attempts from now on`);
         break;
       }
       await sleep(250);
     }
     const secs = (Date.now() - t0) / 1000;
+    const perSec = c.opened / secs;
+    if (stopped) c = await this.settle();
     const w = await this.sum({ type: 'window', reset: false });
-    return { opened: c.opened, joined: c.joined, failed: c.failed, closed: c.closed, rssStart: c.rssStart, closes: w.closes, secs, perSec: c.opened / secs, rss: c.rss, failReasons: w.failReasons, lostSamples: w.lostSamples, stopped };
+    return { opened: c.opened, joined: c.joined, failed: c.failed, closed: c.closed, rssStart: c.rssStart, closes: w.closes, secs, perSec, rss: c.rss, failReasons: w.failReasons, lostSamples: w.lostSamples, stopped };
+  }
+
+  /**
+   * Ends the connect phase: no new attempts; waits for those in flight to open or time out
+   * (connectTimeoutMs), so what is measured next has a fixed set of members.
+   */
+  async settle() {
+    let c = await this.sum({ type: 'stopConnecting' });
+    const deadline = Date.now() + (this.o.connectTimeoutMs ?? 30_000) + 10_000;
+    while ((c.connecting > 0 || c.joined < c.opened) && Date.now() < deadline) {
+      await sleep(500);
+      c = await this.sum({ type: 'counts' }).catch(() => c);
+    }
+    log(`connect phase ended: open ${c.opened}, joined ${c.joined}, in flight ${c.connecting}`);
+    return c;
   }
 
   /** Aggregated window stats; reset starts a new window. */

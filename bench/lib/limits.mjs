@@ -5,6 +5,9 @@ import { freemem } from 'node:os';
 import net from 'node:net';
 import { log } from './common.mjs';
 
+/** Members per roomcast worker the million bench plans for: under the 20,000 open files with SO_REUSEPORT's uneven spread. */
+export const MEMBERS_PER_WORKER = 17_000;
+
 const read = (p) => {
   try {
     return readFileSync(p, 'utf8').trim();

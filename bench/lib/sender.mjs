@@ -24,6 +24,8 @@ export class Sender {
     this.waiters = new Map();
     this.children = Array.from({ length: Math.max(1, procs) }, () => {
       const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      // a send on a closed channel reports here, not as an uncaught ERR_IPC_CHANNEL_CLOSED
+      child.on('error', (err) => console.error(`sender: ${err.message}`));
       child.on('message', (m) => {
         const w = this.waiters.get(m.id);
         if (w) {
@@ -46,6 +48,7 @@ export class Sender {
 
   askOne(child, msg, timeoutMs) {
     const id = ++this.seq;
+    if (!child.connected) return Promise.reject(new Error(`sender is gone (${msg.type})`));
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`sender did not answer ${msg.type}`)), timeoutMs);
       this.waiters.set(id, (m) => {
@@ -97,16 +100,19 @@ export class Sender {
     const rs = await this.ask({ type: 'drain', timeoutMs }, (timeoutMs ?? 15_000) + 5000);
     return { inflight: rs.reduce((a, r) => a + r.inflight, 0) };
   }
-  async stop() {
-    await Promise.all(
+  /** Idempotent: the bench stops it, then its cleanup does again. */
+  stop() {
+    this.stopped ??= Promise.all(
       this.children.map(async (child) => {
         if (child.exitCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
         try {
           await this.askOne(child, { type: 'stop' }, 3000);
         } catch {}
-        await sleep(200);
+        await Promise.race([exited, sleep(1000)]);
         if (child.exitCode === null) child.kill('SIGKILL');
       }),
     );
+    return this.stopped;
   }
 }

@@ -240,3 +240,16 @@ export function promValues(text, name) {
   }
   return out;
 }
+
+/** A metric's value per `worker` label (summed over the samples matching `labelRe`); one process without the label is `w0`. */
+export function promByWorker(text, name, labelRe) {
+  const out = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (labelRe && !labelRe.test(line)) continue;
+    const w = /worker="([^"]+)"/.exec(line)?.[1] ?? 'w0';
+    const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(v)) out[w] = (out[w] ?? 0) + v;
+  }
+  return out;
+}

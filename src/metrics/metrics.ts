@@ -64,6 +64,11 @@ export interface Metrics {
   effectiveTick: Gauge;
   tickTarget: Gauge;
   deliveryLatency: Histogram;
+  /** A delivery step until its frames are in the sockets, and the last step's timings (the reach split). */
+  fanout: Histogram;
+  fanoutCpu: Counter;
+  batchLag: Gauge<'stage'>;
+  batchWrittenAt: Gauge;
   busAppend: Histogram;
   busReadLag: Histogram;
   backpressureDrops: Counter;
@@ -154,6 +159,31 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
       name: P + 'delivery_latency_seconds',
       help: 'accepted -> handed to the sockets',
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    fanout: new Histogram({
+      name: P + 'fanout_seconds',
+      help: 'one delivery step: batch frames encoded, published, and written by uWS to every local member socket',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    fanoutCpu: new Counter({
+      name: P + 'fanout_cpu_seconds_total',
+      help: 'CPU time of the worker during those delivery steps (their wall time without the time it waited for a core)',
+      registers,
+    }),
+    // Per-worker series (the worker label); `max` keeps a merged reading meaningful: the slowest worker.
+    batchLag: new Gauge({
+      name: P + 'batch_lag_seconds',
+      help: "the last delivery step, from its oldest entry's append: entries in hand (stage=read), frames in the sockets (stage=written)",
+      labelNames: ['stage'],
+      aggregator: 'max',
+      registers,
+    }),
+    batchWrittenAt: new Gauge({
+      name: P + 'batch_written_timestamp_seconds',
+      help: "Unix time the last delivery step's frames were in every local member socket",
+      aggregator: 'max',
       registers,
     }),
     busAppend: new Histogram({ name: P + 'bus_append_seconds', help: 'one pipelined bus append', buckets: LATENCY_BUCKETS, registers }),

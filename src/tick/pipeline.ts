@@ -281,14 +281,18 @@ export class TickPipeline {
     const inbox = this.inbox;
     this.inbox = new Map();
     const t = this.now();
+    // Timed only when something is published: an idle deliver costs no clock or rusage call.
+    let step: { started: number; cpu: NodeJS.CpuUsage; appended: number } | undefined;
     for (const [room, box] of inbox) {
       const last = this.delivered.get(room);
       if (!last) continue;
       // Drop anything already delivered (a re-read after a reconnect to the bus).
       const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
+      step ??= { started: performance.now(), cpu: process.cpuUsage(), appended: Infinity };
       try {
         this.publishBatch(room, box.epoch, fresh, t);
+        step.appended = Math.min(step.appended, fresh[0]!.ts);
       } catch (err) {
         // Only unencodable input gets here (the API bounds depth and size); the members see
         // the seq gap, and one room's bad entry never stops the other rooms' delivery.
@@ -298,8 +302,28 @@ export class TickPipeline {
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
+    if (step && step.appended !== Infinity) {
+      const { started, cpu, appended } = step;
+      setImmediate(() => this.written(started, cpu, t, appended));
+    }
     const cutoff = t - BUDGET_IDLE_MS;
     for (const [room, b] of this.budgets) if (b.used < cutoff) this.budgets.delete(room);
+  }
+
+  /**
+   * A delivery step's frames are in every local member's socket (kernel buffer, or uWS's
+   * backlog): uWS queues a publish under 16 KiB and writes it when the loop turn ends, before
+   * Node's immediates run. Timings of the step from its oldest entry's append (the reach split).
+   */
+  private written(started: number, cpu: NodeJS.CpuUsage, inHand: number, appended: number): void {
+    const m = this.o.metrics;
+    m.fanout.observe((performance.now() - started) / 1000);
+    const used = process.cpuUsage(cpu);
+    m.fanoutCpu.inc((used.user + used.system) / 1e6);
+    const at = this.now();
+    m.batchLag.set({ stage: 'read' }, Math.max(0, inHand - appended) / 1000);
+    m.batchLag.set({ stage: 'written' }, Math.max(0, at - appended) / 1000);
+    m.batchWrittenAt.set(at / 1000);
   }
 
   private publishBatch(room: string, epoch: string, entries: LogEntry[], t: number): void {
