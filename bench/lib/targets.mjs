@@ -53,7 +53,7 @@ function logFile(name) {
 
 /**
  * kind: roomcast | uws | ws | sio. o: { workers, redisUrl, tickMs, maxTickMs, args: [] extra
- * roomcast flags, redisAlways }.
+ * roomcast flags, nodeArgs: [] node flags of the roomcast process (its workers inherit them), redisAlways }.
  */
 export async function startTarget(kind, o) {
   const t = TARGETS[kind];
@@ -92,7 +92,7 @@ export async function startTarget(kind, o) {
       ...(useRedis ? ['--workers', String(workers), ...(o.redisCluster ? ['--redis-cluster', o.redisCluster] : ['--redis', o.redisUrl])] : []),
       ...(o.args ?? []),
     ];
-    spawnLogged(args);
+    spawnLogged([...(o.nodeArgs ?? []), ...args]);
     urls = [{ host: '127.0.0.1', port }];
   } else {
     const base = await freePort();

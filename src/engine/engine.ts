@@ -82,7 +82,7 @@ const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 export class Engine {
   readonly membership: Membership;
   readonly moderation: Moderation;
-  private readonly outboxes = new Outboxes();
+  private readonly outboxes = new Outboxes(() => this.ticker.wake());
   private readonly pipeline: TickPipeline;
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
@@ -174,7 +174,11 @@ export class Engine {
 
   async start(): Promise<void> {
     await this.o.bus.start({
-      onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
+      onEntries: (room, epoch, entries) => {
+        this.pipeline.onEntries(room, epoch, entries);
+        // Ticks while entries flow keep the stretch measured (reads are paced by it).
+        this.ticker.wake();
+      },
       onReadDone: () => this.pipeline.deliverRead(),
       onControl: (cmd) => this.controls.apply(cmd),
       onEpoch: (room, epoch) => this.pipeline.onEpoch(room, epoch),

@@ -49,32 +49,62 @@ export function registerEventLoopLag(registry: Registry, prefix: string): void {
   });
 }
 
+/** The lag sampler stops after this long without a reader (no inbound frames: no shedding to decide). */
+export const LAG_IDLE_STOP_MS = 2000;
+
 /**
  * The loop's lag right now, cheap enough to read per inbound frame: a timer every
  * LAG_SAMPLE_MS notes how late it fired. The lag is the larger of that last lateness (the
  * loop just came back from a stall, and what queued up meanwhile is being read) and how
  * overdue the timer is now (the loop has been busy since and has not got round to it).
+ * The timer runs only while frames come in: the first read starts it, LAG_IDLE_STOP_MS
+ * without one stops it, so an idle worker is not woken 20 times a second for it.
  */
 export class LoopLag {
-  private last = performance.now();
+  private last = 0;
   private lateMs = 0;
+  private readAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  private enabled = false;
 
   start(): void {
-    this.last = performance.now();
+    this.enabled = true;
+  }
+
+  stop(): void {
+    this.enabled = false;
+    this.halt();
+  }
+
+  /** Whether the sampling timer is running (it is only while frames are being read). */
+  get sampling(): boolean {
+    return this.timer !== undefined;
+  }
+
+  get ms(): number {
+    const now = performance.now();
+    this.readAt = now;
+    if (!this.timer) {
+      if (this.enabled) this.resume(now);
+      return 0;
+    }
+    return Math.max(this.lateMs, now - this.last - LAG_SAMPLE_MS);
+  }
+
+  private resume(now: number): void {
+    this.last = now;
+    this.lateMs = 0;
     this.timer = setInterval(() => {
-      const now = performance.now();
-      this.lateMs = Math.max(0, now - this.last - LAG_SAMPLE_MS);
-      this.last = now;
+      const t = performance.now();
+      this.lateMs = Math.max(0, t - this.last - LAG_SAMPLE_MS);
+      this.last = t;
+      if (t - this.readAt > LAG_IDLE_STOP_MS) this.halt();
     }, LAG_SAMPLE_MS);
     this.timer.unref();
   }
 
-  stop(): void {
+  private halt(): void {
     clearInterval(this.timer);
-  }
-
-  get ms(): number {
-    return Math.max(this.lateMs, performance.now() - this.last - LAG_SAMPLE_MS);
+    this.timer = undefined;
   }
 }

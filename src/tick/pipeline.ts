@@ -72,10 +72,12 @@ export class TickPipeline {
    * entries. Other workers' entries never wait for it: they go out when the bus read returns
    * them (deliverRead). Chat under review never holds the tick up either: the webhook runs
    * beside the ticks, and what it passes is appended by the tick after its answer.
+   * Resolves true while chat is under review: a later tick has its passes to append.
    */
-  async tick(): Promise<void> {
+  async tick(): Promise<boolean> {
     await this.append();
     this.deliver();
+    return this.reviewing !== undefined || this.underReview.length > 0 || this.passedReview.length > 0;
   }
 
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
