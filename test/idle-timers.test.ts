@@ -1,9 +1,14 @@
 // The idle worker's periodic work, on a fake clock: the slow-socket sweep looks at every
-// socket only after something was written (a backlog only grows through a write), and the
-// loop-lag sampler behind shedding runs only while inbound frames ask for it.
+// socket only after something was written (a backlog only grows through a write), the
+// loop-lag sampler behind shedding runs only while there is traffic, and token deadlines
+// arm one timer for the next one instead of walking the wheel every slot.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { SlowWatch, SLOW_WATCH_MS } from '../src/gateway/slow-watch.js';
 import { LAG_IDLE_STOP_MS, LoopLag } from '../src/metrics/event-loop.js';
+import { Registry } from 'prom-client';
+import { createMetrics } from '../src/metrics/metrics.js';
+import { SLOT_MS, TokenExpiry } from '../src/engine/token-expiry.js';
+import type { Connection } from '../src/rooms/connection.js';
 
 class Sock {
   reads = 0;
@@ -51,16 +56,16 @@ describe('LoopLag', () => {
   it('samples only while it is read', () => {
     const lag = new LoopLag();
     lag.start();
-    expect(lag.sampling).toBe(false);
+    expect(lag.active).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
     expect(lag.ms).toBe(0); // the first read starts the sampler
-    expect(lag.sampling).toBe(true);
+    expect(lag.active).toBe(true);
     vi.advanceTimersByTime(LAG_IDLE_STOP_MS - 100);
     expect(lag.ms).toBe(0);
-    expect(lag.sampling).toBe(true); // read again: it goes on
+    expect(lag.active).toBe(true); // read again: it goes on
     // no reads: the timer stops
     vi.advanceTimersByTime(LAG_IDLE_STOP_MS + 100);
-    expect(lag.sampling).toBe(false);
+    expect(lag.active).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
     lag.stop();
   });
@@ -68,6 +73,33 @@ describe('LoopLag', () => {
   it('never samples when shedding is off (not started)', () => {
     const lag = new LoopLag();
     expect(lag.ms).toBe(0);
-    expect(lag.sampling).toBe(false);
+    expect(lag.active).toBe(false);
+  });
+});
+
+describe('TokenExpiry', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('sleeps until the next deadline instead of walking the wheel every slot', () => {
+    const expiry = new TokenExpiry({ graceSec: 5, metrics: createMetrics(new Registry(), { defaultMetrics: false }), now: Date.now });
+    expiry.start();
+    expect(vi.getTimerCount()).toBe(0);
+    const sent: unknown[] = [];
+    const conn = { creds: { expMs: Date.now() + 3_600_000 }, send: (f: unknown) => sent.push(f), close: () => {} } as unknown as Connection;
+    expiry.schedule(conn);
+    expect(vi.getTimerCount()).toBe(1); // one timer, for the `expiring` hint 30 s before exp
+    vi.advanceTimersByTime(3_600_000 - 31_000);
+    expect(sent).toEqual([]);
+    vi.advanceTimersByTime(1_000 + SLOT_MS);
+    expect(sent).toEqual([{ op: 'expiring', in: expect.any(Number) }]);
+    expect(vi.getTimerCount()).toBe(1); // now armed for the close
+    expiry.forget(conn);
+    expiry.stop();
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
