@@ -12,6 +12,8 @@ export interface RedisPresenceOptions {
   workerId: string;
   heartbeatMs: number;
   onError: (err: unknown) => void;
+  /** How long each count write took (a round trip sampled every heartbeat). */
+  onRoundTrip?: (ms: number) => void;
   log?: Logger;
 }
 
@@ -116,7 +118,9 @@ export class RedisPresence implements Presence {
     if (gone.length) m.hdel(this.ownKey, ...gone);
     if (changed) m.hset(this.ownKey, { ...set, [VERSION]: `${this.o.workerId}:${++this.version}` });
     m.pexpire(this.ownKey, hb * 3);
+    const started = performance.now();
     const [res] = await Promise.all([m.exec(), this.conn.sadd(this.keys.workers, this.o.workerId), this.conn.pexpire(this.keys.workers, hb * 10)]);
+    this.o.onRoundTrip?.(performance.now() - started);
     if (!res) throw new Error('member count transaction aborted');
     for (const [err] of res) if (err) throw err;
     // The hash vanished under a partial update: write it all again.
