@@ -23,12 +23,14 @@ describe('SlowWatch', () => {
   it('sweeps every socket after a write, only the candidates otherwise', () => {
     const all = new Set(Array.from({ length: 100 }, () => new Sock()));
     const w = new SlowWatch<Sock>();
+    expect(w.busy).toBe(false); // the gateway arms no sweep timer
     expect(w.sweep(all, 0)).toBe(0); // nothing written yet: idle
     expect([...all].every((s) => s.reads === 0)).toBe(true);
 
     const slow = [...all][7]!;
     slow.buffered = 5000;
     w.noteWrite();
+    expect(w.busy).toBe(true);
     expect(w.sweep(all, 1000)).toBe(100);
     expect([...w.candidates()]).toEqual([slow]);
     // idle again: only the known candidate is looked at, and it stays one while backlogged
@@ -39,8 +41,10 @@ describe('SlowWatch', () => {
     slow.buffered = 0;
     w.sweep(all, 2000 + SLOW_WATCH_MS);
     expect([...w.candidates()]).toEqual([slow]);
+    expect(w.busy).toBe(true); // still watching it: the sweep goes on
     w.sweep(all, 2001 + SLOW_WATCH_MS);
     expect([...w.candidates()]).toEqual([]);
+    expect(w.busy).toBe(false);
   });
 });
 

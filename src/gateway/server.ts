@@ -207,7 +207,7 @@ export class Gateway implements RoomPublisher {
     }
     this.metrics.replyFrames.inc(frames);
     this.metrics.replyWrites.inc(writes);
-    if (writes > 0) this.slow.noteWrite();
+    if (writes > 0) this.wrote();
   };
 
   constructor(private readonly o: GatewayOptions) {
@@ -285,12 +285,28 @@ export class Gateway implements RoomPublisher {
         resolve(this.uws.us_socket_local_port(ls as never));
       });
     });
-    this.sweepTimer = setInterval(() => {
+    return port;
+  }
+
+  /** Something was written: the sweep after it finds the sockets it left with a backlog. */
+  private wrote(): void {
+    this.slow.noteWrite();
+    this.sweepSoon();
+  }
+
+  /**
+   * The sweep (slow sockets, per-IP connect buckets) runs SLOW_SWEEP_MS after activity and
+   * goes on only while it has something to watch: an idle worker has no timer for it.
+   */
+  private sweepSoon(): void {
+    if (this.sweepTimer || !this.listenSocket) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
       this.slow.sweep(this.sockets, Date.now());
       this.perIp?.sweep();
+      if (this.slow.busy || (this.perIp?.size ?? 0) > 0) this.sweepSoon();
     }, SLOW_SWEEP_MS);
     this.sweepTimer.unref();
-    return port;
   }
 
   /** Token checked synchronously: the socket is upgraded (or refused) before the handler returns. */
@@ -307,6 +323,7 @@ export class Gateway implements RoomPublisher {
       res.end(JSON.stringify({ error: { code, message } }), true);
     };
     const wait = this.perIp?.take(ip) ?? 0;
+    if (this.perIp) this.sweepSoon(); // its bucket is swept once full again
     if (wait > 0) {
       this.metrics.authFailures.inc({ reason: 'rate_limited' });
       return refuse(429, 'RATE_LIMITED', 'too many connections from this address', { 'Retry-After': String(Math.ceil(wait / 1000)) });
@@ -361,7 +378,7 @@ export class Gateway implements RoomPublisher {
     const np = this.app.numSubscribers(p);
     const nc = this.app.numSubscribers(c);
     const [dp, dc] = this.skips(room);
-    if (np + nc > 0) this.slow.noteWrite();
+    if (np + nc > 0) this.wrote();
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z ?? plain, true);
     // What was written: uWS skipped the sockets counted in `skips`.
@@ -397,7 +414,8 @@ export class Gateway implements RoomPublisher {
   stopListening(): void {
     if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = undefined;
-    clearInterval(this.sweepTimer);
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   /** Closes every socket at once (after drain). */

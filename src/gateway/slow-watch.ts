@@ -31,6 +31,11 @@ export class SlowWatch<S extends Buffered> {
     return this.slow.keys();
   }
 
+  /** A sweep has something to do: a write since the last one, or candidates to watch. */
+  get busy(): boolean {
+    return this.wrote || this.slow.size > 0;
+  }
+
   /** Notes every socket with a backlog; returns how many sockets were looked at. */
   sweep(all: Iterable<S> & { size: number }, now: number): number {
     const scan: Iterable<S> = this.wrote ? all : [...this.slow.keys()];
