@@ -15,9 +15,9 @@ const f = parseFlags(
   {
     members: { type: 'number', default: 17_000, help: 'members in the room (≤ ~18k per worker)' },
     workers: { type: 'number', default: 1, help: 'roomcast workers' },
-    idleS: { type: 'number', default: 60, help: 'idle measurement window, seconds' },
+    idleS: { type: 'number', default: 0, help: 'idle measurement window, seconds (0 = max(60, idleTimeoutSec): one keep-alive ping per member falls in it)' },
     settleS: { type: 'number', default: 10, help: 'wait after the connect phase before measuring' },
-    idleTimeoutSec: { type: 'number', default: 0, help: '--idle-timeout-sec of the server (0 = its default)' },
+    idleTimeoutSec: { type: 'number', default: 0, help: '--idle-timeout-sec of the server (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s (from 32 s up)' },
     profile: { type: 'boolean', default: false, help: 'run the workers with --cpu-prof (profiles in bench/results/prof-<ts>/)' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
@@ -26,13 +26,17 @@ const f = parseFlags(
 );
 
 const ROOM = 'idle';
+/** The server's default idle timeout, read from the built config (the bench runs dist/). */
+const { configSchema } = await import('../dist/src/config/schema.js');
+const idleTimeoutSec = f.idleTimeoutSec || configSchema.parse({}).idleTimeoutSec;
+const idleS = f.idleS || Math.max(60, idleTimeoutSec);
 
 main(async () => {
   await needBuild();
   const gens = Math.max(1, Math.ceil(f.members / 18_000));
   const addrs = sourceAddrs(Math.max(2, Math.ceil(f.members / 16_000)));
   const perWorker = Math.ceil(f.members / f.workers);
-  log(`idle: ${f.members} members, ${f.workers} workers (~${perWorker} each), ${gens} generators, idle window ${f.idleS} s`);
+  log(`idle: ${f.members} members, ${f.workers} workers (~${perWorker} each), ${gens} generators, idle timeout ${idleTimeoutSec} s, idle window ${idleS} s`);
   const checks = await checkLimits({ members: f.members, perProcess: Math.max(Math.ceil(f.members / gens), Math.ceil(perWorker * 1.1)), processes: f.workers + gens + 3, addrs: addrs.length });
   const profDir = new URL(`./results/prof-${new Date().toISOString().replace(/[:.]/g, '-')}/`, import.meta.url).pathname;
   if (f.profile) log(`cpu profiles: ${profDir}`);
@@ -42,14 +46,14 @@ main(async () => {
     redisUrl: redis.url,
     redisAlways: true,
     nodeArgs: f.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
-    args: f.idleTimeoutSec > 0 ? ['--idle-timeout-sec', String(f.idleTimeoutSec)] : [],
+    args: ['--idle-timeout-sec', String(idleTimeoutSec)],
   });
   const fleet = new Fleet({
     procs: gens, members: f.members, proto: 'roomcast', client: 'lite', urls: target.urls, rooms: [ROOM], addrs,
     secret: target.secret, uidPrefix: 'idle-', tokenTtlSec: 7200, latencySample: 0, connectRate: 5000,
     maxPending: Math.min(2000, 256 * f.workers), connectTimeoutMs: 30_000, retries: 3, maxMs: 1_800_000,
   });
-  const result = { workers: f.workers, members: f.members, checks };
+  const result = { workers: f.workers, members: f.members, idleTimeoutSec, idleS, checks };
   try {
     await fleet.start();
     const conn = await fleet.waitConnected({ timeoutMs: 300_000 });
@@ -61,7 +65,7 @@ main(async () => {
     const r0 = await redis.counters();
     const c0 = mark(target.pids());
     const g0 = mark(fleet.pids());
-    await sleep(f.idleS * 1000);
+    await sleep(idleS * 1000);
     const cpu = diff(c0);
     const gen = diff(g0);
     const r1 = await redis.counters();
