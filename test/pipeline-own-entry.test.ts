@@ -66,27 +66,33 @@ describe('a worker publishes its own entries in the tick that appended them', ()
 
       // A's own entry: out in the very tick that appended it.
       const acked = a.say(room, 'one');
-      await a.pipeline.tick();
+      a.pipeline.tick();
+      await a.pipeline.settled();
       expect(await acked).toEqual({ shown: true, seq: 1 });
       expect(a.published).toEqual([{ from: 1, to: 1, msgs: [expect.objectContaining({ b: 'one' })] }]);
 
       // The bus reads it back; the next ticks do not publish it again.
       await sleep(200);
-      await a.pipeline.tick();
-      await a.pipeline.tick();
+      a.pipeline.tick();
+      await a.pipeline.settled();
+      a.pipeline.tick();
+      await a.pipeline.settled();
       expect(a.published).toHaveLength(1);
 
       // B appends seq 2; A has not read it yet when it appends seq 3: A's entry must wait for
       // the read, so its members still get 2 before 3.
       const fromB = b.say(room, 'two');
-      await b.pipeline.tick();
+      b.pipeline.tick();
+      await b.pipeline.settled();
       expect(await fromB).toEqual({ shown: true, seq: 2 });
       const fromA = a.say(room, 'three');
-      await a.pipeline.tick();
+      a.pipeline.tick();
+      await a.pipeline.settled();
       expect(await fromA).toEqual({ shown: true, seq: 3 });
       for (let i = 0; i < 50 && a.published.at(-1)?.to !== 3; i++) {
         await sleep(20);
-        await a.pipeline.tick();
+        a.pipeline.tick();
+        await a.pipeline.settled();
       }
       const seqs = a.published.flatMap((p) => Array.from({ length: p.to - p.from + 1 }, (_, i) => p.from + i));
       expect(seqs).toEqual([1, 2, 3]);

@@ -1,5 +1,6 @@
 // A real redis-server per test file on a free port, with outage controls: stop (optionally
-// saving, so start() brings the data back, like a failover), start, and restart-empty.
+// saving, so start() brings the data back, like a failover), start, restart-empty, and
+// pause/resume (a frozen, starved server).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -78,6 +79,15 @@ export class RedisServer {
       proc.kill('SIGKILL');
     }
     await exited;
+  }
+
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered until resume(). */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.kill('SIGCONT');
   }
 
   /** Kills the server and starts it empty on the same port. */

@@ -53,7 +53,7 @@ function logFile(name) {
 
 /**
  * kind: roomcast | uws | ws | sio. o: { workers, redisUrl, tickMs, maxTickMs, args: [] extra
- * roomcast flags, redisAlways }.
+ * roomcast flags, nodeArgs: [] node flags of the roomcast process (its workers inherit them), redisAlways }.
  */
 export async function startTarget(kind, o) {
   const t = TARGETS[kind];
@@ -83,8 +83,6 @@ export async function startTarget(kind, o) {
     const useRedis = workers > 1 || o.redisAlways;
     if (useRedis && !o.redisUrl && !o.redisCluster) throw new Error('roomcast with several workers needs Redis');
     const args = [
-      // --cpu-prof reaches the workers too: the supervisor forks them with its own execArgv.
-      ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : []),
       join(ROOT, 'dist/src/cli.js'), 'start',
       '--host', '127.0.0.1', '--port', String(port),
       '--secret', SECRET, '--api-key', API_KEY,
@@ -94,7 +92,7 @@ export async function startTarget(kind, o) {
       ...(useRedis ? ['--workers', String(workers), ...(o.redisCluster ? ['--redis-cluster', o.redisCluster] : ['--redis', o.redisUrl])] : []),
       ...(o.args ?? []),
     ];
-    spawnLogged(args);
+    spawnLogged([...(o.nodeArgs ?? []), ...args]);
     urls = [{ host: '127.0.0.1', port }];
   } else {
     const base = await freePort();

@@ -9,6 +9,7 @@ import { decodeControl, RedisControl } from './redis/control.js';
 import { PartitionFeed, type ReaderPool } from './redis/feed.js';
 import { Keys } from './redis/keys.js';
 import { RedisPresence } from './redis/presence.js';
+import { Patience } from './redis/patience.js';
 import { RedisRoomLog } from './redis/room-log.js';
 import type { Client } from './redis/scripts.js';
 import { StreamReader } from './redis/stream-reader.js';
@@ -32,8 +33,18 @@ export interface RedisStreamsBusOptions {
   blockMs?: number;
   /** Least time between two reads that returned entries: the worker's (effective) tick. Default 50. */
   readPaceMs?: () => number;
-  /** A command without a reply for this long fails (an append becomes an Error). Default 2000. */
+  /**
+   * An append without a reply for this long becomes an Error (UNAVAILABLE), at least: the
+   * timeout grows with the slowest recent round trip, and a timer that fired late because
+   * the process was starved gives the lost time back (redis/patience.ts). Default 2000.
+   */
   commandTimeoutMs?: number;
+  /**
+   * The most any command waits for its reply: the adaptive append timeout's ceiling, and the
+   * only timeout of the commands that are safe to wait out (reads, heads, member counts).
+   * Default 15000.
+   */
+  maxCommandTimeoutMs?: number;
   /** Cap of the jittered exponential reconnect backoff. Default 2000. */
   reconnectMaxMs?: number;
   /** Acks wait for this many replicas (Redis WAIT). Default 0. */
@@ -70,8 +81,10 @@ export class RedisStreamsBus implements Bus {
     this.blockMs = o.blockMs ?? 5000;
     const historyTtlMs = o.historyTtlMs ?? 86_400_000;
     const timeout = o.commandTimeoutMs ?? 2000;
+    const maxTimeout = Math.max(timeout, o.maxCommandTimeoutMs ?? 15_000);
+    const patience = new Patience(timeout, maxTimeout);
     this.conns = new Connections(
-      { target: o.target, commandTimeoutMs: timeout, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
+      { target: o.target, commandTimeoutMs: maxTimeout, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
       (s) => this.statusChanged(s),
       () => this.events.reconnect(),
     );
@@ -81,11 +94,13 @@ export class RedisStreamsBus implements Bus {
       historyTtlMs,
       waitReplicas: o.waitReplicas ?? 0,
       waitTimeoutMs: timeout,
+      patience,
     });
     this.presence = new RedisPresence(this.main, this.keys, {
       workerId: o.workerId,
       heartbeatMs: o.heartbeatMs ?? 1000,
       log: o.log,
+      onRoundTrip: (ms) => patience.note(ms),
       onError: (err) => {
         this.events.error('heartbeat');
         o.log?.warn({ err, worker: o.workerId }, 'redis bus member count update failed');

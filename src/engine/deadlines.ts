@@ -1,6 +1,9 @@
-// A timer wheel for per-connection deadlines (token expiry hints and closes). One interval
-// per worker walks the slots that came due since the last walk, so the cost per tick is the
+// A timer wheel for per-connection deadlines (token expiry hints and closes). One timer per
+// worker walks the slots that came due since the last walk, so the cost per walk is the
 // number of deadlines that fell due, never the number of connections (no timer per socket).
+
+/** Up to this many pending slots, the next due one is found by a scan; beyond, every slot is walked. */
+const SCAN_LIMIT = 1024;
 
 export class Deadlines<T> {
   /** slot number -> items due in it */
@@ -19,7 +22,7 @@ export class Deadlines<T> {
   set(item: T, dueMs: number): void {
     this.delete(item);
     // A deadline already passed fires on the next walk.
-    const slot = Math.max(this.walked + 1, Math.ceil(dueMs / this.slotMs));
+    const slot = this.slotTime(dueMs) / this.slotMs;
     let set = this.slots.get(slot);
     if (!set) this.slots.set(slot, (set = new Set()));
     set.add(item);
@@ -51,6 +54,23 @@ export class Deadlines<T> {
 
   get size(): number {
     return this.slotOf.size;
+  }
+
+  /**
+   * When a walk next has something to do (undefined: nothing pending). With many pending
+   * slots the next slot's time, as a walk every slot would: the walks are due that often anyway.
+   */
+  nextDueMs(): number | undefined {
+    if (this.slots.size === 0) return undefined;
+    if (this.slots.size > SCAN_LIMIT) return (this.walked + 1) * this.slotMs;
+    let min = Infinity;
+    for (const s of this.slots.keys()) if (s < min) min = s;
+    return min * this.slotMs;
+  }
+
+  /** The time of the slot `dueMs` falls in (when set() makes it fire). */
+  slotTime(dueMs: number): number {
+    return Math.max(this.walked + 1, Math.ceil(dueMs / this.slotMs)) * this.slotMs;
   }
 
   private take(slot: number, out: T[]): void {

@@ -19,7 +19,7 @@ import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
 import { AuthError, mayJoin, type TokenVerifier } from '../auth/tokens.js';
-import { SLOT_MS, TokenExpiry } from './token-expiry.js';
+import { TokenExpiry } from './token-expiry.js';
 import { localUsers, type UserPresence } from './users.js';
 import { Outboxes, type Outcome } from '../tick/outbox.js';
 import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
@@ -82,7 +82,7 @@ const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 export class Engine {
   readonly membership: Membership;
   readonly moderation: Moderation;
-  private readonly outboxes = new Outboxes();
+  private readonly outboxes = new Outboxes(() => this.wake());
   private readonly pipeline: TickPipeline;
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
@@ -101,11 +101,12 @@ export class Engine {
   private readonly users: UserPresence;
   private timers: NodeJS.Timeout[] = [];
   private draining = false;
-  private readonly lag = new LoopLag();
+  private readonly lag: LoopLag;
 
   constructor(private readonly o: EngineOptions) {
     const c = o.config;
     this.now = o.now ?? Date.now;
+    this.lag = new LoopLag(o.metrics.loopDelay);
     this.membership = new Membership(o.events);
     this.moderation = new Moderation(this.now, c.maxModerationEntries);
     this.expiry = new TokenExpiry({ graceSec: c.tokenGraceSec, metrics: o.metrics, now: this.now });
@@ -164,7 +165,8 @@ export class Engine {
       tickMs: c.tickMs,
       maxTickMs: c.maxTickMs,
       // The ticker times the tick's own work: its append completes beside the next ticks.
-      run: async () => void this.pipeline.tick(),
+      run: async () => this.pipeline.tick(),
+      takeBusyMs: () => this.pipeline.takeFanoutMs(),
       onError: (err) => o.log.error({ err }, 'tick failed'),
       onTick: (workMs, effectiveMs) => {
         o.metrics.tickDuration.observe(workMs / 1000);
@@ -175,7 +177,10 @@ export class Engine {
 
   async start(): Promise<void> {
     await this.o.bus.start({
-      onEntries: (room, epoch, entries) => this.pipeline.onEntries(room, epoch, entries),
+      onEntries: (room, epoch, entries) => {
+        this.pipeline.onEntries(room, epoch, entries);
+        this.wake();
+      },
       onReadDone: () => this.pipeline.deliverRead(),
       onControl: (cmd) => this.controls.apply(cmd),
       onEpoch: (room, epoch) => this.pipeline.onEpoch(room, epoch),
@@ -188,14 +193,14 @@ export class Engine {
     this.o.metrics.busAvailable.set(this.o.bus.available() ? 1 : 0);
     this.o.events?.start();
     this.ticker.start();
-    if (this.o.config.shedLagMs > 0) this.lag.start();
+    this.lag.start();
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
       t.unref();
       this.timers.push(t);
     };
     every(this.o.config.membersPushMs, () => this.counts.push());
-    every(SLOT_MS, () => this.expiry.walk());
+    this.expiry.start();
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.frameBudget.sweep();
@@ -203,6 +208,16 @@ export class Engine {
       this.moderation.sweep();
       this.controls.count();
     });
+  }
+
+  /**
+   * Traffic: something was queued or read from the bus. The ticker runs (its ticks while
+   * entries flow keep the stretch measured, and reads are paced by it) and so does the
+   * event-loop sampling; idle, both stop.
+   */
+  private wake(): void {
+    this.ticker.wake();
+    this.lag.touch();
   }
 
   /** The current (possibly stretched) tick. */
@@ -252,7 +267,8 @@ export class Engine {
     if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
     const shedLagMs = this.o.config.shedLagMs;
-    if (shedLagMs > 0 && this.lag.ms > shedLagMs) {
+    const lagMs = this.lag.ms; // reading it marks traffic too
+    if (shedLagMs > 0 && lagMs > shedLagMs) {
       const send = peekSend(data);
       if (send) return this.shed(c, send);
     }
@@ -509,6 +525,7 @@ export class Engine {
     await this.pipeline.flush();
     for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
+    this.expiry.stop();
     this.lag.stop();
     await this.o.events?.stop();
     await this.o.bus.close();

@@ -1,12 +1,13 @@
 // Token deadlines of open connections (PROTOCOL §9): an `expiring` hint shortly before `exp`,
 // then the 4010 close `tokenGraceSec` after it unless a refresh moved `exp`. One timer wheel
-// per worker (deadlines.ts), walked every SLOT_MS: no timer per socket.
+// per worker (deadlines.ts) and one timer, set for the next slot that holds a deadline: no
+// timer per socket, and no wakeup while no deadline is near.
 import type { Metrics } from '../metrics/metrics.js';
 import { CLOSE } from '../protocol/errors.js';
 import type { Connection } from '../rooms/connection.js';
 import { Deadlines } from './deadlines.js';
 
-/** Resolution of token deadlines: the wheel is walked this often. */
+/** Resolution of token deadlines: the wheel's slot length. */
 export const SLOT_MS = 250;
 /** `expiring` is sent this long before `exp` (or halfway through a shorter token's life). */
 const EXPIRING_HINT_MS = 30_000;
@@ -15,6 +16,10 @@ export class TokenExpiry {
   private readonly deadlines: Deadlines<Connection>;
   /** Connections sent `expiring` for their current token (until refreshed or closed). */
   private readonly hinted = new Set<Connection>();
+  private timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires (Infinity: none armed). */
+  private armedAt = Infinity;
+  private running = false;
 
   constructor(
     private readonly o: { graceSec: number; metrics: Metrics; now: () => number },
@@ -29,7 +34,36 @@ export class TokenExpiry {
     if (!Number.isFinite(exp)) return this.deadlines.delete(c);
     const now = this.o.now();
     const hintAt = exp - Math.min(EXPIRING_HINT_MS, (exp - now) / 2);
-    this.deadlines.set(c, hintAt > now ? hintAt : this.closeAt(c));
+    this.set(c, hintAt > now ? hintAt : this.closeAt(c));
+  }
+
+  start(): void {
+    this.running = true;
+    this.arm(this.deadlines.nextDueMs());
+  }
+
+  stop(): void {
+    this.running = false;
+    clearTimeout(this.timer);
+    this.armedAt = Infinity;
+  }
+
+  private set(c: Connection, dueMs: number): void {
+    this.deadlines.set(c, dueMs);
+    this.arm(this.deadlines.slotTime(dueMs));
+  }
+
+  /** The timer fires at `at` unless it is armed for earlier already. */
+  private arm(at: number | undefined): void {
+    if (!this.running || at === undefined || at >= this.armedAt) return;
+    clearTimeout(this.timer);
+    this.armedAt = at;
+    this.timer = setTimeout(() => {
+      this.armedAt = Infinity;
+      this.walk();
+      this.arm(this.deadlines.nextDueMs());
+    }, Math.max(0, at - this.o.now()));
+    this.timer.unref();
   }
 
   forget(c: Connection): void {
@@ -37,8 +71,8 @@ export class TokenExpiry {
     this.deadlines.delete(c);
   }
 
-  /** Sends the hints and closes that fell due (every SLOT_MS). */
-  walk(): void {
+  /** Sends the hints and closes that fell due. */
+  private walk(): void {
     const now = this.o.now();
     for (const c of this.deadlines.due(now)) {
       const exp = c.creds.expMs;

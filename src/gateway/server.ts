@@ -14,6 +14,7 @@ import { conflictingLength, mount, refuseFraming, statusLine, type Route } from 
 import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
+import { SlowWatch } from './slow-watch.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
@@ -68,8 +69,6 @@ const connOf = (ws: WebSocket<UserData>): SocketConnection | undefined => {
 };
 const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + room;
 const SLOW_SWEEP_MS = 1000;
-/** A socket that had a backlog stays a drop candidate this long: slow clients stay slow. */
-const SLOW_WATCH_MS = 10_000;
 /** Replies held for a socket that does not read, before it is closed with 4009. */
 const REPLY_QUEUE_BYTES = 1024 * 1024;
 /** What a queued frame costs beyond its bytes (the typed array and its backing store): a
@@ -199,8 +198,8 @@ export class Gateway implements RoomPublisher {
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
   private readonly sockets = new Set<SocketConnection>();
-  /** Drop candidates: sockets seen with a backlog (at a sweep or a drain) within SLOW_WATCH_MS, and when. */
-  private readonly slow = new Map<SocketConnection, number>();
+  /** Drop candidates: sockets seen with a backlog (at a sweep or a drain) lately. */
+  private readonly slow = new SlowWatch<SocketConnection>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly uws = loadUws();
   private readonly perIp: RateLimiter | undefined;
@@ -221,6 +220,7 @@ export class Gateway implements RoomPublisher {
     }
     this.metrics.replyFrames.inc(frames);
     this.metrics.replyWrites.inc(writes);
+    if (writes > 0) this.wrote();
   };
 
   constructor(private readonly o: GatewayOptions) {
@@ -270,7 +270,7 @@ export class Gateway implements RoomPublisher {
       drain: (ws) => {
         const conn = connOf(ws);
         if (!conn) return;
-        this.slow.set(conn, Date.now()); // it has a backlog
+        this.slow.seen(conn, Date.now()); // it has a backlog
         conn.onDrain();
       },
       close: (ws, code) => {
@@ -280,7 +280,7 @@ export class Gateway implements RoomPublisher {
         conn.closed = true;
         conn.onDrain();
         this.sockets.delete(conn);
-        this.slow.delete(conn);
+        this.slow.forget(conn);
         this.handler?.closed(conn);
       },
     });
@@ -298,12 +298,28 @@ export class Gateway implements RoomPublisher {
         resolve(this.uws.us_socket_local_port(ls as never));
       });
     });
-    this.sweepTimer = setInterval(() => {
-      this.sweepSlow();
+    return port;
+  }
+
+  /** Something was written: the sweep after it finds the sockets it left with a backlog. */
+  private wrote(): void {
+    this.slow.noteWrite();
+    this.sweepSoon();
+  }
+
+  /**
+   * The sweep (slow sockets, per-IP connect buckets) runs SLOW_SWEEP_MS after activity and
+   * goes on only while it has something to watch: an idle worker has no timer for it.
+   */
+  private sweepSoon(): void {
+    if (this.sweepTimer || !this.listenSocket) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      this.slow.sweep(this.sockets, Date.now());
       this.perIp?.sweep();
+      if (this.slow.busy || (this.perIp?.size ?? 0) > 0) this.sweepSoon();
     }, SLOW_SWEEP_MS);
     this.sweepTimer.unref();
-    return port;
   }
 
   /** Token checked synchronously: the socket is upgraded (or refused) before the handler returns. */
@@ -320,6 +336,7 @@ export class Gateway implements RoomPublisher {
       res.end(JSON.stringify({ error: { code, message } }), true);
     };
     const wait = this.perIp?.take(ip) ?? 0;
+    if (this.perIp) this.sweepSoon(); // its bucket is swept once full again
     if (wait > 0) {
       this.metrics.authFailures.inc({ reason: 'rate_limited' });
       return refuse(429, 'RATE_LIMITED', 'too many connections from this address', { 'Retry-After': String(Math.ceil(wait / 1000)) });
@@ -374,6 +391,7 @@ export class Gateway implements RoomPublisher {
     const np = this.app.numSubscribers(p);
     const nc = this.app.numSubscribers(c);
     const [dp, dc] = this.skips(room);
+    if (np + nc > 0) this.wrote();
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z ?? plain, true);
     // What was written: uWS skipped the sockets counted in `skips`.
@@ -385,26 +403,20 @@ export class Gateway implements RoomPublisher {
    * nothing; the same test, made just before the publish, counts each skip (plain and
    * compressed subscribers apart). Only drop candidates are tested, so the cost follows the
    * slow sockets, not the members: a socket over the limit has a backlog, which the sweep
-   * (every second) or its drain events notice, and it is watched for SLOW_WATCH_MS after.
+   * (every second after a write) or its drain events notice, and it stays watched a while (slow-watch.ts).
    * Missed: skips of a socket never seen slow before, within the second its first backlog
    * builds up without a drain.
    */
   private skips(room: string): [number, number] {
     let plain = 0;
     let compressed = 0;
-    for (const s of this.slow.keys()) {
+    for (const s of this.slow.candidates()) {
       if (!s.subscribed(room) || s.bufferedAmount() <= this.o.maxBackpressure) continue;
       if (s.compress) compressed++;
       else plain++;
     }
     if (plain + compressed > 0) this.metrics.backpressureDrops.inc(plain + compressed);
     return [plain, compressed];
-  }
-
-  private sweepSlow(): void {
-    const now = Date.now();
-    for (const s of this.sockets) if (s.bufferedAmount() > 0) this.slow.set(s, now);
-    for (const [s, seen] of this.slow) if (now - seen > SLOW_WATCH_MS) this.slow.delete(s);
   }
 
   get connectionCount(): number {
@@ -415,7 +427,8 @@ export class Gateway implements RoomPublisher {
   stopListening(): void {
     if (this.listenSocket) this.uws.us_listen_socket_close(this.listenSocket);
     this.listenSocket = undefined;
-    clearInterval(this.sweepTimer);
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   /** Closes every socket at once (after drain). */

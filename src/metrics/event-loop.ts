@@ -2,6 +2,8 @@
 // the time between two firings of a timer that repeats every `resolution` ms, so each
 // sample is the period plus the delay: an idle worker sampled every 50 ms read 49-54 ms.
 // prom-client exports those raw samples; these gauges (same names) subtract the period.
+// Sampling wakes the process every period, so it runs only while the worker has traffic
+// (LoopLag below resumes and pauses it); an idle or paused window reads 0.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 
@@ -16,10 +18,18 @@ export const UNUSED_LAG_SAMPLE_MS = 10_000;
 
 const STATS = ['min', 'max', 'mean', 'stddev', 'p50', 'p90', 'p99'] as const;
 
-/** Replaces prom-client's `<prefix>nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds`. */
-export function registerEventLoopLag(registry: Registry, prefix: string): void {
+/** Turns the event-loop delay sampling on and off. */
+export interface LagSampling {
+  resume(): void;
+  pause(): void;
+}
+
+/**
+ * Replaces prom-client's `<prefix>nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds`.
+ * The sampling starts paused.
+ */
+export function registerEventLoopLag(registry: Registry, prefix: string): LagSampling {
   const h = monitorEventLoopDelay({ resolution: LAG_SAMPLE_MS });
-  h.enable();
   const period = LAG_SAMPLE_MS * 1e6;
   // A sample shorter than the period (timers fire on the loop's cached ms clock) is no delay.
   const delay = (ns: number) => Math.max(0, ns - period) / 1e9;
@@ -47,34 +57,74 @@ export function registerEventLoopLag(registry: Registry, prefix: string): void {
       collect: i === 0 ? collectAll : undefined,
     });
   });
+  return { resume: () => void h.enable(), pause: () => void h.disable() };
 }
+
+/** The lag sampler stops after this long without a reader (no inbound frames: no shedding to decide). */
+export const LAG_IDLE_STOP_MS = 2000;
 
 /**
  * The loop's lag right now, cheap enough to read per inbound frame: a timer every
  * LAG_SAMPLE_MS notes how late it fired. The lag is the larger of that last lateness (the
  * loop just came back from a stall, and what queued up meanwhile is being read) and how
  * overdue the timer is now (the loop has been busy since and has not got round to it).
+ * The timer runs only while the worker has traffic (touch(): frames in, messages queued,
+ * entries read): the first touch starts it, LAG_IDLE_STOP_MS without one stops it, so an
+ * idle worker is not woken 20 times a second for it. The delay histogram follows it.
  */
 export class LoopLag {
-  private last = performance.now();
+  private last = 0;
   private lateMs = 0;
+  private readAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  private enabled = false;
+
+  constructor(private readonly sampling?: LagSampling) {}
 
   start(): void {
-    this.last = performance.now();
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      this.lateMs = Math.max(0, now - this.last - LAG_SAMPLE_MS);
-      this.last = now;
-    }, LAG_SAMPLE_MS);
-    this.timer.unref();
+    this.enabled = true;
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.enabled = false;
+    this.halt();
+  }
+
+  /** Whether the sampling timer is running (it is only while the worker has traffic). */
+  get active(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** The worker has traffic: sample while it lasts. */
+  touch(): void {
+    const now = performance.now();
+    this.readAt = now;
+    if (!this.timer && this.enabled) this.resume(now);
   }
 
   get ms(): number {
+    this.touch();
+    if (!this.timer) return 0;
     return Math.max(this.lateMs, performance.now() - this.last - LAG_SAMPLE_MS);
+  }
+
+  private resume(now: number): void {
+    this.last = now;
+    this.lateMs = 0;
+    this.timer = setInterval(() => {
+      const t = performance.now();
+      this.lateMs = Math.max(0, t - this.last - LAG_SAMPLE_MS);
+      this.last = t;
+      if (t - this.readAt > LAG_IDLE_STOP_MS) this.halt();
+    }, LAG_SAMPLE_MS);
+    this.timer.unref();
+    this.sampling?.resume();
+  }
+
+  private halt(): void {
+    if (!this.timer) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.sampling?.pause();
   }
 }

@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { AuthFailure } from '../auth/tokens.js';
 import { BUS_OPS, BUS_STATUSES, type BusEvents } from '../bus/bus.js';
-import { registerEventLoopLag, UNUSED_LAG_SAMPLE_MS } from './event-loop.js';
+import { registerEventLoopLag, UNUSED_LAG_SAMPLE_MS, type LagSampling } from './event-loop.js';
 import { RoomStats } from './room-stats.js';
 import { SINKS } from '../events/types.js';
 
@@ -53,6 +53,8 @@ export function closeCodeLabel(code: number): string {
 }
 
 export interface Metrics {
+  /** The event-loop delay histogram: sampled only while the worker has traffic (LoopLag). */
+  loopDelay: LagSampling;
   connections: Gauge;
   rooms: Gauge;
   roomMembers: Gauge<'room'>;
@@ -110,10 +112,13 @@ export function kindLabel(kind: string): string {
 }
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/** prom-client's process metrics, with an event-loop delay that reads ~0 when idle (event-loop.ts). */
-export function processMetrics(registry: Registry): void {
+/**
+ * prom-client's process metrics, with an event-loop delay that reads ~0 when idle
+ * (event-loop.ts). Its sampling starts paused: a worker resumes it while it has traffic.
+ */
+export function processMetrics(registry: Registry): LagSampling {
   collectDefaultMetrics({ register: registry, prefix: P, eventLoopMonitoringPrecision: UNUSED_LAG_SAMPLE_MS });
-  registerEventLoopLag(registry, P);
+  return registerEventLoopLag(registry, P);
 }
 
 /** Each known label combination at 0. */
@@ -123,7 +128,7 @@ function zero<L extends string>(c: Counter<L>, label: L, values: readonly string
 }
 
 export function createMetrics(registry: Registry, opts: { defaultMetrics?: boolean } = {}): Metrics {
-  if (opts.defaultMetrics !== false) processMetrics(registry);
+  const loopDelay = opts.defaultMetrics !== false ? processMetrics(registry) : { resume: () => {}, pause: () => {} };
   const registers = [registry];
   /** A labelled counter whose known label values are exported at 0 from the start. */
   const counter = <L extends string>(name: string, help: string, label: L, values: readonly string[]) =>
@@ -140,6 +145,7 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
   const eventsQueued = new Gauge({ name: P + 'events_queued', help: 'business events waiting for delivery, by sink', labelNames: ['sink'], registers });
   for (const sink of SINKS) eventsQueued.set({ sink }, 0);
   return {
+    loopDelay,
     connections: new Gauge({ name: P + 'connections', help: 'open WebSocket connections', registers }),
     rooms: new Gauge({ name: P + 'rooms', help: 'rooms with local members', registers }),
     roomMembers: new Gauge({ name: P + 'room_members', help: 'members of the top rooms', labelNames: ['room'], registers }),

@@ -26,7 +26,11 @@ export interface RoomOutbox {
 export class Outboxes {
   private rooms = new Map<string, RoomOutbox>();
 
+  /** onQueued: told of every message queued, so a sleeping ticker wakes up for it. */
+  constructor(private readonly onQueued: () => void = () => {}) {}
+
   private of(room: string): RoomOutbox {
+    this.onQueued();
     let o = this.rooms.get(room);
     if (!o) this.rooms.set(room, (o = { high: [], normal: [], likes: 0, likeReplies: [] }));
     return o;

@@ -59,6 +59,7 @@ export class TickPipeline {
   private reviewing: Promise<void> | undefined;
   private passedReview: Candidate[] = [];
   private readonly appending = new Set<Promise<void>>();
+  private fanoutMs = 0;
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
   readonly rates: RateMeter;
@@ -71,25 +72,43 @@ export class TickPipeline {
   }
 
   /**
-   * One tick: starts the append of what the outboxes hold (one round trip) and resolves when
-   * it has completed and this worker's own entries are published. The tick's own work is the
-   * synchronous part: callers need not wait, and the next tick may start while this append is
-   * in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
-   * connection), so a slow Redis round trip never stretches the tick. Other workers' entries
-   * never wait for it: they go out when the bus read returns them (deliverRead). Chat under
-   * review never holds the tick up either: the webhook runs beside the ticks, and what it
-   * passes is appended by the tick after its answer.
+   * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
+   * entries are published when it completes. The tick's own work is the synchronous part:
+   * the next tick may start while this append is in flight (at most MAX_APPENDS_IN_FLIGHT;
+   * replies come back in order on the bus connection), so a slow Redis round trip never
+   * stretches the tick; settled() waits for the appends. Other workers' entries never wait
+   * for it: they go out when the bus read returns them (deliverRead). Chat under review never
+   * holds the tick up either: the webhook runs beside the ticks, and what it passes is
+   * appended by the tick after its answer.
+   * Returns true when a later tick has work: chat under review, or what the outboxes keep
+   * while the appends in flight are at their cap.
    */
-  tick(): Promise<void> {
-    if (this.appending.size >= MAX_APPENDS_IN_FLIGHT) return Promise.resolve(); // outboxes keep filling
-    const done = this.append()
-      .catch((err: unknown) => this.o.onError?.(err))
-      .finally(() => {
-        this.appending.delete(done);
-        this.deliver();
-      });
-    this.appending.add(done);
-    return done;
+  tick(): boolean {
+    if (this.appending.size < MAX_APPENDS_IN_FLIGHT) {
+      const done: Promise<void> = this.append()
+        .catch((err: unknown) => this.o.onError?.(err))
+        .finally(() => {
+          this.appending.delete(done);
+          this.deliver();
+        });
+      this.appending.add(done);
+    }
+    return this.o.outboxes.size > 0 || this.reviewing !== undefined || this.underReview.length > 0 || this.passedReview.length > 0;
+  }
+
+  /**
+   * Loop time spent writing frames to the sockets since the last call: the fan-out runs when
+   * an append or a bus read completes, outside the tick, and the tick stretches for it.
+   */
+  takeFanoutMs(): number {
+    const ms = this.fanoutMs;
+    this.fanoutMs = 0;
+    return ms;
+  }
+
+  /** Resolves when the appends in flight have completed and their entries are published. */
+  async settled(): Promise<void> {
+    await Promise.all(this.appending);
   }
 
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
@@ -103,8 +122,9 @@ export class TickPipeline {
       this.startReview();
       await this.reviewing;
     }
-    await Promise.all(this.appending);
-    await this.tick();
+    await this.settled();
+    this.tick();
+    await this.settled();
   }
 
   // ---- delivery state, per followed room ----
@@ -317,7 +337,9 @@ export class TickPipeline {
    */
   private written(started: number, cpu: NodeJS.CpuUsage, inHand: number, appended: number): void {
     const m = this.o.metrics;
-    m.fanout.observe((performance.now() - started) / 1000);
+    const ms = performance.now() - started;
+    this.fanoutMs += ms;
+    m.fanout.observe(ms / 1000);
     const used = process.cpuUsage(cpu);
     m.fanoutCpu.inc((used.user + used.system) / 1e6);
     const at = this.now();

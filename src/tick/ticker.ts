@@ -1,20 +1,37 @@
-// The adaptive tick loop. A tick's work (append + deliver) runs to completion before the
-// next one is scheduled; when the work, or the event loop being busy writing to sockets,
-// outlasts the tick, the next tick waits longer: batches grow and frames per member per
-// second fall instead of queues growing.
+// The adaptive tick loop. A tick's own work (outboxes, budgets, sending the append) runs
+// before the next one is scheduled; its round trip completes beside the next ticks. When that
+// work plus the fan-out (frames written to the sockets when appends and bus reads complete),
+// or the event loop being busy, outlasts the tick, the next tick waits longer: batches grow
+// and frames per member per second fall instead of queues growing.
+//
+// Idle, the loop sleeps: no timer at all until wake() says something was queued (ingress,
+// the API) or the bus handed over entries. The first tick after a wake runs one (effective)
+// tick later, so the first message after idle waits at most one tick, as before; wakes
+// while a tick is due keep the cadence, and a tick with nothing new puts the loop to sleep.
 export interface TickerOptions {
   tickMs: number;
   maxTickMs: number;
-  run: () => Promise<void>;
+  /** One tick; resolves true when work is left for a later tick (e.g. chat under review). */
+  run: () => Promise<boolean>;
   /** A failed tick is reported and the loop goes on: one bad tick must not stop delivery. */
   onError: (err: unknown) => void;
   onTick?: (workMs: number, effectiveMs: number) => void;
+  /** Loop time spent since the last tick on its behalf outside it (the fan-out writes). */
+  takeBusyMs?: () => number;
   now?: () => number;
 }
+
+/** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
+const MAX_DECAY_STEPS = 50;
 
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** No tick scheduled or running: waiting for wake(). */
+  private asleep = false;
+  /** wake() was called while a tick was due or running: traffic goes on, so does the cadence. */
+  private woken = false;
+  private sleptAt = 0;
   private running: Promise<void> | undefined;
   private effective: number;
   private readonly now: () => number;
@@ -28,9 +45,31 @@ export class Ticker {
     return this.effective;
   }
 
+  /** True while no tick is scheduled (nothing queued since the last one). */
+  get sleeping(): boolean {
+    return this.asleep;
+  }
+
+  /** Starts asleep: the first wake() schedules the first tick. */
   start(): void {
     this.stopped = false;
-    this.schedule(this.o.tickMs, this.now());
+    this.sleep();
+  }
+
+  /** Something needs a tick: queued sends, or entries from the bus (they keep the stretch measured). */
+  wake(): void {
+    if (this.stopped) return;
+    if (!this.asleep) return void (this.woken = true);
+    this.asleep = false;
+    // The smoothing as if the skipped ticks had run with nothing to do.
+    const skipped = Math.min(MAX_DECAY_STEPS, Math.floor((this.now() - this.sleptAt) / this.effective));
+    for (let i = 0; i < skipped && this.effective > this.o.tickMs; i++) this.effective = this.effective * 0.8 + this.o.tickMs * 0.2;
+    this.schedule(this.effective, this.now());
+  }
+
+  private sleep(): void {
+    this.asleep = true;
+    this.sleptAt = this.now();
   }
 
   private schedule(delay: number, plannedFrom: number): void {
@@ -40,17 +79,27 @@ export class Ticker {
   }
 
   private async fire(due: number): Promise<void> {
+    this.timer = undefined;
     const start = this.now();
     const late = Math.max(0, start - due); // the loop was busy (socket writes, ingress)
-    this.running = this.o.run().catch(this.o.onError);
+    let more = false;
+    this.running = this.o.run().then(
+      (m) => void (more = m),
+      (err: unknown) => this.o.onError(err),
+    );
     await this.running;
     this.running = undefined;
     const work = this.now() - start;
-    const busy = work + late;
+    // Fan-out done just before this tick was due also made it late: counted once.
+    const busy = work + Math.max(late, this.o.takeBusyMs?.() ?? 0);
     // Keep 1/3 of the loop free for ingress and socket writes; smooth to avoid oscillation.
     const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy * 1.5));
     this.effective = wanted > this.effective ? wanted : this.effective * 0.8 + wanted * 0.2;
     this.o.onTick?.(work, this.effective);
+    if (this.stopped) return;
+    const again = more || this.woken;
+    this.woken = false;
+    if (!again) return this.sleep();
     this.schedule(Math.max(0, this.effective - work), this.now());
   }
 

@@ -66,6 +66,11 @@ export class RateLimiter {
   }
 
   /** Drops buckets that have refilled completely; they carry no state worth keeping. */
+  /** Keys with a bucket (not yet swept as full). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
   sweep(): void {
     const t = this.now();
     const fullAfterMs = (this.spec.burst / this.spec.rate) * 1000;

@@ -2,7 +2,7 @@
 // unless its heartbeat refreshes it, so a dead worker's members stop counting by themselves.
 // Only changes travel: a report writes the rooms whose count changed, and a heartbeat reads
 // another worker's whole hash only when that worker's version moved. Idle, Redis work per
-// heartbeat grows with workers, never with rooms, members or messages.
+// heartbeat grows with workers, never with rooms, members or messages, and takes one round trip.
 import type { Logger } from 'pino';
 import type { Presence } from '../bus.js';
 import type { Keys } from './keys.js';
@@ -12,6 +12,8 @@ export interface RedisPresenceOptions {
   workerId: string;
   heartbeatMs: number;
   onError: (err: unknown) => void;
+  /** How long each count write took (a round trip sampled every heartbeat). */
+  onRoundTrip?: (ms: number) => void;
   log?: Logger;
 }
 
@@ -85,8 +87,8 @@ export class RedisPresence implements Presence {
   private async beat(): Promise<void> {
     if (this.conn.status !== 'ready') return;
     try {
-      await this.flush();
-      await this.refresh();
+      // Sent together (auto-pipelined): one round trip per beat, one wakeup for its replies.
+      await Promise.all([this.flush(), this.refresh()]);
     } catch (err) {
       this.o.onError(err);
     }
@@ -116,7 +118,9 @@ export class RedisPresence implements Presence {
     if (gone.length) m.hdel(this.ownKey, ...gone);
     if (changed) m.hset(this.ownKey, { ...set, [VERSION]: `${this.o.workerId}:${++this.version}` });
     m.pexpire(this.ownKey, hb * 3);
+    const started = performance.now();
     const [res] = await Promise.all([m.exec(), this.conn.sadd(this.keys.workers, this.o.workerId), this.conn.pexpire(this.keys.workers, hb * 10)]);
+    this.o.onRoundTrip?.(performance.now() - started);
     if (!res) throw new Error('member count transaction aborted');
     for (const [err] of res) if (err) throw err;
     // The hash vanished under a partial update: write it all again.
@@ -129,8 +133,15 @@ export class RedisPresence implements Presence {
 
   /** Other live workers' counts: a version read per worker, the whole hash only when it moved. */
   private async refresh(): Promise<void> {
-    const ids = (await this.conn.smembers(this.keys.workers)).filter((id) => id !== this.o.workerId);
-    const versions = await Promise.all(ids.map((id) => this.conn.hget(this.keys.members(id), VERSION)));
+    // The versions of the workers seen last time go out with SMEMBERS; a new one's a round trip later.
+    const knownIds = [...this.seen.keys()];
+    const version = (id: string) => this.conn.hget(this.keys.members(id), VERSION);
+    const [members, knownVersions] = await Promise.all([this.conn.smembers(this.keys.workers), Promise.all(knownIds.map(version))]);
+    const ids = members.filter((id) => id !== this.o.workerId);
+    const byId = new Map(knownIds.map((id, i) => [id, knownVersions[i]]));
+    const fresh = ids.filter((id) => !byId.has(id));
+    (await Promise.all(fresh.map(version))).forEach((v, i) => byId.set(fresh[i]!, v));
+    const versions = ids.map((id) => byId.get(id));
     const gone: string[] = [];
     const seen = new Map<string, { version: string; counts: Map<string, number> }>();
     await Promise.all(

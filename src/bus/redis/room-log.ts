@@ -6,6 +6,7 @@ import type { AppendItem, LogEntry, RangeResult, RoomHead, RoomLog } from '../bu
 import { loadBody, loadLegacyBody, storeBody } from '../entry.js';
 import { Keys, PART_MAXLEN } from './keys.js';
 import type { Client } from './scripts.js';
+import type { Patience } from './patience.js';
 
 export interface RedisRoomLogOptions {
   history: number;
@@ -13,6 +14,8 @@ export interface RedisRoomLogOptions {
   /** Acks wait for this many replicas (Redis WAIT); 0 = Redis' asynchronous replication. */
   waitReplicas: number;
   waitTimeoutMs: number;
+  /** Bounds each append's wait for its reply (adaptive; never resends). */
+  patience: Patience;
 }
 
 /** Absent optional fields stay absent (not nil → null) after a round trip. */
@@ -34,8 +37,8 @@ export class RedisRoomLog implements RoomLog {
     if (items.length === 0) return [];
     const k = this.keys;
     const sent = items.map(({ room, entry }) =>
-      this.conn
-        .rcAppend(k.meta(room), k.log(room), k.stream(k.partitionOf(room)), this.o.history, storeBody(entry), newEpoch(), this.o.historyTtlMs, PART_MAXLEN, room)
+      this.o.patience
+        .bound(this.conn.rcAppend(k.meta(room), k.log(room), k.stream(k.partitionOf(room)), this.o.history, storeBody(entry), newEpoch(), this.o.historyTtlMs, PART_MAXLEN, room))
         .then(parseHead, asError),
     );
     const results = await Promise.all(sent);

@@ -1,0 +1,118 @@
+// The Redis bus rides out a starved scheduler (redis/patience.ts): a worker whose own loop
+// was stalled still gets the append reply that arrived meanwhile, and a frozen Redis costs
+// reads and member counts nothing but time, while an append that waited too long is answered
+// with an Error (UNAVAILABLE) and is never sent twice.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BusOp, RoomHead } from '../src/bus/bus.js';
+import { RedisStreamsBus, type RedisStreamsBusOptions } from '../src/bus/redis-streams-bus.js';
+import { body, Recorder, sleep, until } from './bus-contract.js';
+import { RedisServer } from './redis-server.js';
+import { Patience } from '../src/bus/redis/patience.js';
+
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await RedisServer.launch();
+});
+afterAll(async () => {
+  redis?.resume();
+  await redis?.close();
+});
+
+let n = 0;
+function makeBus(prefix: string, errors: BusOp[], extra: Partial<RedisStreamsBusOptions> = {}): RedisStreamsBus {
+  return new RedisStreamsBus({
+    target: { url: redis.url },
+    prefix,
+    history: 100,
+    workerId: `s${++n}`,
+    heartbeatMs: 100,
+    blockMs: 1000,
+    partitions: 4,
+    reconnectMaxMs: 200,
+    commandTimeoutMs: 200,
+    maxCommandTimeoutMs: 5000,
+    events: { error: (op) => errors.push(op) },
+    ...extra,
+  });
+}
+
+/** Blocks this process's event loop for `ms` (a starved worker). */
+function stall(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    /* busy */
+  }
+}
+
+describe('RedisStreamsBus under a starved scheduler', () => {
+  it('an append whose reply arrived while the loop was stalled succeeds', async () => {
+    const errors: BusOp[] = [];
+    const bus = makeBus('starved1', errors);
+    await bus.start(new Recorder());
+    try {
+      await bus.append([{ room: 'r', entry: body() }]);
+      const pending = bus.append([{ room: 'r', entry: body() }]);
+      await new Promise((r) => setImmediate(r)); // the command is written (auto-pipelined on a tick)
+      stall(600); // 3× the append timeout; Redis answers within a millisecond of it
+      const [res] = await pending;
+      expect(res).not.toBeInstanceOf(Error);
+      expect((res as RoomHead).seq).toBe(2);
+      expect(errors).toEqual([]);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('a frozen Redis: reads and counts wait it out, a late append fails once and is never resent', async () => {
+    const errors: BusOp[] = [];
+    const follower = makeBus('starved2', errors);
+    const appender = makeBus('starved2', errors);
+    const seen = new Recorder();
+    await follower.start(seen);
+    await appender.start(new Recorder());
+    try {
+      await follower.follow('room');
+      await appender.append([{ room: 'room', entry: body() }]);
+      await until(() => seen.seqs('room').length === 1, 'the first entry');
+      redis.pause();
+      let res: Array<RoomHead | Error>;
+      try {
+        const t0 = performance.now();
+        res = await appender.append([{ room: 'room', entry: body(1) }]);
+        expect(performance.now() - t0).toBeLessThan(2000);
+        await sleep(1000); // heartbeats and the blocked read wait through the freeze
+      } finally {
+        redis.resume();
+      }
+      expect(res[0]).toBeInstanceOf(Error);
+      // Redis had the script in its socket: it runs it once, late; the bus never sent it again.
+      await until(() => seen.seqs('room').length === 2, 'the late entry', 5000);
+      const [next] = await appender.append([{ room: 'room', entry: body() }]);
+      expect((next as RoomHead).seq).toBe(3);
+      await until(() => seen.seqs('room').length === 3, 'the entry after the freeze', 5000);
+      expect(seen.seqs('room')).toEqual([1, 2, 3]);
+      expect(seen.of('room')[1]!.entry.likes).toBe(1);
+      expect(errors).toEqual(['append']);
+      expect(seen.availability.filter((up) => !up)).toEqual([]);
+    } finally {
+      await follower.close();
+      await appender.close();
+    }
+  });
+});
+
+describe('Patience', () => {
+  it('follows the slowest recent round trip (×4) within its bounds, and forgets it over time', () => {
+    let t = 0;
+    const p = new Patience(2000, 15_000, () => t);
+    expect(p.timeoutMs).toBe(2000);
+    p.note(100);
+    expect(p.timeoutMs).toBe(2000);
+    p.note(1000);
+    expect(p.timeoutMs).toBe(4000);
+    p.note(60_000);
+    expect(p.timeoutMs).toBe(15_000);
+    t += 80_000; // 8 half-lives: 60 s → ~234 ms
+    expect(p.timeoutMs).toBe(2000);
+  });
+});

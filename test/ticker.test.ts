@@ -1,0 +1,154 @@
+// The tick loop's scheduling on a fake clock: it sleeps (no timer at all) while nothing is
+// queued, a wake runs the next tick one tick later, work left over (chat under review) or a
+// wake during a tick keeps it going at the cadence, and stretched ticks still stretch.
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Ticker } from '../src/tick/ticker.js';
+
+const TICK = 50;
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+function ticker(run: () => Promise<boolean> = async () => false, workMs = 0) {
+  const ticks: number[] = [];
+  const t = new Ticker({
+    tickMs: TICK,
+    maxTickMs: 1000,
+    run: async () => {
+      ticks.push(performance.now());
+      if (workMs > 0) vi.advanceTimersByTime(workMs); // the tick's work takes this long
+      return run();
+    },
+    onError: (err) => {
+      throw err;
+    },
+  });
+  return { t, ticks };
+}
+
+describe('Ticker', () => {
+  it('schedules no timer while nothing was queued', async () => {
+    const { t, ticks } = ticker();
+    t.start();
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(ticks).toHaveLength(0);
+    expect(t.sleeping).toBe(true);
+    await t.stop();
+  });
+
+  it('runs the first tick one tick after a wake, then sleeps again', async () => {
+    const { t, ticks } = ticker();
+    t.start();
+    await vi.advanceTimersByTimeAsync(1000);
+    const woke = performance.now();
+    t.wake();
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(TICK - 1);
+    expect(ticks).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ticks).toEqual([woke + TICK]);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(ticks).toHaveLength(1);
+    expect(t.sleeping).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+
+    // more queued while the tick was due: one more (empty) tick at the cadence, then sleep
+    const again = performance.now();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(10);
+    t.wake();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(ticks.slice(1)).toEqual([again + TICK, again + 2 * TICK]);
+    expect(t.sleeping).toBe(true);
+    await t.stop();
+  });
+
+  it('keeps the cadence while woken during ticks or while work is left', async () => {
+    let left = 3;
+    const { t, ticks } = ticker(async () => left-- > 0);
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK * 10);
+    // the woken tick, then 3 more with work left; the last of those said "nothing left"
+    expect(ticks).toHaveLength(4);
+    expect(ticks[1]! - ticks[0]!).toBe(TICK);
+    expect(t.sleeping).toBe(true);
+
+    // a wake during each tick (entries read from the bus) keeps it ticking
+    const stream = setInterval(() => t.wake(), TICK / 2);
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK * 10);
+    clearInterval(stream);
+    expect(ticks.length).toBeGreaterThanOrEqual(13);
+    await vi.advanceTimersByTimeAsync(TICK * 4);
+    expect(t.sleeping).toBe(true);
+    await t.stop();
+  });
+
+  it('stretches a tick whose work outlasts it, and relaxes after idle', async () => {
+    const { t } = ticker(async () => true, 200);
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(t.effectiveMs).toBeGreaterThanOrEqual(300);
+    await t.stop();
+
+    const idle = ticker(async () => false);
+    idle.t.start();
+    idle.t.wake();
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(idle.t.effectiveMs).toBe(TICK);
+    await idle.t.stop();
+  });
+
+  it('decays a stretched tick over a sleep', async () => {
+    let work = 200;
+    const busy = new Ticker({
+      tickMs: TICK,
+      maxTickMs: 1000,
+      run: async () => {
+        vi.advanceTimersByTime(work);
+        return false;
+      },
+      onError: () => {},
+    });
+    busy.start();
+    busy.wake();
+    await vi.advanceTimersByTimeAsync(TICK + 1);
+    expect(busy.effectiveMs).toBe(300);
+    expect(busy.sleeping).toBe(true);
+    work = 0;
+    await vi.advanceTimersByTimeAsync(60_000);
+    busy.wake();
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(busy.effectiveMs).toBeLessThan(TICK + 1);
+    await busy.stop();
+  });
+
+  it('stretches for the fan-out done outside the tick, counting a late start once', async () => {
+    let fanout = 0;
+    const t = new Ticker({
+      tickMs: TICK,
+      maxTickMs: 1000,
+      run: async () => true,
+      onError: () => {},
+      takeBusyMs: () => {
+        const ms = fanout;
+        fanout = 0;
+        return ms;
+      },
+    });
+    t.start();
+    t.wake();
+    fanout = 100; // an append completed and its frames were written between two ticks
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(t.effectiveMs).toBe(150);
+    await t.stop();
+  });
+});
