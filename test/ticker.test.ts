@@ -151,4 +151,37 @@ describe('Ticker', () => {
     expect(t.effectiveMs).toBe(150);
     await t.stop();
   });
+
+  it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
+    let work = 200;
+    const ticks: number[] = [];
+    const t = new Ticker({
+      tickMs: TICK,
+      maxTickMs: 1000,
+      run: async () => {
+        ticks.push(performance.now());
+        vi.advanceTimersByTime(work);
+        return true; // traffic goes on
+      },
+      onError: () => {},
+    });
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(t.effectiveMs).toBe(300);
+    work = 0;
+    const first = ticks[0]!;
+    // chat: the stretched cadence holds (the next tick is due 300 ms after the first began)
+    t.wake();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(ticks).toHaveLength(1);
+    // a gift: the next tick comes within one configured tick
+    const urgentAt = performance.now();
+    t.wake(true);
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(ticks).toHaveLength(2);
+    expect(ticks[1]! - urgentAt).toBeLessThanOrEqual(TICK);
+    expect(ticks[1]! - first).toBeLessThan(300);
+    await t.stop();
+  });
 });

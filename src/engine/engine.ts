@@ -82,7 +82,7 @@ const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
 export class Engine {
   readonly membership: Membership;
   readonly moderation: Moderation;
-  private readonly outboxes = new Outboxes(() => this.wake());
+  private readonly outboxes = new Outboxes((urgent) => this.wake(urgent));
   private readonly pipeline: TickPipeline;
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
@@ -215,8 +215,8 @@ export class Engine {
    * entries flow keep the stretch measured, and reads are paced by it) and so does the
    * event-loop sampling; idle, both stop.
    */
-  private wake(): void {
-    this.ticker.wake();
+  private wake(urgent = false): void {
+    this.ticker.wake(urgent);
     this.lag.touch();
   }
 

@@ -26,18 +26,21 @@ export interface RoomOutbox {
 export class Outboxes {
   private rooms = new Map<string, RoomOutbox>();
 
-  /** onQueued: told of every message queued, so a sleeping ticker wakes up for it. */
-  constructor(private readonly onQueued: () => void = () => {}) {}
+  /**
+   * onQueued: told of every message queued, so a sleeping ticker wakes up for it; `urgent`
+   * for high-priority ones, which must not wait for a stretched tick.
+   */
+  constructor(private readonly onQueued: (urgent: boolean) => void = () => {}) {}
 
-  private of(room: string): RoomOutbox {
-    this.onQueued();
+  private of(room: string, urgent = false): RoomOutbox {
+    this.onQueued(urgent);
     let o = this.rooms.get(room);
     if (!o) this.rooms.set(room, (o = { high: [], normal: [], likes: 0, likeReplies: [] }));
     return o;
   }
 
   addHigh(room: string, p: Pending): void {
-    const o = this.of(room);
+    const o = this.of(room, true);
     // system before gift before other high-priority kinds; arrival order within a kind.
     const rank = priorityRank(p.msg.k);
     let i = o.high.length;

@@ -5,7 +5,7 @@
 // worker's own entries right after their append, other workers' as each bus read returns.
 import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
-import { kindLabel, type Metrics } from '../metrics/metrics.js';
+import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
 import { compressFrame } from '../protocol/codec.js';
 import type { Msg } from '../protocol/ops.js';
@@ -223,10 +223,8 @@ export class TickPipeline {
       const { shown, likes, likeReplies } = owed[i]!;
       const outcome: Outcome = r instanceof Error ? { error: new WireError('UNAVAILABLE') } : { shown: true, seq: r.seq };
       const result = r instanceof Error ? 'unavailable' : 'accepted';
-      for (const p of shown) {
-        this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result });
-        p.reply(outcome);
-      }
+      for (const p of shown) p.reply(outcome);
+      this.countByKind(shown, result);
       if (likes > 0) this.o.metrics.messagesReceived.inc({ kind: 'like', result }, likes);
       this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes);
       for (const reply of likeReplies) reply(outcome);
@@ -287,12 +285,24 @@ export class TickPipeline {
     const allowed = Math.floor(b.budget.refill(t, perSec, perSec));
     const [kept, dropped] = sampleFairly(normal, allowed, (p) => p.msg.u);
     b.budget.spend(kept.length);
-    for (const p of dropped) {
-      this.o.metrics.messagesReceived.inc({ kind: kindLabel(p.msg.k), result: 'sampled_out' });
-      p.reply({ shown: false });
-    }
+    for (const p of dropped) p.reply({ shown: false });
+    this.countByKind(dropped, 'sampled_out');
     this.o.metrics.roomStats.count(room, 'sampled_out', dropped.length);
     return kept;
+  }
+
+  /**
+   * One counter increment per kind, not per message: a labelled prom-client inc hashes its
+   * labels each time, and a storm samples out thousands of chat messages per tick.
+   */
+  private countByKind(ps: readonly Pending[], result: MessageResult): void {
+    if (ps.length === 0) return;
+    const kinds = new Map<string, number>();
+    for (const p of ps) {
+      const kind = kindLabel(p.msg.k);
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    for (const [kind, n] of kinds) this.o.metrics.messagesReceived.inc({ kind, result }, n);
   }
 
   // ---- step 2: deliver ----

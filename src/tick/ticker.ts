@@ -32,6 +32,10 @@ export class Ticker {
   /** wake() was called while a tick was due or running: traffic goes on, so does the cadence. */
   private woken = false;
   private sleptAt = 0;
+  /** When the scheduled tick is due. */
+  private due = 0;
+  /** A high-priority message came while a tick ran: the next one follows within one configured tick. */
+  private hurried = false;
   private running: Promise<void> | undefined;
   private effective: number;
   private readonly now: () => number;
@@ -56,15 +60,32 @@ export class Ticker {
     this.sleep();
   }
 
-  /** Something needs a tick: queued sends, or entries from the bus (they keep the stretch measured). */
-  wake(): void {
+  /**
+   * Something needs a tick: queued sends, or entries from the bus (they keep the stretch
+   * measured). `urgent` (a high-priority message) waits at most one configured tick, not the
+   * stretched one: the stretch spaces out chat fan-out, and must not hold a gift back.
+   */
+  wake(urgent = false): void {
     if (this.stopped) return;
-    if (!this.asleep) return void (this.woken = true);
+    if (!this.asleep) {
+      this.woken = true;
+      if (urgent) this.hurry();
+      return;
+    }
     this.asleep = false;
     // The smoothing as if the skipped ticks had run with nothing to do.
     const skipped = Math.min(MAX_DECAY_STEPS, Math.floor((this.now() - this.sleptAt) / this.effective));
     for (let i = 0; i < skipped && this.effective > this.o.tickMs; i++) this.effective = this.effective * 0.8 + this.o.tickMs * 0.2;
-    this.schedule(this.effective, this.now());
+    this.schedule(urgent ? Math.min(this.effective, this.o.tickMs) : this.effective, this.now());
+  }
+
+  /** Brings the next tick forward to at most one configured tick from now. */
+  private hurry(): void {
+    if (this.timer === undefined) return void (this.hurried = true); // a tick is running: the next one comes soon
+    const now = this.now();
+    if (this.due - now <= this.o.tickMs) return;
+    clearTimeout(this.timer);
+    this.schedule(this.o.tickMs, now);
   }
 
   private sleep(): void {
@@ -75,6 +96,7 @@ export class Ticker {
   private schedule(delay: number, plannedFrom: number): void {
     if (this.stopped) return;
     const due = plannedFrom + delay;
+    this.due = due;
     this.timer = setTimeout(() => void this.fire(due), delay);
   }
 
@@ -100,7 +122,9 @@ export class Ticker {
     const again = more || this.woken;
     this.woken = false;
     if (!again) return this.sleep();
-    this.schedule(Math.max(0, this.effective - work), this.now());
+    const hurried = this.hurried;
+    this.hurried = false;
+    this.schedule(Math.max(0, Math.min(this.effective, hurried ? this.o.tickMs : Infinity) - work), this.now());
   }
 
   /** Stops scheduling; resolves once a tick in progress has finished. */
