@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BENCH_DIR, ROOT, RESULTS_DIR, machine, fmt } from './lib/common.mjs';
 
-const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'million-curve', 'api', 'adaptive'];
+const SCENARIOS = ['big-room', 'many-rooms', 'storm', 'million', 'million-curve', 'idle', 'api', 'adaptive'];
 const FULL = {
   'big-room': (r) => Math.max(...[].concat(r.flags.membersPerWorker)) >= 18_000,
   'big-room-rss': (r) => r.flags.members >= 200_000,
@@ -16,6 +16,7 @@ const FULL = {
   'million-curve': (r) => Math.max(...r.result.sizes.map((x) => x.members)) >= 1_000_000,
   api: (r) => r.flags.members >= 2000,
   adaptive: (r) => r.flags.members >= 18_000,
+  idle: (r) => r.flags.members >= 17_000,
 };
 
 function load() {
@@ -31,6 +32,8 @@ function load() {
     }
     if (!SCENARIOS.includes(r.scenario) && r.scenario !== 'big-room-rss') continue;
     r.file = file.slice(file.indexOf('bench/'));
+    // idle runs compare builds and settings: every one is a row
+    if (r.scenario === 'idle') (latest.idleRuns ??= []).push(r);
     // many-rooms on a Redis Cluster is its own table beside the single-Redis one
     const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
     // a full-size run beats a smoke run; then the newest wins
@@ -249,6 +252,14 @@ function storm(r) {
       ['misses (members with misses)', `${fmt(x.misses.stepMissed)} (${fmt(x.misses.membersWithMisses)})`],
       ['server CPU %, RSS', `${x.serverCpuPct}%, ${fmt(x.serverRssMiB)} MiB`],
       ['effective tick, mean tick work', x.engine ? `${x.engine.effectiveTickMs.join('/')} ms, ${x.engine.meanTickWorkMs} ms` : '–'],
+      ...(x.engine?.stormMeanTickMs ? [
+        ['mean tick during the storm; tick work p50 / p99', `${ms(x.engine.stormMeanTickMs)} ms; ${ms(x.engine.tickWorkMs.p50)} / ${ms(x.engine.tickWorkMs.p99)} ms`],
+        ['server delivery latency p50 / p99 (accepted → written, all kinds)', `${ms(x.engine.serverDeliveryLatencyMs.p50)} / ${ms(x.engine.serverDeliveryLatencyMs.p99)} ms`],
+        ['bus append / read lag p50 / p99', `${ms(x.engine.busAppendMs.p50)} / ${ms(x.engine.busAppendMs.p99)} ms; ${ms(x.engine.busReadLagMs.p50)} / ${ms(x.engine.busReadLagMs.p99)} ms`],
+        ['shed unread (chat / likes)', `${fmt(x.engine.shed.chat)} / ${fmt(x.engine.shed.like)}`],
+      ] : []),
+      ...(x.generatorCpuPct !== undefined ? [['generator CPU %', `${x.generatorCpuPct}%`]] : []),
+      ...(x.cpuPerInbound ? [['server CPU per inbound message', `${x.cpuPerInbound.serverCpuUsPerMsg} µs (${fmt(x.cpuPerInbound.inboundMsgs)} inbound)`]] : []),
       ['Redis ops/s', x.redis ? fmt(x.redis.opsPerSec) : '–'],
       ['server CPU per inbound message: events off → on', x.eventsCost ? `${x.eventsCost.off.serverCpuUsPerMsg} → ${x.eventsCost.on.serverCpuUsPerMsg} µs (${fmt(x.eventsCost.events.events)} events in ${fmt(x.eventsCost.events.batches)} batches)` : '– (run with --events both)'],
     ],
@@ -258,6 +269,18 @@ function storm(r) {
 const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : null);
 const probeMedian = (p, get) => median((p?.probes ?? []).map(get).filter((v) => v !== null && v !== undefined));
 const workerCpu = (idle) => (idle?.workerCpuPct ? `${fmt(idle.workerCpuPct.mean, 2)}% (max ${fmt(idle.workerCpuPct.max, 1)}%)` : '–');
+
+/** Every idle run, oldest first: one worker's cost with members connected and no traffic. */
+function idleRuns(runs) {
+  const rows = [...runs].sort((a, b) => (a.date < b.date ? -1 : 1)).map((r) => {
+    const x = r.result;
+    return [
+      r.flags.label || '–', fmt(x.connected), x.idleTimeoutSec ? `${x.idleTimeoutSec} s` : '–', `${fmt(x.idle.workerCpuPctMean, 2)}%`, `${fmt(x.idle.supervisorCpuPct, 2)}%`,
+      fmt(x.idle.usPerMemberPerSec, 3), fmt(x.idle.ticksPerSec, 1), fmt(x.idle.redis.opsPerSec, 1), `${r.date.slice(0, 16)} (load ${r.machine.loadavgAtStart?.[0] ?? '?'})`,
+    ];
+  });
+  return table(['run', 'members', 'idle timeout', 'worker CPU (of a core)', 'supervisor CPU', 'worker µs per member per s', 'ticks/s', 'Redis cmds/s', 'date'], rows);
+}
 
 function million(r) {
   const x = r.result;
@@ -383,10 +406,11 @@ const INTRO = {
   million: 'One room, real WebSocket members on this machine, ~17k per roomcast worker and ~18k per generator process, Redis streams between workers. "One batch reaches all" is from the probe POST to the last member receiving it; probes are taken after the connect phase ended (no member connects meanwhile), a 503 is posted again.',
   'million-curve': 'The million bench at growing sizes, back to back on this machine from one build (`npm run bench:million -- --curve 100000,200000,400000,700000,1000000`), workers = members/17,000. How each cost grows with the members.',
   api: 'autocannon against the API with members attached to the room. A POST is answered after its tick appended it to the log, so req/s ≈ connections / tick length.',
+  idle: '`npm run bench:idle`: one roomcast worker on Redis with 17,000 members connected and no traffic, over at least one keep-alive ping period: the CPU a worker costs before any message moves (issue 15 targets ≤ 0.3% of a core). Every run is listed; the label says which build and settings.',
   adaptive: 'What happens when a tick\'s fan-out cannot finish within the tick: adaptive tick off (`--max-tick-ms` = `--tick-ms`) vs on (default `--max-tick-ms 1000`), and the raw uWS peer at a fixed tick.',
 };
 
-const TITLE = { 'million-curve': 'million: scaling curve' };
+const TITLE = { 'million-curve': 'million: scaling curve', idle: 'idle: one worker with members connected and no traffic' };
 
 const LIMITS = `## What limits these numbers
 
@@ -450,6 +474,7 @@ function render() {
     else if (s === 'storm') out.push(storm(r));
     else if (s === 'million') out.push(million(r));
     else if (s === 'million-curve') out.push(millionCurve(r));
+    else if (s === 'idle') out.push(idleRuns(latest.idleRuns));
     else if (s === 'api') out.push(api(r));
     else if (s === 'adaptive') out.push(adaptive(r));
     out.push('');
