@@ -13,19 +13,21 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function ticker(run: () => Promise<boolean> = async () => false, workMs = 0) {
+function ticker(run: () => Promise<boolean> = async () => false, workMs: number | (() => number) = 0, takeBusyMs?: () => number) {
   const ticks: number[] = [];
   const t = new Ticker({
     tickMs: TICK,
     maxTickMs: 1000,
     run: async () => {
       ticks.push(performance.now());
-      if (workMs > 0) vi.advanceTimersByTime(workMs); // the tick's work takes this long
+      const work = typeof workMs === 'number' ? workMs : workMs();
+      if (work > 0) vi.advanceTimersByTime(work); // the tick's work takes this long
       return run();
     },
     onError: (err) => {
       throw err;
     },
+    takeBusyMs,
   });
   return { t, ticks };
 }
@@ -133,16 +135,10 @@ describe('Ticker', () => {
 
   it('stretches for the fan-out done outside the tick, counting a late start once', async () => {
     let fanout = 0;
-    const t = new Ticker({
-      tickMs: TICK,
-      maxTickMs: 1000,
-      run: async () => true,
-      onError: () => {},
-      takeBusyMs: () => {
-        const ms = fanout;
-        fanout = 0;
-        return ms;
-      },
+    const { t } = ticker(async () => true, 0, () => {
+      const ms = fanout;
+      fanout = 0;
+      return ms;
     });
     t.start();
     t.wake();
@@ -154,17 +150,7 @@ describe('Ticker', () => {
 
   it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
     let work = 200;
-    const ticks: number[] = [];
-    const t = new Ticker({
-      tickMs: TICK,
-      maxTickMs: 1000,
-      run: async () => {
-        ticks.push(performance.now());
-        vi.advanceTimersByTime(work);
-        return true; // traffic goes on
-      },
-      onError: () => {},
-    });
+    const { t, ticks } = ticker(async () => true, () => work); // traffic goes on
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(TICK);

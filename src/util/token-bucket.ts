@@ -65,12 +65,12 @@ export class RateLimiter {
     return b.take(t, this.spec.rate * share, capacity);
   }
 
-  /** Drops buckets that have refilled completely; they carry no state worth keeping. */
   /** Keys with a bucket (not yet swept as full). */
   get size(): number {
     return this.buckets.size;
   }
 
+  /** Drops buckets that have refilled completely; they carry no state worth keeping. */
   sweep(): void {
     const t = this.now();
     const fullAfterMs = (this.spec.burst / this.spec.rate) * 1000;
