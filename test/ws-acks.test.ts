@@ -1,10 +1,13 @@
 // Cheaper acks (docs/protocol.md §8): a like without `ref` is not acked but still counted into
-// the room's batch, refusals of it still arrive (without ref), and the replies a socket gets in
-// one loop turn go out corked as one write.
+// the room's batch, refusals of it still arrive (without ref), and acks go out with the batch
+// frame, in its socket write.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { metricValue, sleep, startTestNode } from './helpers.js';
+import { metricValue, sleep, startTestNode, type Frame } from './helpers.js';
 import { closeAll, member, nextRef, request, uniq, user } from './ws-helpers.js';
+
+/** A batch frame whose seq range covers `seq`. */
+const holds = (f: Frame, seq: unknown) => f.op === 'batch' && (f.from as number) <= (seq as number) && (seq as number) <= (f.to as number);
 
 async function metrics(node: RoomcastNode): Promise<string> {
   return (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
@@ -42,7 +45,7 @@ describe('acks', () => {
     await closeAll(c);
   });
 
-  it('the acks a socket gets in one tick go out in one corked write', async () => {
+  it('the acks of one tick go out with the batch frame, in its socket write', async () => {
     const room = uniq('cork');
     const { c } = await member(node, uniq('corked'), room);
     await sleep(50); // welcome and joined are written
@@ -56,9 +59,43 @@ describe('acks', () => {
     const frames = metricValue(m1, 'roomcast_reply_frames_total') - metricValue(m0, 'roomcast_reply_frames_total');
     const writes = metricValue(m1, 'roomcast_reply_writes_total') - metricValue(m0, 'roomcast_reply_writes_total');
     expect(frames).toBe(3);
-    // All three in one log entry means one tick answered them: then they took one write.
-    if (new Set(acks).size === 1) expect(writes).toBe(1);
+    // uWS writes the socket's pending batch before the corked acks: the batch comes first.
+    const batchAt = c.frames.findIndex((f) => holds(f, acks[0]));
+    const firstAck = c.frames.findIndex((f) => f.ref === refs[0]);
+    expect(batchAt).toBeGreaterThanOrEqual(0);
+    expect(batchAt).toBeLessThan(firstAck);
+    // All three in one log entry: they shared the batch frame's write and took none of their own.
+    if (new Set(acks).size === 1) expect(writes).toBe(0);
     else expect(writes).toBeLessThan(3);
     await closeAll(c);
+  });
+});
+
+describe('acks of sampled-out chat', () => {
+  let node: RoomcastNode;
+  beforeAll(async () => {
+    node = await startTestNode({ tickMs: 100, roomChatBudget: 1 });
+  });
+  afterAll(() => node.stop());
+
+  it('come with the batch of their tick, not before it', async () => {
+    const room = uniq('sampled');
+    const { c } = await member(node, uniq('chatty'), room);
+    await sleep(50);
+    const refs = [nextRef(), nextRef(), nextRef()];
+    for (const ref of refs) c.send({ op: 'send', room, kind: 'chat', body: `s${ref}`, ref });
+    const replies = await Promise.all(refs.map((ref) => c.reply(ref)));
+    expect(replies.filter((r) => r.shown === false).length).toBe(2);
+    const shown = replies.find((r) => r.shown === true)!;
+    const batchAt = c.frames.findIndex((f) => holds(f, shown.seq));
+    expect(batchAt).toBeGreaterThanOrEqual(0);
+    for (const ref of refs) expect(c.frames.findIndex((f) => f.ref === ref)).toBeGreaterThan(batchAt);
+    // The room's budget is spent: the next tick logs nothing and no batch comes. Its acks go
+    // out anyway, within one tick.
+    const { c: d } = await member(node, uniq('late'), room);
+    const more = [nextRef(), nextRef()];
+    for (const ref of more) d.send({ op: 'send', room, kind: 'chat', body: `t${ref}`, ref });
+    for (const ref of more) expect(await d.reply(ref, 1000)).toMatchObject({ op: 'ack', shown: false });
+    await closeAll(c, d);
   });
 });

@@ -423,7 +423,7 @@ export class Engine {
     const reply = (o: Outcome) => {
       if (!this.state.get(c)?.open) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);
-      c.send(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
+      c.sendWithBatch(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
     };
     if (op.kind === 'like') return this.outboxes.addLike(op.room, reply);
     if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');

@@ -233,7 +233,7 @@ export function createMetrics(registry: Registry, opts: { defaultMetrics?: boole
     expiryCloses: new Counter({ name: P + 'token_expiry_closes_total', help: 'connections closed with 4010 (token expired, not refreshed)', registers }),
     replyFrames: new Counter({ name: P + 'reply_frames_total', help: 'frames sent to one socket (acks, errors, pongs, replays)', registers }),
     shed: counter('shed_total', 'chat and likes shed unread while the event loop lagged over shedLagMs', 'kind', ['chat', 'like']),
-    replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn)', registers }),
+    replyWrites: new Counter({ name: P + 'reply_writes_total', help: 'socket writes those reply frames took (one per socket per loop turn; acks written with a batch frame share its write and are not counted)', registers }),
     eventsSent: counter('events_sent_total', 'business events delivered, by sink', 'sink', SINKS),
     eventsDropped: counter('events_dropped_total', 'business events lost: over the queue bound, or undelivered at shutdown', 'sink', SINKS),
     eventsFailures: counter('events_failures_total', 'failed business-event deliveries (each retried with backoff)', 'sink', SINKS),
