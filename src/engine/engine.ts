@@ -88,7 +88,7 @@ export class Engine {
   private readonly ticker: Ticker;
   private readonly decoder: IngressDecoder;
   private readonly validateLimits: ValidateLimits;
-  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter; mod: RateLimiter };
+  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
   /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
   private readonly frameBudget: RateLimiter;
   private readonly state = new WeakMap<Connection, ConnState>();
@@ -117,7 +117,6 @@ export class Engine {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
       join: new RateLimiter({ rate: c.joinRate, burst: c.joinBurst }, this.now),
-      mod: new RateLimiter({ rate: c.modRate, burst: c.modBurst }, this.now),
     };
     this.frameBudget = new RateLimiter({ rate: c.frameRate, burst: c.frameBurst }, this.now);
     this.pipeline = new TickPipeline({
@@ -149,7 +148,7 @@ export class Engine {
       membership: this.membership,
       publisher: o.publisher,
       metrics: o.metrics,
-      kickSeconds: c.kickSeconds,
+      config: c,
       now: this.now,
       leave: (conn, room) => this.rooms.leave(conn, room),
       cancelJoin: (conn, room, err) => {
@@ -205,8 +204,7 @@ export class Engine {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.frameBudget.sweep();
       this.pipeline.rates.sweep();
-      this.moderation.sweep();
-      this.controls.count();
+      this.controls.sweep();
     });
   }
 
@@ -340,7 +338,7 @@ export class Engine {
           return this.send(c, op);
         case 'kick':
         case 'mute':
-          return await this.moderate(c, op);
+          return await this.controls.moderate(c, op);
         case 'ping':
           return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
         case 'refresh':
@@ -469,16 +467,6 @@ export class Engine {
     const max = this.o.config.maxConnsPerUser;
     if (this.users.count(uid) >= max) return { status: 429, code: 'RATE_LIMITED', message: `at most ${max} connections per user` };
     return undefined;
-  }
-
-  private async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
-    if (c.creds.role !== 'moderator') throw new WireError('FORBIDDEN', 'moderators only');
-    if (!c.rooms.has(op.room)) throw new WireError('NOT_JOINED');
-    const wait = this.limits.mod.take(c.creds.uid);
-    if (wait > 0) throw new WireError('RATE_LIMITED', 'too many moderator ops', wait);
-    if (op.op === 'kick') await this.kick(op.room, op.uid, op.seconds, op.reason);
-    else await this.mute(op.room, op.uid, op.seconds ?? this.o.config.muteSeconds);
-    c.send({ op: 'ack', ref: op.ref, shown: true });
   }
 
   // ---- the parts' actions, as the API and node.ts call them ----
