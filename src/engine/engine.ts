@@ -1,11 +1,10 @@
 // The worker's engine, independent of the socket library: the ingress path (frame → shed →
-// decode → validate → policy → outbox) and the client ops, top to bottom in this file, plus
-// connection lifecycle, token expiry and drain. It composes the parts named for what they
-// own: moderation actions (control.ts), API actions (api-actions.ts), member counts
-// (member-counts.ts), joins and replays (rooms.ts). The gateway feeds it frames; the API
-// calls its actions.
+// decode → validate → policy → outbox) top to bottom in this file, plus drain. It composes
+// the parts named for what they own: sessions from open to close and token refreshes
+// (sessions.ts), the join and leave ops (joins.ts), joins and replays (rooms.ts), moderation
+// (control.ts), API actions (api-actions.ts), member counts (member-counts.ts). The gateway
+// feeds it frames; the API calls its actions.
 import type { Logger } from 'pino';
-import { randomInt } from 'node:crypto';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
 import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
@@ -18,14 +17,16 @@ import { LoopLag } from '../metrics/event-loop.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
-import { AuthError, mayJoin, type TokenVerifier } from '../auth/tokens.js';
+import type { TokenVerifier } from '../auth/tokens.js';
 import { TokenExpiry } from './token-expiry.js';
+import { Sessions, type Refusal } from './sessions.js';
+import { Joins } from './joins.js';
 import { localUsers, type UserPresence } from './users.js';
 import { Outboxes, type Outcome } from '../tick/outbox.js';
 import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { Ticker } from '../tick/ticker.js';
-import { Rooms, type JoinGuard } from './rooms.js';
+import { Rooms } from './rooms.js';
 import { MemberCounts } from './member-counts.js';
 import { ControlActions } from './control.js';
 import { ApiActions } from './api-actions.js';
@@ -51,28 +52,6 @@ export interface EngineOptions {
   now?: () => number;
 }
 
-/** Why an upgrade is refused before a socket exists. */
-export interface Refusal {
-  status: number;
-  code: string;
-  message: string;
-}
-
-/** Per-connection engine state: a fixed shape, and the joins map only while a join runs. */
-class ConnState {
-  badFrames = 0;
-  open = true;
-  /** Joins in progress by room: pending (no `joined` yet) or replaying. One per room. */
-  joins: Map<string, JoinTicket> | undefined;
-  constructor(public badSince: number) {}
-}
-
-interface JoinTicket {
-  pending: boolean;
-  /** Set by a kick, or by a newer join of the room replacing this one's replay. */
-  cancelled?: WireError;
-}
-
 const BAD_FRAME_WINDOW_MS = 60_000;
 /** retryMs of a shed message: long enough for a lagging loop to catch up. */
 const SHED_RETRY_MS = 1000;
@@ -88,11 +67,11 @@ export class Engine {
   private readonly ticker: Ticker;
   private readonly decoder: IngressDecoder;
   private readonly validateLimits: ValidateLimits;
-  private readonly limits: { chat: RateLimiter; like: RateLimiter; join: RateLimiter };
+  private readonly limits: { chat: RateLimiter; like: RateLimiter };
   /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
   private readonly frameBudget: RateLimiter;
-  private readonly state = new WeakMap<Connection, ConnState>();
-  private readonly all = new Set<Connection>();
+  private readonly sessions: Sessions;
+  private readonly joins: Joins;
   private readonly counts: MemberCounts;
   private readonly controls: ControlActions;
   private readonly api: ApiActions;
@@ -116,7 +95,6 @@ export class Engine {
     this.limits = {
       chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
       like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
-      join: new RateLimiter({ rate: c.joinRate, burst: c.joinBurst }, this.now),
     };
     this.frameBudget = new RateLimiter({ rate: c.frameRate, burst: c.frameBurst }, this.now);
     this.pipeline = new TickPipeline({
@@ -141,6 +119,28 @@ export class Engine {
       replayStallMs: c.idleTimeoutSec * 1000,
       compressThreshold: c.compressThreshold,
     });
+    this.sessions = new Sessions({
+      membership: this.membership,
+      rooms: this.rooms,
+      moderation: this.moderation,
+      users: this.users,
+      expiry: this.expiry,
+      verifier: o.verifier,
+      metrics: o.metrics,
+      config: c,
+      nodeId: o.nodeId,
+      now: this.now,
+    });
+    this.joins = new Joins({
+      rooms: this.rooms,
+      membership: this.membership,
+      moderation: this.moderation,
+      sessions: this.sessions,
+      users: this.users,
+      metrics: o.metrics,
+      config: c,
+      now: this.now,
+    });
     this.counts = new MemberCounts({ presence: o.bus, membership: this.membership, publisher: o.publisher, metrics: o.metrics, config: c, now: this.now });
     this.controls = new ControlActions({
       bus: o.bus,
@@ -151,10 +151,7 @@ export class Engine {
       config: c,
       now: this.now,
       leave: (conn, room) => this.rooms.leave(conn, room),
-      cancelJoin: (conn, room, err) => {
-        const pending = this.state.get(conn)?.joins?.get(room);
-        if (pending) pending.cancelled = err;
-      },
+      cancelJoin: (conn, room, err) => this.joins.cancel(conn, room, err),
     });
     this.api = new ApiActions({ bus: o.bus, outboxes: this.outboxes, pipeline: this.pipeline, membership: this.membership, counts: this.counts, now: this.now });
     this.controls.count();
@@ -203,6 +200,7 @@ export class Engine {
     every(30_000, () => {
       Object.values(this.limits).forEach((l) => l.sweep());
       this.frameBudget.sweep();
+      this.joins.sweep();
       this.pipeline.rates.sweep();
       this.controls.sweep();
     });
@@ -231,13 +229,7 @@ export class Engine {
 
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
-    this.all.add(c);
-    this.state.set(c, new ConnState(this.now()));
-    this.membership.addConnection(c);
-    if (!c.creds.guest) this.users.opened(c.creds.uid);
-    this.expiry.schedule(c);
-    this.o.metrics.connections.inc();
-    c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
+    this.sessions.open(c);
     if (!initial) return;
     if (!ROOM_RE.test(initial.room)) return this.replyError(c, new WireError('BAD_ROOM'));
     const since = uintParam(initial.since);
@@ -248,15 +240,7 @@ export class Engine {
   }
 
   closed(c: Connection): void {
-    const st = this.state.get(c);
-    if (!st?.open) return;
-    st.open = false;
-    this.all.delete(c);
-    this.expiry.forget(c);
-    if (!c.creds.guest) this.users.closed(c.creds.uid);
-    this.rooms.dropped(c);
-    this.o.metrics.connections.dec();
-    this.o.metrics.rooms.set(this.membership.roomCount);
+    this.sessions.closed(c);
   }
 
   /** One inbound WebSocket message. Never throws: bad input becomes an `error` frame. */
@@ -301,7 +285,7 @@ export class Engine {
 
   private badFrame(c: Connection, e: WireError, ref?: number): void {
     this.o.metrics.badFrames.inc({ code: e.code });
-    const st = this.state.get(c);
+    const st = this.sessions.stateOf(c);
     if (!st) return;
     const t = this.now();
     if (t - st.badSince > BAD_FRAME_WINDOW_MS) {
@@ -317,7 +301,7 @@ export class Engine {
   }
 
   private replyError(c: Connection, e: WireError, ref?: number): void {
-    if (!this.state.get(c)?.open) return;
+    if (!this.sessions.isOpen(c)) return;
     c.send({ op: 'error', code: e.code, message: e.message, ref, retryMs: e.retryMs });
   }
 
@@ -329,11 +313,9 @@ export class Engine {
       }
       switch (op.op) {
         case 'join':
-          return await this.join(c, op);
+          return await this.joins.join(c, op);
         case 'leave':
-          this.rooms.leave(c, op.room);
-          this.o.metrics.rooms.set(this.membership.roomCount);
-          return c.send({ op: 'left', ref: op.ref, room: op.room });
+          return this.joins.leave(c, op);
         case 'send':
           return this.send(c, op);
         case 'kick':
@@ -342,63 +324,13 @@ export class Engine {
         case 'ping':
           return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
         case 'refresh':
-          return this.refresh(c, op);
+          return this.sessions.refresh(c, op);
       }
     } catch (err) {
       if (op.op === 'join') this.o.metrics.joins.inc({ result: 'refused' });
       if (err instanceof WireError) return this.replyError(c, err, op.ref);
       this.o.log.error({ err, op: op.op }, 'op failed');
       this.replyError(c, new WireError('UNAVAILABLE', 'internal error'), op.ref);
-    }
-  }
-
-  private async join(c: Connection, op: Extract<ClientOp, { op: 'join' }>): Promise<void> {
-    const { room } = op;
-    const st = this.state.get(c);
-    if (!st?.open) return;
-    const joins = (st.joins ??= new Map());
-    const prev = joins.get(room);
-    if (prev?.pending) throw new WireError('RATE_LIMITED', 'a join of this room is already pending', 100);
-    // Pending joins hold a room slot too, so waiting joins cannot exceed the room limit.
-    const held = new Set(c.rooms);
-    for (const [r, t] of joins) if (t.pending) held.add(r);
-    this.mayEnter(c, room, held);
-    const wait = this.limits.join.take(c.creds.uid, this.users.share(c.creds.uid));
-    if (wait > 0) throw new WireError('RATE_LIMITED', 'too many joins', wait);
-    // One join (and so one replay) per connection and room: a newer one replaces the replay.
-    if (prev) prev.cancelled = new WireError('UNAVAILABLE', 'replaced by a newer join');
-    const ticket: JoinTicket = { pending: true };
-    joins.set(room, ticket);
-    const guard: JoinGuard = {
-      check: () => {
-        if (!st.open) throw new WireError('UNAVAILABLE', 'connection closed');
-        if (ticket.cancelled) throw ticket.cancelled;
-        this.mayEnter(c, room, c.rooms);
-      },
-      joined: () => {
-        ticket.pending = false;
-      },
-    };
-    let recovered: boolean | undefined;
-    try {
-      recovered = await this.rooms.join(c, op, guard);
-    } finally {
-      if (joins.get(room) === ticket) joins.delete(room);
-      if (joins.size === 0 && st.joins === joins) st.joins = undefined;
-    }
-    this.o.metrics.joins.inc({ result: recovered === undefined ? 'joined' : recovered ? 'recovered' : 'unrecovered' });
-    this.o.metrics.rooms.set(this.membership.roomCount);
-    const until = this.moderation.roomMutedUntil(room);
-    if (until > 0) c.send({ op: 'muted', room, until, all: true });
-  }
-
-  /** Throws unless `c` may be in `room` now: its token allows it, no ban, a free room slot. */
-  private mayEnter(c: Connection, room: string, held: ReadonlySet<string>): void {
-    if (!mayJoin(c.creds, room)) throw new WireError('FORBIDDEN', 'token does not allow this room');
-    const banned = this.moderation.bannedFor(room, c.creds.uid);
-    if (banned > 0) throw new WireError('KICKED', 'kicked from this room', banned);
-    if (!held.has(room) && held.size >= this.o.config.maxRoomsPerConn) {
-      throw new WireError('TOO_MANY_ROOMS', `at most ${this.o.config.maxRoomsPerConn} rooms per connection`);
     }
   }
 
@@ -419,7 +351,7 @@ export class Engine {
     // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.
     if (op.kind === 'like' && op.ref === undefined) return this.outboxes.addLike(op.room);
     const reply = (o: Outcome) => {
-      if (!this.state.get(c)?.open) return;
+      if (!this.sessions.isOpen(c)) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);
       c.send(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
     };
@@ -430,43 +362,9 @@ export class Engine {
     this.outboxes.addNormal(op.room, { msg, reply, review: true });
   }
 
-  // ---- token expiry and refresh (PROTOCOL §9) ----
-
-  /**
-   * A fresh token for the same user: its expiry, name, rooms and role apply from now on, and
-   * rooms it no longer allows are left. A bad token or another user's changes nothing.
-   */
-  private refresh(c: Connection, op: Extract<ClientOp, { op: 'refresh' }>): void {
-    const refused = (result: 'bad_token' | 'forbidden', e: WireError) => {
-      this.o.metrics.tokenRefreshes.inc({ result });
-      throw e;
-    };
-    let creds;
-    try {
-      creds = this.o.verifier.verify(op.token);
-    } catch (err) {
-      return refused('bad_token', new WireError('BAD_TOKEN', err instanceof AuthError ? err.message : undefined));
-    }
-    if (c.creds.guest || creds.uid !== c.creds.uid) refused('forbidden', new WireError('FORBIDDEN', 'the token is for another user'));
-    c.creds = creds;
-    for (const room of [...c.rooms]) {
-      if (mayJoin(creds, room)) continue;
-      this.rooms.leave(c, room);
-      c.send({ op: 'left', room });
-    }
-    this.o.metrics.rooms.set(this.membership.roomCount);
-    this.expiry.schedule(c);
-    this.o.metrics.tokenRefreshes.inc({ result: 'ok' });
-    c.send({ op: 'refreshed', ref: op.ref, exp: Math.floor(creds.expMs / 1000) });
-  }
-
   /** Refuses an upgrade before a socket exists: a banned user, or one over its connection cap. */
   admit(uid: string): Refusal | undefined {
-    const banned = this.moderation.userBannedFor(uid);
-    if (banned > 0) return { status: 403, code: 'BANNED', message: `disconnected by the server; banned for ${Math.ceil(banned / 1000)} s` };
-    const max = this.o.config.maxConnsPerUser;
-    if (this.users.count(uid) >= max) return { status: 429, code: 'RATE_LIMITED', message: `at most ${max} connections per user` };
-    return undefined;
+    return this.sessions.admit(uid);
   }
 
   // ---- the parts' actions, as the API and node.ts call them ----
@@ -508,10 +406,10 @@ export class Engine {
   /** Draining: `bye` with a jittered reconnect delay to everyone, flush the outboxes, close. */
   async drain(reason = 'draining'): Promise<void> {
     this.draining = true;
-    for (const c of this.all) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
+    this.sessions.bye(reason);
     await this.ticker.stop();
     await this.pipeline.flush();
-    for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
+    this.sessions.closeAll(reason);
     for (const t of this.timers) clearInterval(t);
     this.expiry.stop();
     this.lag.stop();
