@@ -1,37 +1,32 @@
-// The worker's engine, independent of the socket library: the ingress path (frame → shed →
-// decode → validate → policy → outbox) top to bottom in this file, plus drain. It composes
-// the parts named for what they own: sessions from open to close and token refreshes
-// (sessions.ts), the join and leave ops (joins.ts), joins and replays (rooms.ts), moderation
-// (control.ts), API actions (api-actions.ts), member counts (member-counts.ts). The gateway
-// feeds it frames; the API calls its actions.
+// The worker's engine, independent of the socket library: the composition root of the parts
+// named for what they own. The ingress path reads top to bottom in ingress.ts; sessions from
+// open to close and token refreshes are sessions.ts; the join and leave ops joins.ts, joins and
+// replays rooms.ts; moderation control.ts; API actions api-actions.ts; member counts
+// member-counts.ts. The engine wires them, starts and drains them, and is what the gateway
+// (open, frame, closed, admit) and the API (RoomControl) call.
 import type { Logger } from 'pino';
+import type { ApiMessage } from '../api/routes.js';
+import type { TokenVerifier } from '../auth/tokens.js';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
-import { kindLabel, type Metrics, type MessageResult } from '../metrics/metrics.js';
-import { CLOSE, WireError } from '../protocol/errors.js';
-import { createIngressDecoder, type IngressDecoder } from '../protocol/codec.js';
-import { MAX_LAST, ROOM_RE, type ClientOp, type Msg } from '../protocol/ops.js';
-import { peekRef, peekSendKind, validateClientOp, type ValidateLimits } from '../protocol/validate.js';
-import { peekSend, type SendPeek } from '../protocol/peek.js';
+import type { RoomEvents } from '../events/room-events.js';
 import { LoopLag } from '../metrics/event-loop.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
 import { Moderation } from '../rooms/moderation.js';
-import type { TokenVerifier } from '../auth/tokens.js';
-import { TokenExpiry } from './token-expiry.js';
-import { Sessions, type Refusal } from './sessions.js';
-import { Joins } from './joins.js';
-import { localUsers, type UserPresence } from './users.js';
 import { Outboxes, type Outcome } from '../tick/outbox.js';
 import { TickPipeline, type Reviewer } from '../tick/pipeline.js';
-import { RateLimiter } from '../util/token-bucket.js';
 import { Ticker } from '../tick/ticker.js';
-import { Rooms } from './rooms.js';
-import { MemberCounts } from './member-counts.js';
-import { ControlActions } from './control.js';
 import { ApiActions } from './api-actions.js';
-import type { ApiMessage } from '../api/routes.js';
-import type { RoomEvents } from '../events/room-events.js';
+import { ControlActions } from './control.js';
+import { Ingress } from './ingress.js';
+import { Joins } from './joins.js';
+import { MemberCounts } from './member-counts.js';
+import { Rooms } from './rooms.js';
+import { Sessions, type Refusal } from './sessions.js';
+import { TokenExpiry } from './token-expiry.js';
+import { localUsers, type UserPresence } from './users.js';
 
 export interface EngineOptions {
   config: Config;
@@ -52,12 +47,6 @@ export interface EngineOptions {
   now?: () => number;
 }
 
-const BAD_FRAME_WINDOW_MS = 60_000;
-/** retryMs of a shed message: long enough for a lagging loop to catch up. */
-const SHED_RETRY_MS = 1000;
-/** Ops an expired connection may still send while it waits for its 4010. */
-const WHILE_EXPIRED = new Set<ClientOp['op']>(['refresh', 'ping', 'leave']);
-
 export class Engine {
   readonly membership: Membership;
   readonly moderation: Moderation;
@@ -65,11 +54,7 @@ export class Engine {
   private readonly pipeline: TickPipeline;
   private readonly rooms: Rooms;
   private readonly ticker: Ticker;
-  private readonly decoder: IngressDecoder;
-  private readonly validateLimits: ValidateLimits;
-  private readonly limits: { chat: RateLimiter; like: RateLimiter };
-  /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
-  private readonly frameBudget: RateLimiter;
+  private readonly ingress: Ingress;
   private readonly sessions: Sessions;
   private readonly joins: Joins;
   private readonly counts: MemberCounts;
@@ -90,13 +75,6 @@ export class Engine {
     this.moderation = new Moderation(this.now, c.maxModerationEntries);
     this.expiry = new TokenExpiry({ graceSec: c.tokenGraceSec, metrics: o.metrics, now: this.now });
     this.users = o.users ?? localUsers(this.membership);
-    this.decoder = createIngressDecoder(c.maxFrameBytes);
-    this.validateLimits = { maxBodyBytes: c.maxBodyBytes };
-    this.limits = {
-      chat: new RateLimiter({ rate: c.chatRate, burst: c.chatBurst }, this.now),
-      like: new RateLimiter({ rate: c.likeRate, burst: c.likeBurst }, this.now),
-    };
-    this.frameBudget = new RateLimiter({ rate: c.frameRate, burst: c.frameBurst }, this.now);
     this.pipeline = new TickPipeline({
       bus: o.bus,
       outboxes: this.outboxes,
@@ -153,9 +131,23 @@ export class Engine {
       leave: (conn, room) => this.rooms.leave(conn, room),
       cancelJoin: (conn, room, err) => this.joins.cancel(conn, room, err),
     });
+    this.ingress = new Ingress({
+      config: c,
+      metrics: o.metrics,
+      log: o.log,
+      lag: this.lag,
+      outboxes: this.outboxes,
+      bus: o.bus,
+      moderation: this.moderation,
+      users: this.users,
+      sessions: this.sessions,
+      joins: this.joins,
+      controls: this.controls,
+      prefilter: o.prefilter,
+      now: this.now,
+    });
     this.api = new ApiActions({ bus: o.bus, outboxes: this.outboxes, pipeline: this.pipeline, membership: this.membership, counts: this.counts, now: this.now });
     this.controls.count();
-    for (const code of ['BAD_FRAME', 'UNKNOWN_OP', 'RATE_LIMITED']) o.metrics.badFrames.inc({ code }, 0);
     o.metrics.tickTarget.set(c.tickMs / 1000);
     this.ticker = new Ticker({
       tickMs: c.tickMs,
@@ -198,8 +190,7 @@ export class Engine {
     every(this.o.config.membersPushMs, () => this.counts.push());
     this.expiry.start();
     every(30_000, () => {
-      Object.values(this.limits).forEach((l) => l.sweep());
-      this.frameBudget.sweep();
+      this.ingress.sweep();
       this.joins.sweep();
       this.pipeline.rates.sweep();
       this.controls.sweep();
@@ -225,141 +216,21 @@ export class Engine {
     return !this.draining && this.o.bus.available();
   }
 
-  // ---- connections ----
+  // ---- connections, as the gateway calls them ----
 
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
     this.sessions.open(c);
-    if (!initial) return;
-    if (!ROOM_RE.test(initial.room)) return this.replyError(c, new WireError('BAD_ROOM'));
-    const since = uintParam(initial.since);
-    if (Number.isNaN(since)) return this.replyError(c, new WireError('BAD_FRAME', 'since must be an unsigned integer'));
-    const last = uintParam(initial.last);
-    if (Number.isNaN(last) || (last ?? 0) > MAX_LAST) return this.replyError(c, new WireError('BAD_FRAME', `last must be an integer 0-${MAX_LAST}`));
-    void this.handle(c, { op: 'join', room: initial.room, since, epoch: initial.epoch, last });
-  }
-
-  closed(c: Connection): void {
-    this.sessions.closed(c);
+    if (initial) this.ingress.initialJoin(c, initial);
   }
 
   /** One inbound WebSocket message. Never throws: bad input becomes an `error` frame. */
   frame(c: Connection, data: Uint8Array, isBinary: boolean): void {
-    const wait = this.frameBudget.take(c.sid);
-    if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
-    if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
-    const shedLagMs = this.o.config.shedLagMs;
-    const lagMs = this.lag.ms; // reading it marks traffic too
-    if (shedLagMs > 0 && lagMs > shedLagMs) {
-      const send = peekSend(data);
-      if (send) return this.shed(c, send);
-    }
-    let decoded: unknown;
-    try {
-      decoded = this.decoder.decode(data);
-    } catch {
-      return this.badFrame(c, new WireError('BAD_FRAME', 'not one MessagePack value'));
-    }
-    let op: ClientOp;
-    try {
-      op = validateClientOp(decoded, data, this.validateLimits);
-    } catch (err) {
-      const e = err instanceof WireError ? err : new WireError('BAD_FRAME');
-      const ref = peekRef(decoded);
-      if (e.code === 'BAD_FRAME' || e.code === 'UNKNOWN_OP') return this.badFrame(c, e, ref);
-      this.countSend(peekSendKind(decoded, data), e.code === 'TOO_LARGE' ? 'too_large' : e.code === 'FORBIDDEN' ? 'forbidden' : 'invalid');
-      return this.replyError(c, e, ref);
-    }
-    void this.handle(c, op);
+    this.ingress.frame(c, data, isBinary);
   }
 
-  /**
-   * The loop lags: a chat or like is refused unread, so the worker's time goes to what is
-   * already queued, pings and the API. Only a sender that asked for a reply (`ref`) gets one.
-   */
-  private shed(c: Connection, s: SendPeek): void {
-    this.o.metrics.shed.inc({ kind: s.kind });
-    this.o.metrics.messagesReceived.inc({ kind: s.kind, result: 'rate_limited' });
-    if (s.ref !== undefined) this.replyError(c, new WireError('RATE_LIMITED', 'the server is overloaded', SHED_RETRY_MS), s.ref);
-  }
-
-  private badFrame(c: Connection, e: WireError, ref?: number): void {
-    this.o.metrics.badFrames.inc({ code: e.code });
-    const st = this.sessions.stateOf(c);
-    if (!st) return;
-    const t = this.now();
-    if (t - st.badSince > BAD_FRAME_WINDOW_MS) {
-      st.badSince = t;
-      st.badFrames = 0;
-    }
-    this.replyError(c, e, ref);
-    if (++st.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
-  }
-
-  private countSend(kind: string | undefined, result: MessageResult): void {
-    if (kind !== undefined) this.o.metrics.messagesReceived.inc({ kind: kindLabel(kind), result });
-  }
-
-  private replyError(c: Connection, e: WireError, ref?: number): void {
-    if (!this.sessions.isOpen(c)) return;
-    c.send({ op: 'error', code: e.code, message: e.message, ref, retryMs: e.retryMs });
-  }
-
-  private async handle(c: Connection, op: ClientOp): Promise<void> {
-    try {
-      if (c.creds.expMs <= this.now() && !WHILE_EXPIRED.has(op.op)) {
-        if (op.op === 'send') this.o.metrics.messagesReceived.inc({ kind: op.kind, result: 'forbidden' });
-        throw new WireError('BAD_TOKEN', 'token expired; send refresh with a fresh token');
-      }
-      switch (op.op) {
-        case 'join':
-          return await this.joins.join(c, op);
-        case 'leave':
-          return this.joins.leave(c, op);
-        case 'send':
-          return this.send(c, op);
-        case 'kick':
-        case 'mute':
-          return await this.controls.moderate(c, op);
-        case 'ping':
-          return c.send({ op: 'pong', ref: op.ref, ts: this.now() });
-        case 'refresh':
-          return this.sessions.refresh(c, op);
-      }
-    } catch (err) {
-      if (op.op === 'join') this.o.metrics.joins.inc({ result: 'refused' });
-      if (err instanceof WireError) return this.replyError(c, err, op.ref);
-      this.o.log.error({ err, op: op.op }, 'op failed');
-      this.replyError(c, new WireError('UNAVAILABLE', 'internal error'), op.ref);
-    }
-  }
-
-  private send(c: Connection, op: Extract<ClientOp, { op: 'send' }>): void {
-    const kind = op.kind;
-    const refuse = (e: WireError, result: MessageResult) => {
-      this.o.metrics.messagesReceived.inc({ kind, result });
-      this.o.metrics.roomStats.count(op.room, 'refused');
-      throw e;
-    };
-    if (c.creds.guest) refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
-    if (!c.rooms.has(op.room)) refuse(new WireError('NOT_JOINED'), 'invalid');
-    const muted = this.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
-    if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');
-    const wait = this.limits[kind].take(c.creds.uid, this.users.share(c.creds.uid));
-    if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
-    if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
-    // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.
-    if (op.kind === 'like' && op.ref === undefined) return this.outboxes.addLike(op.room);
-    const reply = (o: Outcome) => {
-      if (!this.sessions.isOpen(c)) return;
-      if ('error' in o) return this.replyError(c, o.error, op.ref);
-      c.send(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
-    };
-    if (op.kind === 'like') return this.outboxes.addLike(op.room, reply);
-    if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');
-    const msg: Msg = { u: c.creds.uid, k: 'chat', b: op.body, t: this.now() };
-    if (c.creds.name !== undefined) msg.n = c.creds.name;
-    this.outboxes.addNormal(op.room, { msg, reply, review: true });
+  closed(c: Connection): void {
+    this.sessions.closed(c);
   }
 
   /** Refuses an upgrade before a socket exists: a banned user, or one over its connection cap. */
@@ -416,9 +287,4 @@ export class Engine {
     await this.o.events?.stop();
     await this.o.bus.close();
   }
-}
-
-/** An unsigned integer query parameter: undefined when absent, NaN when malformed. */
-function uintParam(v: string | undefined): number | undefined {
-  return v === undefined ? undefined : /^\d{1,15}$/.test(v) ? Number(v) : NaN;
 }
