@@ -34,7 +34,7 @@ export interface Refusal {
   message: string;
 }
 
-/** Per-connection engine state: a fixed shape. */
+/** Per-connection engine state, one fixed-shape object: open or not, and the bad frames of the current window (ingress counts them). */
 export class ConnState {
   badFrames = 0;
   open = true;
