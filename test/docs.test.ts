@@ -59,8 +59,8 @@ describe('docs', () => {
   });
 
   it('API messages skip content review, in the code and in both API docs', () => {
-    // The engine queues client chat with the review flag; its API actions queue API messages without it.
-    expect(read('src/engine/engine.ts')).toContain("this.outboxes.addNormal(op.room, { msg, reply, review: true })");
+    // Ingress queues client chat with the review flag; the engine's API actions queue API messages without it.
+    expect(read('src/engine/ingress.ts')).toContain("this.o.outboxes.addNormal(op.room, { msg, reply, review: true })");
     expect(read('src/engine/api-actions.ts')).toContain('else this.o.outboxes.addNormal(room, { msg, reply: resolve });');
     const openapi = read('docs/openapi.yaml');
     expect(openapi).toContain('API messages of any priority skip content review');

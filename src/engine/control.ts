@@ -1,13 +1,16 @@
 // Moderation actions shared by moderator ops and the server API (kick, mute, disconnect):
 // sent on the bus's control channel so every worker applies them in one order, and applied
-// here to this worker's members.
+// here to this worker's members. The moderator ops (`kick`, `mute`) are checked here too.
 import type { ControlChannel, ControlCommand } from '../bus/bus.js';
+import type { Config } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { encodeFrame } from '../protocol/codec.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
+import type { ClientOp } from '../protocol/ops.js';
 import type { Connection, RoomPublisher } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { Moderation } from '../rooms/moderation.js';
+import { RateLimiter } from '../util/token-bucket.js';
 
 export interface ControlOptions {
   bus: ControlChannel;
@@ -15,7 +18,7 @@ export interface ControlOptions {
   membership: Membership;
   publisher: RoomPublisher;
   metrics: Metrics;
-  kickSeconds: number;
+  config: Pick<Config, 'kickSeconds' | 'muteSeconds' | 'modRate' | 'modBurst'>;
   now: () => number;
   /** Takes `c` out of the room (it is a member). */
   leave(c: Connection, room: string): void;
@@ -24,10 +27,26 @@ export interface ControlOptions {
 }
 
 export class ControlActions {
-  constructor(private readonly o: ControlOptions) {}
+  /** Moderator ops per moderator. */
+  private readonly limit: RateLimiter;
+
+  constructor(private readonly o: ControlOptions) {
+    this.limit = new RateLimiter({ rate: o.config.modRate, burst: o.config.modBurst }, o.now);
+  }
+
+  /** A moderator's `kick` or `mute` op, acked once the command is on the control channel. */
+  async moderate(c: Connection, op: Extract<ClientOp, { op: 'kick' | 'mute' }>): Promise<void> {
+    if (c.creds.role !== 'moderator') throw new WireError('FORBIDDEN', 'moderators only');
+    if (!c.rooms.has(op.room)) throw new WireError('NOT_JOINED');
+    const wait = this.limit.take(c.creds.uid);
+    if (wait > 0) throw new WireError('RATE_LIMITED', 'too many moderator ops', wait);
+    if (op.op === 'kick') await this.kick(op.room, op.uid, op.seconds, op.reason);
+    else await this.mute(op.room, op.uid, op.seconds ?? this.o.config.muteSeconds);
+    c.send({ op: 'ack', ref: op.ref, shown: true });
+  }
 
   /** Kicks `uid` out of the room on every worker and bans rejoining for `seconds`. */
-  async kick(room: string, uid: string, seconds = this.o.kickSeconds, reason?: string): Promise<void> {
+  async kick(room: string, uid: string, seconds = this.o.config.kickSeconds, reason?: string): Promise<void> {
     await this.send({ type: 'kick', room, uid, reason, untilMs: this.o.now() + seconds * 1000 });
   }
 
@@ -85,6 +104,13 @@ export class ControlActions {
     for (const c of membership.connectionsOf(cmd.uid)) {
       if (c.rooms.has(room)) c.send({ op: 'muted', room, until: cmd.untilMs });
     }
+  }
+
+  /** Forgets idle moderator buckets and expired bans and mutes; counts the tables. */
+  sweep(): void {
+    this.limit.sweep();
+    this.o.moderation.sweep();
+    this.count();
   }
 
   /** The moderation tables' sizes as metrics. */
