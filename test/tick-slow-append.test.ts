@@ -4,7 +4,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
-import { API_KEY, joinedClient, SECRET, sleep, startTestNode, type Client } from './helpers.js';
+import { API_KEY, joinedClient, SECRET, sleep, startTestNode, type Client, type Frame } from './helpers.js';
 import { api, metric } from './api-helpers.js';
 import { RedisServer } from './redis-server.js';
 
@@ -42,11 +42,9 @@ describe('a stalled append', () => {
     expect(answers.map((a) => a.status)).toEqual([202, 202, 202]);
     // Before the fix the tick's work included the round trip: 1.5 × 700 ms, capped at 1 s.
     expect(await metric(node, 'roomcast_effective_tick_seconds')).toBeLessThan(0.1);
-    const bodies: unknown[] = [];
-    await member.waitFor((f) => {
-      if (f.op === 'batch') for (const m of f.msgs as Array<{ b: unknown }>) bodies.push(m.b);
-      return bodies.includes('three');
-    });
+    const bodiesOf = (f: Frame) => ((f.msgs ?? []) as Array<{ b: unknown }>).map((m) => m.b);
+    await member.waitFor((f) => f.op === 'batch' && bodiesOf(f).includes('three'));
+    const bodies = member.batches('slow').flatMap(bodiesOf);
     const after = bodies.filter((b) => b !== 'before');
     expect([...after.slice(0, 2)].sort()).toEqual(['one', 'two']); // posted concurrently
     expect(after.slice(2)).toEqual(['three']);

@@ -87,6 +87,7 @@ export class Engine {
       events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
       now: this.now,
+      paceMs: () => this.effectiveTickMs,
     });
     this.rooms = new Rooms({
       bus: o.bus,
