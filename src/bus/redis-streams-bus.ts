@@ -41,9 +41,10 @@ export interface RedisStreamsBusOptions {
   commandTimeoutMs?: number;
   /**
    * The adaptive append timeout's ceiling, and the timeout of the commands that are safe to
-   * wait out (reads, heads, ranges, member counts), which grows to 2× with slow round trips;
-   * late timers give the lost time back (redis/patience.ts). ioredis' own timer, which is not
-   * late-aware, only catches a connection that stopped answering: 4× this. Default 15000.
+   * wait out (heads, ranges, member counts, control commands), which grows to 2× with slow
+   * round trips; late timers give the lost time back (redis/patience.ts). On the command
+   * connection ioredis' own timer, which is not late-aware, only catches a connection that
+   * stopped answering: 4× this. A blocking read waits this long past its BLOCK. Default 15000.
    */
   maxCommandTimeoutMs?: number;
   /** Cap of the jittered exponential reconnect backoff. Default 2000. */
