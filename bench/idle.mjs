@@ -45,6 +45,7 @@ main(async () => {
     workers: f.workers,
     redisUrl: redis.url,
     redisAlways: true,
+    admin: true, // scrapes go to the supervisor, not through a worker
     nodeArgs: f.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     args: ['--idle-timeout-sec', String(idleTimeoutSec)],
   });

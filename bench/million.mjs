@@ -321,6 +321,7 @@ function runMillion() {
       workers,
       redisUrl: redis.url,
       redisAlways: true, // a supervisor and Redis at every size, so the sizes of a curve compare
+      admin: true, // scrapes go to the supervisor, not through a worker busy with a fan-out
       args: ['--idle-timeout-sec', '120', '--members-push-ms', '5000'],
     });
     const sender = new Sender();

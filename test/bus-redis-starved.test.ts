@@ -63,6 +63,35 @@ describe('RedisStreamsBus under a starved scheduler', () => {
     }
   });
 
+  it('a stall longer than every timeout: the count writes, reads and appends in flight still succeed', async () => {
+    const errors: BusOp[] = [];
+    const o = { commandTimeoutMs: 100, maxCommandTimeoutMs: 300 };
+    const bus = makeBus('starved3', errors, o);
+    const peer = makeBus('starved3', errors, o);
+    await bus.start(new Recorder());
+    await peer.start(new Recorder());
+    try {
+      await bus.append([{ room: 'r', entry: body() }]);
+      for (let i = 1; i <= 4; i++) {
+        bus.reportMembers(new Map([['r', i]])); // a count write in flight
+        const appended = bus.append([{ room: 'r', entry: body() }]);
+        const head = bus.head('r');
+        await new Promise((r) => setImmediate(r)); // the commands are written
+        stall(900); // 3× the longest wait; Redis answers within a millisecond of it
+        const [res] = await appended;
+        expect((res as RoomHead).seq).toBe(i + 1);
+        expect((await head).seq).toBeGreaterThanOrEqual(i);
+        await sleep(150); // a heartbeat in between
+      }
+      await until(() => peer.members('r') === 4, "the peer's view of the count");
+      // Before: ioredis' own timer (not late-aware) fired first and failed the heartbeat.
+      expect(errors).toEqual([]);
+    } finally {
+      await bus.close();
+      await peer.close();
+    }
+  });
+
   it('a frozen Redis: reads and counts wait it out, a late append fails once and is never resent', async () => {
     const errors: BusOp[] = [];
     const follower = makeBus('starved2', errors);

@@ -42,6 +42,15 @@ describe('docs', () => {
     }
   });
 
+  it('docs/protocol.md states the members-push rule the code applies', () => {
+    const code = read('src/rooms/members-push.ts');
+    for (const c of ['const CHANGE = 0.01;', 'const MAX_CHANGE = 0.25;', 'const MEMBERS_PER_STEP = 10_000;']) expect(code).toContain(c);
+    const doc = read('docs/protocol.md').replace(/\s+/g, ' ');
+    expect(doc).toContain('by at least 1 % (and at least 1) in a room of up to 10k members');
+    expect(doc).toContain('by 25 % from 50k members');
+    expect(doc).toContain('~5 × N however long the ramp takes');
+  });
+
   it('docs/architecture.md names the token library the code uses (fast-jwt, not jose)', () => {
     expect(read('src/auth/tokens.ts')).toContain("from 'fast-jwt'");
     const arch = read('docs/architecture.md');

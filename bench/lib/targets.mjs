@@ -53,7 +53,9 @@ function logFile(name) {
 
 /**
  * kind: roomcast | uws | ws | sio. o: { workers, redisUrl, tickMs, maxTickMs, args: [] extra
- * roomcast flags, nodeArgs: [] node flags of the roomcast process (its workers inherit them), redisAlways }.
+ * roomcast flags, nodeArgs: [] node flags of the roomcast process (its workers inherit them), redisAlways,
+ * admin: serve /metrics and /readyz from the supervisor on --admin-port (the public port then
+ * answers neither): a scrape then never waits for a worker busy with a fan-out }.
  */
 export async function startTarget(kind, o) {
   const t = TARGETS[kind];
@@ -63,6 +65,7 @@ export async function startTarget(kind, o) {
   const file = logFile(`${kind}-${workers}w`);
   const out = createWriteStream(file);
   let urls;
+  let adminPort;
   let readyLines = 0;
   const spawnLogged = (args, env = {}) => {
     const p = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
@@ -81,6 +84,7 @@ export async function startTarget(kind, o) {
   if (kind === 'roomcast') {
     const port = await freePort();
     const useRedis = workers > 1 || o.redisAlways;
+    if (o.admin) adminPort = await freePort();
     if (useRedis && !o.redisUrl && !o.redisCluster) throw new Error('roomcast with several workers needs Redis');
     const args = [
       join(ROOT, 'dist/src/cli.js'), 'start',
@@ -90,6 +94,7 @@ export async function startTarget(kind, o) {
       '--tick-ms', String(o.tickMs ?? 50),
       ...(o.maxTickMs ? ['--max-tick-ms', String(o.maxTickMs)] : []),
       ...(useRedis ? ['--workers', String(workers), ...(o.redisCluster ? ['--redis-cluster', o.redisCluster] : ['--redis', o.redisUrl])] : []),
+      ...(adminPort ? ['--admin-port', String(adminPort)] : []),
       ...(o.args ?? []),
     ];
     spawnLogged([...(o.nodeArgs ?? []), ...args]);
@@ -137,7 +142,7 @@ export async function startTarget(kind, o) {
     if (Date.now() - t0 < 20_000 + workers * 500) return false;
     const kids = kind === 'roomcast' && procs.length === 1 && workers > 1 ? childrenOf(procs[0].pid).length : workers;
     if (kids < workers) return false;
-    const r = await http('GET', `http://${urls[0].host}:${urls[0].port}${kind === 'roomcast' ? '/readyz' : '/healthz'}`, { timeoutMs: 2000 });
+    const r = await http('GET', `http://${urls[0].host}:${adminPort ?? urls[0].port}${kind === 'roomcast' ? '/readyz' : '/healthz'}`, { timeoutMs: 2000 });
     return r.status === 200;
   }, 60_000 + workers * 2000).catch((err) => {
     throw new Error(`${err.message}`);
@@ -190,7 +195,8 @@ export async function startTarget(kind, o) {
     },
     async metrics() {
       if (kind !== 'roomcast') return '';
-      return (await http('GET', `${apiBase}/metrics`, { timeoutMs: 15_000 })).text;
+      const base = adminPort ? `http://${api.host}:${adminPort}` : apiBase;
+      return (await http('GET', `${base}/metrics`, { timeoutMs: 15_000 })).text;
     },
     stop,
   };

@@ -40,9 +40,11 @@ export interface RedisStreamsBusOptions {
    */
   commandTimeoutMs?: number;
   /**
-   * The most any command waits for its reply: the adaptive append timeout's ceiling, and the
-   * only timeout of the commands that are safe to wait out (reads, heads, member counts).
-   * Default 15000.
+   * The adaptive append timeout's ceiling, and the timeout of the commands that are safe to
+   * wait out (heads, ranges, member counts, control commands), which grows to 2× with slow
+   * round trips; late timers give the lost time back (redis/patience.ts). On the command
+   * connection ioredis' own timer, which is not late-aware, only catches a connection that
+   * stopped answering: 4× this. A blocking read waits this long past its BLOCK. Default 15000.
    */
   maxCommandTimeoutMs?: number;
   /** Cap of the jittered exponential reconnect backoff. Default 2000. */
@@ -83,8 +85,9 @@ export class RedisStreamsBus implements Bus {
     const timeout = o.commandTimeoutMs ?? 2000;
     const maxTimeout = Math.max(timeout, o.maxCommandTimeoutMs ?? 15_000);
     const patience = new Patience(timeout, maxTimeout);
+    const patient = new Patience(maxTimeout, 2 * maxTimeout);
     this.conns = new Connections(
-      { target: o.target, commandTimeoutMs: maxTimeout, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
+      { target: o.target, commandTimeoutMs: maxTimeout, lastResortMs: 4 * maxTimeout, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
       (s) => this.statusChanged(s),
       () => this.events.reconnect(),
     );
@@ -95,18 +98,20 @@ export class RedisStreamsBus implements Bus {
       waitReplicas: o.waitReplicas ?? 0,
       waitTimeoutMs: timeout,
       patience,
+      readPatience: patient,
     });
     this.presence = new RedisPresence(this.main, this.keys, {
       workerId: o.workerId,
       heartbeatMs: o.heartbeatMs ?? 1000,
       log: o.log,
       onRoundTrip: (ms) => patience.note(ms),
+      patience: patient,
       onError: (err) => {
         this.events.error('heartbeat');
         o.log?.warn({ err, worker: o.workerId }, 'redis bus member count update failed');
       },
     });
-    this.controls = new RedisControl(this.main, this.keys, historyTtlMs);
+    this.controls = new RedisControl(this.main, this.keys, historyTtlMs, patient);
     this.feed = new PartitionFeed({ log: this.roomLog, keys: this.keys, events: this.events, logger: o.log });
   }
 

@@ -16,6 +16,7 @@ import { listenHost } from '../config/load.js';
 import { freePort } from '../gateway/free-port.js';
 import { json } from '../gateway/http.js';
 import { backoffMs } from '../util/backoff.js';
+import { lateTimer } from '../util/late-timer.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
 import { UserCountsHub } from './user-counts.js';
 
@@ -94,18 +95,22 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
     (id, msg) => send(slots.find((s) => s.id === id)?.child, msg),
   );
 
-  /** Sends `msg` to every running worker; resolves with the answers that came within `timeoutMs`. */
+  /**
+   * Sends `msg` to every running worker; resolves with the answers that came within
+   * `timeoutMs` of the supervisor's running time: on a starved box the timer fires late, and
+   * the answers already waiting in the pipes are read before it counts (util/late-timer.ts).
+   */
   function ask(msg: (id: number) => ToWorker, timeoutMs: number): Promise<Map<Slot, ToSupervisor>> {
     const live = slots.filter((s) => s.child?.connected);
     const id = ++seq;
     const answers = new Map<Slot, ToSupervisor>();
     return new Promise((resolve) => {
       const finish = () => {
-        clearTimeout(timer);
+        cancel();
         waiting.delete(id);
         resolve(answers);
       };
-      const timer = setTimeout(finish, timeoutMs);
+      const cancel = lateTimer(timeoutMs, 2 * timeoutMs, finish);
       waiting.set(id, (slot, m) => {
         answers.set(slot, m);
         if (answers.size >= live.length) finish();
@@ -115,12 +120,23 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
     });
   }
 
+  let collecting: Promise<string> | undefined;
   /**
-   * The node-wide metrics. A running worker that does not answer in time (hung, or busy for
-   * seconds) is reported with its last answer, so its series do not vanish and restart the
-   * alerts' `for:` timers, and with roomcast_worker_up 0, so the hang itself shows.
+   * The node-wide metrics. Scrapes that come while a collection runs share it (each would
+   * cost every worker a serialisation and the supervisor an aggregation: on a starved box,
+   * retried scrapes would pile up).
    */
-  async function aggregate(): Promise<string> {
+  function aggregate(): Promise<string> {
+    collecting ??= collect().finally(() => (collecting = undefined));
+    return collecting;
+  }
+
+  /**
+   * A running worker that does not answer in time (hung, or busy for seconds) is reported
+   * with its last answer, so its series do not vanish and restart the alerts' `for:` timers,
+   * and with roomcast_worker_up 0, so the hang itself shows.
+   */
+  async function collect(): Promise<string> {
     const answers = await ask((id) => ({ type: 'collect', id }), COLLECT_TIMEOUT_MS);
     const got: MetricJson[][] = [];
     for (const slot of slots) {

@@ -16,8 +16,15 @@ export type RedisTarget = { url: string } | { cluster: SeedNode[] };
 
 export interface ConnectionOptions {
   target: RedisTarget;
-  /** A command without a reply for this long fails (an append becomes an Error). */
+  /** A blocking read without a reply for this long past its BLOCK fails. */
   commandTimeoutMs: number;
+  /**
+   * ioredis' own timeout on the command connection. Its timer is not late-aware (after a
+   * stall it fires before the reply waiting in the socket is read), so the commands there
+   * are bounded by their callers (patience.ts), and this only catches a connection that
+   * stopped answering.
+   */
+  lastResortMs: number;
   /** Cap of the jittered exponential reconnect backoff. */
   reconnectMaxMs: number;
   log?: Logger;
@@ -53,7 +60,7 @@ export class Connections {
 
   /** The shared command connection: appends, heads, ranges, counts; auto-pipelined per node. */
   main(name: string): Client {
-    return this.open(name, { enableAutoPipelining: true, commandTimeout: this.o.commandTimeoutMs });
+    return this.open(name, { enableAutoPipelining: true, commandTimeout: this.o.lastResortMs });
   }
 
   /**

@@ -3,6 +3,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import type { ControlChannel, ControlCommand } from '../bus.js';
 import { CONTROL_MAXLEN, type Keys } from './keys.js';
+import type { Patience } from './patience.js';
 import { field, PACK } from './room-log.js';
 import type { Client } from './scripts.js';
 import type { StreamItem } from './stream-reader.js';
@@ -12,17 +13,18 @@ export class RedisControl implements ControlChannel {
     private readonly conn: Client,
     private readonly keys: Keys,
     private readonly ttlMs: number,
+    private readonly patience: Patience,
   ) {}
 
   async control(cmd: ControlCommand): Promise<void> {
     const key = this.keys.control;
     const payload = Buffer.from(encode(cmd, PACK));
-    await Promise.all([this.conn.xadd(key, 'MAXLEN', '~', CONTROL_MAXLEN, '*', 'c', payload), this.conn.pexpire(key, this.ttlMs)]);
+    await this.patience.bound(Promise.all([this.conn.xadd(key, 'MAXLEN', '~', CONTROL_MAXLEN, '*', 'c', payload), this.conn.pexpire(key, this.ttlMs)]));
   }
 
   /** The id reading starts after: "now", resolved to a concrete id so a reconnect misses nothing. */
   async lastId(): Promise<string> {
-    const last = await this.conn.xrevrange(this.keys.control, '+', '-', 'COUNT', 1);
+    const last = await this.patience.bound(this.conn.xrevrange(this.keys.control, '+', '-', 'COUNT', 1));
     return last[0]?.[0] ?? '0-0';
   }
 }

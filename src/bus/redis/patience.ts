@@ -1,14 +1,15 @@
-// How long an append may wait for Redis before it is answered UNAVAILABLE. A fixed timeout
-// turns a starved scheduler into errors: when this process (or Redis) does not get the CPU
-// for a while, replies arrive late, and a timer that fires after such a stall fires before
-// the poll phase reads the reply already waiting in the socket. So the timeout follows the
-// slowest recent round trip (×4, within [base, max]), and a timer that fired late (this
-// process was not running) gives the time it lost back once, within max, before failing.
-// Only the wait is bounded here: a timed-out append is never sent again (it may still be
-// applied; its sender got UNAVAILABLE and sends again if it wants).
+// How long a command may wait for Redis before it fails. A fixed timeout turns a starved
+// scheduler into errors: when this process (or Redis) does not get the CPU for a while,
+// replies arrive late, and a timer that fires after such a stall fires before the poll phase
+// reads the reply already waiting in the socket. So the timeout follows the slowest recent
+// round trip (×4, within [base, max]), and its timer is late-aware (util/late-timer.ts: the
+// time a late timer lost is given back, and it fails only after the next poll phase, where a
+// reply that came meanwhile is read and wins). Appends use a short base (their sender
+// waits); member counts and reads a patient one. Only the wait is bounded here: a command
+// that timed out is never sent again (an append may still be applied; its sender got
+// UNAVAILABLE and sends again if it wants).
+import { lateTimer } from '../../util/late-timer.js';
 
-/** A timer this late (ms) means the process was not running while it was due. */
-const LATE_MS = 50;
 /** The remembered slowest round trip halves over this long (ms). */
 const HALF_LIFE_MS = 10_000;
 
@@ -40,26 +41,15 @@ export class Patience {
   bound<T>(p: Promise<T>): Promise<T> {
     const started = this.now();
     return new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const arm = (ms: number) => {
-        const due = this.now() + ms;
-        timer = setTimeout(() => {
-          const t = this.now();
-          const late = t - due;
-          const left = this.maxMs - (t - started);
-          if (late > LATE_MS && left > 0) return arm(Math.min(late, left));
-          reject(new Error(`redis command timed out after ${Math.round(t - started)} ms`));
-        }, ms);
-      };
-      arm(this.timeoutMs);
+      const cancel = lateTimer(this.timeoutMs, this.maxMs, (ms) => reject(new Error(`redis command timed out after ${Math.round(ms)} ms`)), this.now);
       p.then(
         (v) => {
-          clearTimeout(timer);
+          cancel();
           this.note(this.now() - started);
           resolve(v);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          cancel();
           reject(err);
         },
       );

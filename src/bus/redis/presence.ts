@@ -3,9 +3,12 @@
 // Only changes travel: a report writes the rooms whose count changed, and a heartbeat reads
 // another worker's whole hash only when that worker's version moved. Idle, Redis work per
 // heartbeat grows with workers, never with rooms, members or messages, and takes one round trip.
+// A heartbeat waits for Redis with a patient, late-aware bound (patience.ts): a worker whose
+// loop was starved reads the replies that came meanwhile instead of logging a timeout.
 import type { Logger } from 'pino';
 import type { Presence } from '../bus.js';
 import type { Keys } from './keys.js';
+import type { Patience } from './patience.js';
 import type { Client } from './scripts.js';
 
 export interface RedisPresenceOptions {
@@ -14,6 +17,8 @@ export interface RedisPresenceOptions {
   onError: (err: unknown) => void;
   /** How long each count write took (a round trip sampled every heartbeat). */
   onRoundTrip?: (ms: number) => void;
+  /** Bounds each heartbeat's (and each count report's) wait for Redis. */
+  patience: Patience;
   log?: Logger;
 }
 
@@ -32,6 +37,8 @@ export class RedisPresence implements Presence {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private writing: Promise<void> | undefined;
+  /** Refreshes started; one that ends after a later one started (it timed out) is dropped. */
+  private refreshes = 0;
   private readonly ownKey: string;
 
   constructor(
@@ -59,7 +66,7 @@ export class RedisPresence implements Presence {
     if (sameCounts(own, this.own)) return;
     this.own = own;
     this.top = undefined;
-    if (this.running && this.conn.status === 'ready') this.flush().catch((err: unknown) => this.o.onError(err));
+    if (this.running && this.conn.status === 'ready') this.o.patience.bound(this.flush()).catch((err: unknown) => this.o.onError(err));
   }
 
   members(room: string): number {
@@ -88,7 +95,7 @@ export class RedisPresence implements Presence {
     if (this.conn.status !== 'ready') return;
     try {
       // Sent together (auto-pipelined): one round trip per beat, one wakeup for its replies.
-      await Promise.all([this.flush(), this.refresh()]);
+      await this.o.patience.bound(Promise.all([this.flush(), this.refresh()]));
     } catch (err) {
       this.o.onError(err);
     }
@@ -133,6 +140,7 @@ export class RedisPresence implements Presence {
 
   /** Other live workers' counts: a version read per worker, the whole hash only when it moved. */
   private async refresh(): Promise<void> {
+    const refresh = ++this.refreshes;
     // The versions of the workers seen last time go out with SMEMBERS; a new one's a round trip later.
     const knownIds = [...this.seen.keys()];
     const version = (id: string) => this.conn.hget(this.keys.members(id), VERSION);
@@ -162,6 +170,7 @@ export class RedisPresence implements Presence {
     );
     // A live worker re-adds itself on its next heartbeat, so a prune racing its write costs at most one period.
     if (gone.length) await this.conn.srem(this.keys.workers, ...gone);
+    if (refresh !== this.refreshes) return;
     const others = new Map<string, number>();
     for (const { counts } of seen.values()) for (const [room, n] of counts) others.set(room, (others.get(room) ?? 0) + n);
     this.seen = seen;

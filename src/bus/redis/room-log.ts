@@ -16,6 +16,8 @@ export interface RedisRoomLogOptions {
   waitTimeoutMs: number;
   /** Bounds each append's wait for its reply (adaptive; never resends). */
   patience: Patience;
+  /** Bounds each head's and range's wait (patient: they are safe to wait out). */
+  readPatience: Patience;
 }
 
 /** Absent optional fields stay absent (not nil → null) after a round trip. */
@@ -69,7 +71,7 @@ export class RedisRoomLog implements RoomLog {
 
   async followHead(room: string): Promise<FollowHead> {
     const k = this.keys;
-    const v = await this.conn.rcHead(k.meta(room), k.stream(k.partitionOf(room)), newEpoch(), this.o.historyTtlMs);
+    const v = await this.o.readPatience.bound(this.conn.rcHead(k.meta(room), k.stream(k.partitionOf(room)), newEpoch(), this.o.historyTtlMs));
     if (Array.isArray(v) && v.length === 3) {
       const [epoch, seq, id] = v as [unknown, unknown, unknown];
       if (typeof seq === 'number' && (typeof epoch === 'string' || Buffer.isBuffer(epoch)) && (typeof id === 'string' || Buffer.isBuffer(id))) {
@@ -82,7 +84,9 @@ export class RedisRoomLog implements RoomLog {
   async range(room: string, afterSeq: number, limit: number): Promise<RangeResult> {
     const k = this.keys;
     const after = Math.max(0, Math.floor(afterSeq));
-    const reply = await this.conn.rcRangeBuffer(k.meta(room), k.log(room), newEpoch(), this.o.historyTtlMs, after, Math.max(0, Math.floor(limit)), this.o.history);
+    const reply = await this.o.readPatience.bound(
+      this.conn.rcRangeBuffer(k.meta(room), k.log(room), newEpoch(), this.o.historyTtlMs, after, Math.max(0, Math.floor(limit)), this.o.history),
+    );
     if (!Array.isArray(reply) || reply.length !== 4) throw new Error('redis bus: malformed range reply');
     const [epochBuf, head, oldest, raw] = reply as [unknown, unknown, unknown, unknown];
     if (!Buffer.isBuffer(epochBuf) || typeof head !== 'number' || typeof oldest !== 'number' || !Array.isArray(raw)) {
