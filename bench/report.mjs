@@ -248,6 +248,9 @@ function storm(r) {
       ['chat latency p50 / p99 / max', `${ms(x.chatLatencyMs.p50)} / ${ms(x.chatLatencyMs.p99)} / ${ms(x.chatLatencyMs.max)} ms`],
       ['GET /healthz p99: idle → storm', `${ms(x.responsiveness.idle.httpMs.p99)} → ${ms(x.responsiveness.storm.httpMs.p99)} ms (max ${ms(x.responsiveness.storm.httpMs.max)})`],
       ['`ping` op round trip p99: idle → storm', `${ms(x.responsiveness.idle.pingRttMs.p99)} → ${ms(x.responsiveness.storm.pingRttMs.p99)} ms`],
+      ...(x.responsiveness.storm.probePingRttMs
+        ? [['`ping` p99 from a probe socket in the bench process (no generator lag): idle → storm', `${ms(x.responsiveness.idle.probePingRttMs.p99)} → ${ms(x.responsiveness.storm.probePingRttMs.p99)} ms`]]
+        : []),
       ['delivered frames/s, msgs/s', `${fmt(x.delivered.framesPerSec)}, ${fmt(x.delivered.msgsPerSec)}`],
       ['misses (members with misses)', `${fmt(x.misses.stepMissed)} (${fmt(x.misses.membersWithMisses)})`],
       ['server CPU %, RSS', `${x.serverCpuPct}%, ${fmt(x.serverRssMiB)} MiB`],

@@ -18,6 +18,7 @@ import { mark, diff, totalRss } from './lib/proc.mjs';
 import { Hist } from './lib/hist.mjs';
 import { baseline, metricsSnapshot, waitQuiet, histPctMs } from './lib/steps.mjs';
 import { checkLimits } from './lib/limits.mjs';
+import { startPingProbe } from './lib/ping-probe.mjs';
 
 const f = parseFlags(
   {
@@ -128,12 +129,15 @@ async function storm(withEvents, redis) {
   await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: [room], rate: 0, kinds: ['system', 'gift'] });
   await baseline(target, fleet, [room]);
   await fleet.ping(500);
+  const probe = await startPingProbe({ url: api, secret: target.secret, room });
 
   // responsiveness at idle
   const idleHttp = new Hist();
   await fleet.window(true);
+  probe.window();
   await probeLoop(`${target.apiBase}/healthz`, idleHttp, Date.now() + f.idleS * 1000);
   const idle = await fleet.window(true);
+  const idleProbe = probe.window();
 
   // the storm
   log(`storm: ${f.senders} senders × (${f.chatPerSender} chat + ${f.likesPerSender} likes)/s, ${f.hiRate} system/gift/s, ${f.durationS} s`);
@@ -156,6 +160,8 @@ async function storm(withEvents, redis) {
     log(`  storm ${s.toFixed(0)} s: sent chat ${w.sent.chat} likes ${w.sent.like}; member 0 saw ${(w.chat0 / s).toFixed(1)} chat/s, ${w.likes0} likes; errors ${JSON.stringify(w.errors)}; system/gift p99 ${w.hiLat.pct(99)} ms`);
   }
   await probing;
+  const stormProbe = probe.window();
+  probe.stop();
   // The storm's own ticks and latencies, before the drain (whose quiet ticks would dilute them).
   const mStormSecs = (performance.now() - mAt0) / 1000;
   const mStorm = await metricsSnapshot(target);
@@ -209,8 +215,10 @@ async function storm(withEvents, redis) {
     chatLatencyMs: w.lat.summary(),
     frameLatencyMs: w.frameLat.summary(),
     responsiveness: {
-      idle: { httpMs: idleHttp.summary(), pingRttMs: idle.rtt.summary() },
-      storm: { httpMs: stormHttp.summary(), pingRttMs: w.rtt.summary() },
+      // pingRttMs: from a generator's socket (its own loop lag included); probePingRttMs: from
+      // one member socket in this process (bench/lib/ping-probe.mjs).
+      idle: { httpMs: idleHttp.summary(), pingRttMs: idle.rtt.summary(), probePingRttMs: idleProbe },
+      storm: { httpMs: stormHttp.summary(), pingRttMs: w.rtt.summary(), probePingRttMs: stormProbe },
     },
     delivered: { framesPerSec: Math.round(w.frames / secs), msgsPerSec: Math.round(w.msgs / secs), bytesPerSec: Math.round(w.bytes / secs) },
     misses: { stepMissed: tail.totalMissed, membersWithMisses: tail.withMisses, tailBehind: tail.behind, closes: w.closes },
@@ -238,7 +246,7 @@ async function storm(withEvents, redis) {
   log(`budget: ${result.budget.deliveredChatPerSecAtMember0} chat/s delivered (budget ${f.budget}) → ${result.budget.holds ? 'holds' : 'EXCEEDED'}`);
   log(`likes (${f.likeRef ? 'with ref, acked' : 'no ref: sent less refused'}): ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
   log(`server CPU ${result.serverCpuPct}%, generators ${result.generatorCpuPct}%; storm tick ${result.engine?.stormMeanTickMs} ms; server delivery latency ${JSON.stringify(result.engine?.serverDeliveryLatencyMs)}, tick work ${JSON.stringify(result.engine?.tickWorkMs)}, bus append ${JSON.stringify(result.engine?.busAppendMs)}, read lag ${JSON.stringify(result.engine?.busReadLagMs)}`);
-  log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms`);
+  log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms (generator socket), ${result.responsiveness.storm.probePingRttMs.p99} ms (probe socket)`);
   log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
   await fleet.stop();
   await sender.stop();

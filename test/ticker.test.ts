@@ -13,7 +13,12 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-function ticker(run: () => Promise<boolean> = async () => false, workMs: number | (() => number) = 0, takeBusyMs?: () => number) {
+function ticker(
+  run: () => Promise<boolean> = async () => false,
+  workMs: number | (() => number) = 0,
+  takeBusyMs?: () => number,
+  loopBusy?: () => number,
+) {
   const ticks: number[] = [];
   const t = new Ticker({
     tickMs: TICK,
@@ -28,6 +33,7 @@ function ticker(run: () => Promise<boolean> = async () => false, workMs: number 
       throw err;
     },
     takeBusyMs,
+    loopBusy,
   });
   return { t, ticks };
 }
@@ -145,6 +151,31 @@ describe('Ticker', () => {
     fanout = 100; // an append completed and its frames were written between two ticks
     await vi.advanceTimersByTimeAsync(TICK);
     expect(t.effectiveMs).toBe(150);
+    await t.stop();
+  });
+
+  it('stretches further while other work (ingress) keeps the loop busy', async () => {
+    let fanout = 0;
+    const take = () => {
+      const ms = fanout;
+      fanout = 0;
+      return ms;
+    };
+    let busy = 0;
+    const { t } = ticker(async () => true, 0, take, () => busy);
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
+    fanout = 40; // each tick's frames take 40 ms
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(t.effectiveMs).toBe(60); // a quiet loop: 40 ms is 2/3 of 60
+    // Ingress keeps the loop 56% busy besides: the tick's share is 2/3 - 0.56 ~ 0.1.
+    for (let i = 0; i < 3; i++) {
+      fanout = 40;
+      busy = 0.56 + 40 / t.effectiveMs;
+      await vi.advanceTimersByTimeAsync(t.effectiveMs);
+    }
+    expect(t.effectiveMs).toBeGreaterThanOrEqual(350);
     await t.stop();
   });
 

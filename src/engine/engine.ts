@@ -10,7 +10,7 @@ import type { TokenVerifier } from '../auth/tokens.js';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
 import type { RoomEvents } from '../events/room-events.js';
-import { LoopLag } from '../metrics/event-loop.js';
+import { LoopLag, loopBusySince } from '../metrics/event-loop.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { Membership } from '../rooms/membership.js';
@@ -156,6 +156,7 @@ export class Engine {
       // The ticker times the tick's own work: its append completes beside the next ticks.
       run: async () => this.pipeline.tick(),
       takeBusyMs: () => this.pipeline.takeFanoutMs(),
+      loopBusy: loopBusySince(),
       onError: (err) => o.log.error({ err }, 'tick failed'),
       onTick: (workMs, effectiveMs) => {
         o.metrics.tickDuration.observe(workMs / 1000);

@@ -4,7 +4,7 @@
 // prom-client exports those raw samples; these gauges (same names) subtract the period.
 // Sampling wakes the process every period, so it runs only while the worker has traffic
 // (LoopLag below resumes and pauses it); an idle or paused window reads 0.
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 
 /**
@@ -127,4 +127,15 @@ export class LoopLag {
     this.timer = undefined;
     this.sampling?.pause();
   }
+}
+
+/** Share (0..1) of the event loop's time spent busy between two calls (Node's loop utilization). */
+export function loopBusySince(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(now, last);
+    last = now;
+    return utilization;
+  };
 }

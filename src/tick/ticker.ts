@@ -1,8 +1,9 @@
 // The adaptive tick loop. A tick's own work (outboxes, budgets, sending the append) runs
 // before the next one is scheduled; its round trip completes beside the next ticks. When that
 // work plus the fan-out (frames written to the sockets when appends and bus reads complete),
-// or the event loop being busy, outlasts the tick, the next tick waits longer: batches grow
-// and frames per member per second fall instead of queues growing.
+// or the event loop being busy, outlasts its share of the tick (less under heavy ingress),
+// the next tick waits longer: batches grow and frames per member per second fall instead of
+// queues growing.
 //
 // Idle, the loop sleeps: no timer at all until wake() says something was queued (ingress,
 // the API) or the bus handed over entries. The first tick after a wake runs one (effective)
@@ -18,8 +19,21 @@ export interface TickerOptions {
   onTick?: (workMs: number, effectiveMs: number) => void;
   /** Loop time spent since the last tick on its behalf outside it (the fan-out writes). */
   takeBusyMs?: () => number;
+  /**
+   * Share (0..1) of the event loop busy since the last call, everything counted (ingress,
+   * the API, the fan-out): what is not the tick's own leaves less room for its fan-out.
+   */
+  loopBusy?: () => number;
   now?: () => number;
 }
+
+/**
+ * Share of the loop the tick's work and fan-out may take, with nothing else running: the
+ * rest is kept for ingress and socket writes.
+ */
+const TICK_SHARE = 2 / 3;
+/** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway). */
+const MIN_TICK_SHARE = 0.1;
 
 /** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
 const MAX_DECAY_STEPS = 50;
@@ -32,8 +46,9 @@ export class Ticker {
   /** wake() was called while a tick was due or running: traffic goes on, so does the cadence. */
   private woken = false;
   private sleptAt = 0;
-  /** When the scheduled tick is due. */
+  /** When the scheduled tick is due, and when the last one started. */
   private due = 0;
+  private lastStart: number | undefined;
   /** A high-priority message came while a tick ran: the next one follows within one configured tick. */
   private hurried = false;
   private running: Promise<void> | undefined;
@@ -113,9 +128,17 @@ export class Ticker {
     this.running = undefined;
     const work = this.now() - start;
     // Fan-out done just before this tick was due also made it late: counted once.
-    const busy = work + Math.max(late, this.o.takeBusyMs?.() ?? 0);
-    // Keep 1/3 of the loop free for ingress and socket writes; smooth to avoid oscillation.
-    const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy * 1.5));
+    const fanout = this.o.takeBusyMs?.() ?? 0;
+    const busy = work + Math.max(late, fanout);
+    // The tick's work and fan-out take at most TICK_SHARE of the loop, less what else kept it
+    // busy since the last tick (a storm's ingress): under load, fewer frames per member per
+    // second instead of a lagging loop. Smoothed to avoid oscillation.
+    const since = this.lastStart === undefined ? 0 : start - this.lastStart;
+    this.lastStart = start;
+    const used = this.o.loopBusy?.() ?? 0;
+    const other = since > 0 ? Math.max(0, used - (work + fanout) / since) : 0;
+    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - other);
+    const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy / share));
     this.effective = wanted > this.effective ? wanted : this.effective * 0.8 + wanted * 0.2;
     this.o.onTick?.(work, this.effective);
     if (this.stopped) return;
