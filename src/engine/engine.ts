@@ -92,7 +92,6 @@ export class Engine {
   /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
   private readonly frameBudget: RateLimiter;
   private readonly state = new WeakMap<Connection, ConnState>();
-  private readonly all = new Set<Connection>();
   private readonly counts: MemberCounts;
   private readonly controls: ControlActions;
   private readonly api: ApiActions;
@@ -233,7 +232,6 @@ export class Engine {
 
   /** A new connection; `initial` is the join requested in the upgrade's query. */
   open(c: Connection, initial?: InitialJoin): void {
-    this.all.add(c);
     this.state.set(c, new ConnState(this.now()));
     this.membership.addConnection(c);
     if (!c.creds.guest) this.users.opened(c.creds.uid);
@@ -253,7 +251,6 @@ export class Engine {
     const st = this.state.get(c);
     if (!st?.open) return;
     st.open = false;
-    this.all.delete(c);
     this.expiry.forget(c);
     if (!c.creds.guest) this.users.closed(c.creds.uid);
     this.rooms.dropped(c);
@@ -520,10 +517,10 @@ export class Engine {
   /** Draining: `bye` with a jittered reconnect delay to everyone, flush the outboxes, close. */
   async drain(reason = 'draining'): Promise<void> {
     this.draining = true;
-    for (const c of this.all) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
+    for (const c of this.membership.all()) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
     await this.ticker.stop();
     await this.pipeline.flush();
-    for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
+    for (const c of [...this.membership.all()]) c.close(CLOSE.GOING_AWAY, reason);
     for (const t of this.timers) clearInterval(t);
     this.expiry.stop();
     this.lag.stop();

@@ -9,6 +9,7 @@ import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import { RoomSet } from '../rooms/room-set.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
@@ -76,7 +77,7 @@ const REPLY_QUEUE_BYTES = 1024 * 1024;
 const QUEUED_FRAME_OVERHEAD = 256;
 
 class SocketConnection implements Connection {
-  readonly rooms = new Set<string>();
+  readonly rooms = new RoomSet();
   closed = false;
   /** Created on first use: most sockets never wait for a drain nor queue a reply. */
   private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> | undefined;
