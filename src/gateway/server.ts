@@ -76,16 +76,21 @@ const REPLY_QUEUE_BYTES = 1024 * 1024;
  * 22-byte pong holds ~200 bytes of heap, so the cap counts this too. */
 const QUEUED_FRAME_OVERHEAD = 256;
 
+/** A socket that fell behind: replies uWS refused over the backpressure limit, and drain waiters. */
+class Backlog {
+  /** Replies not written yet, in order. */
+  readonly frames: Uint8Array[] = [];
+  bytes = 0;
+  waiters: Array<{ maxBytes: number; resolve: () => void }> = [];
+}
+
 class SocketConnection implements Connection {
   readonly rooms = new RoomSet();
   closed = false;
-  /** Created on first use: most sockets never wait for a drain nor queue a reply. */
-  private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> | undefined;
-  /** Replies uWS refused while the socket was over its backpressure limit, in order. */
-  private queued: Uint8Array[] | undefined;
-  private queuedBytes = 0;
   /** Replies of this loop turn not written yet (one frame, or several). */
   private held: Uint8Array | Uint8Array[] | undefined;
+  /** Created on first use and dropped once empty: most sockets never queue a reply nor wait for a drain. */
+  private backlog: Backlog | undefined;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -103,7 +108,7 @@ class SocketConnection implements Connection {
 
   /**
    * Replies (acks, joined, errors, pong, replay) are never dropped: what uWS refuses over the
-   * backpressure limit waits in `queued` for `drain`. Room batches are not sent this way (uWS
+   * backpressure limit waits in the backlog for `drain`. Room batches are not sent this way (uWS
    * publish skips a slow socket; the member recovers them with `since`). Replies of one loop
    * turn are held and written together under one uWS cork (one write, not one per reply).
    */
@@ -133,13 +138,14 @@ class SocketConnection implements Connection {
   }
 
   private write(frame: Uint8Array): void {
-    if (this.queued === undefined) {
+    let b = this.backlog;
+    if (b === undefined || b.frames.length === 0) {
       if (this.ws.send(frame, true) !== 2) return;
-      this.queued = [];
+      b ??= this.backlog = new Backlog();
     }
-    this.queued.push(frame);
-    this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
-    if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
+    b.frames.push(frame);
+    b.bytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
+    if (b.bytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
   }
 
   subscribe(room: string): void {
@@ -158,27 +164,29 @@ class SocketConnection implements Connection {
 
   drained(maxBytes: number): Promise<void> {
     this.flush();
-    if (this.closed || (this.queued === undefined && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
-    return new Promise((resolve) => (this.drainWaiters ??= []).push({ maxBytes, resolve }));
+    if (this.closed || (!this.backlog?.frames.length && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
+    return new Promise((resolve) => (this.backlog ??= new Backlog()).waiters.push({ maxBytes, resolve }));
   }
 
-  /** uWS drain (or close): wake the waiters whose threshold is met. */
+  /** uWS drain (or close): write what was queued, then wake the waiters whose threshold is met. */
   onDrain(): void {
-    const queued = this.queued;
-    while (!this.closed && queued && queued.length > 0) {
-      const next = queued[0]!;
+    const b = this.backlog;
+    if (b === undefined) return;
+    const frames = b.frames;
+    while (!this.closed && frames.length > 0) {
+      const next = frames[0]!;
       if (this.ws.send(next, true) === 2) break;
-      queued.shift();
-      this.queuedBytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
+      frames.shift();
+      b.bytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
     }
-    if (queued?.length === 0) this.queued = undefined;
-    const waiters = this.drainWaiters;
-    if (!waiters) return;
-    const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
-    const free = this.closed || this.queued === undefined;
-    const still: typeof waiters = [];
-    for (const w of waiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
-    this.drainWaiters = still.length > 0 ? still : undefined;
+    if (b.waiters.length > 0) {
+      const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
+      const free = this.closed || frames.length === 0;
+      const still: typeof b.waiters = [];
+      for (const w of b.waiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
+      b.waiters = still;
+    }
+    if (frames.length === 0 && b.waiters.length === 0) this.backlog = undefined;
   }
 
   bufferedAmount(): number {
