@@ -4,8 +4,8 @@
 // one room from --gens generator processes, and reads the server's RSS growth over the empty
 // server (as big-room does), then its JS heap after a full GC (through the inspector) connected
 // and again after the members left: the difference is what the members hold. A heap snapshot of
-// the connected server says which object types hold the memory. The V8 young generation's size
-// is shown because filling it is part of the RSS growth: a per-process cost, not a per-member one.
+// the connected server says which object types hold the memory. The resident part of V8's young
+// generation is shown beside the RSS: filling it is part of the growth, a per-process cost.
 import { parseFlags, main, log, sleep, freePort, writeResult, needBuild, commandLine } from './lib/common.mjs';
 import { Fleet, addrsFor } from './lib/gen.mjs';
 import { startTarget, http } from './lib/targets.mjs';
@@ -65,12 +65,20 @@ class Inspector {
     return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 
-  /** JS heap after a full GC (the server runs with --expose-gc), and the young generation's size. */
-  async usage() {
-    const expression = "gc(), gc(), JSON.stringify({ ...process.memoryUsage(), young: process.getBuiltinModule('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size })";
+  async evaluate(expression) {
     const r = await this.call('Runtime.evaluate', { expression, returnByValue: true });
     if (r.exceptionDetails) throw new Error(`inspector: ${r.exceptionDetails.text}`);
-    return JSON.parse(r.result.value);
+    return r.result.value;
+  }
+
+  /** JS heap used after a full GC (the server runs with --expose-gc). */
+  heapUsed() {
+    return this.evaluate('gc(), gc(), process.memoryUsage().heapUsed');
+  }
+
+  /** Resident bytes of V8's young generation (new space) now, without a GC. */
+  youngResident() {
+    return this.evaluate("process.getBuiltinModule('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').physical_space_size");
   }
 
   /** Takes a heap snapshot (it runs a full GC first) and returns its text. */
@@ -130,6 +138,7 @@ async function probe(kind) {
     // taken as big-room takes them.
     await sleep(f.settleS * 1000);
     const rssEmpty = totalRss(target.pids());
+    const youngEmpty = await insp.youngResident();
     fleet = new Fleet({
       procs: f.gens, members: f.members, proto: target.proto, client: f.client, urls: target.urls, rooms: ['big'],
       addrs: addrsFor(f.members), secret: target.secret, uidPrefix: 'm', tokenTtlSec: 7200, latencySample: 8,
@@ -140,16 +149,17 @@ async function probe(kind) {
     const n = conn.opened;
     await sleep(f.settleS * 1000);
     const rssConnected = totalRss(target.pids());
-    const connected = await insp.usage();
+    const youngConnected = await insp.youngResident();
+    const heapConnected = await insp.heapUsed();
     const out = {
       kind, label: target.label, members: n,
       rssMiB: { empty: mib(rssEmpty), connected: mib(rssConnected) },
       rssPerMemberKiB: kib(rssConnected - rssEmpty, n),
-      youngGenerationMiB: mib(connected.young),
-      heapUsedMiB: { connected: mib(connected.heapUsed) },
+      youngResidentMiB: { empty: mib(youngEmpty), connected: mib(youngConnected) },
+      heapUsedMiB: { connected: mib(heapConnected) },
     };
-    log(`${target.label}, ${n} members: RSS ${out.rssMiB.empty} → ${out.rssMiB.connected} MiB = ${out.rssPerMemberKiB} KiB/member; ` +
-      `JS heap after GC ${out.heapUsedMiB.connected} MiB; V8 young generation ${out.youngGenerationMiB} MiB`);
+    log(`${target.label}, ${n} members: RSS ${out.rssMiB.empty} → ${out.rssMiB.connected} MiB = ${out.rssPerMemberKiB} KiB/member, ` +
+      `of which V8's young generation ${out.youngResidentMiB.empty} → ${out.youngResidentMiB.connected} MiB; JS heap after GC ${out.heapUsedMiB.connected} MiB`);
     if (f.snapshot) {
       const text = await insp.snapshot();
       if (f.snapshotFile && kind === 'roomcast') writeFileSync(f.snapshotFile, text);
@@ -162,10 +172,10 @@ async function probe(kind) {
     await fleet.stop();
     fleet = undefined;
     await sleep(f.settleS * 1000);
-    const left = await insp.usage();
-    out.heapUsedMiB.left = mib(left.heapUsed);
+    const heapLeft = await insp.heapUsed();
+    out.heapUsedMiB.left = mib(heapLeft);
     // what the members held: connected less the same server after they left
-    out.heapUsedPerMemberKiB = kib(connected.heapUsed - left.heapUsed, n);
+    out.heapUsedPerMemberKiB = kib(heapConnected - heapLeft, n);
     log(`  after the members left: JS heap ${out.heapUsedMiB.left} MiB: ${out.heapUsedPerMemberKiB} KiB/member of JS heap held by the members`);
     return out;
   } finally {
