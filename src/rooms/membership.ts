@@ -1,4 +1,5 @@
-// Local membership: which connections are in which room, and who is who, on this worker.
+// Local membership on this worker: how many connections each room has (a connection's own
+// RoomSet says which rooms it is in), and which connections each user has.
 import type { Connection } from './connection.js';
 
 /** Told of every member entering or leaving a room (business events). */
