@@ -19,13 +19,14 @@ import type { ServerOp } from '../src/protocol/ops.js';
 import type { Connection } from '../src/rooms/connection.js';
 import { Membership } from '../src/rooms/membership.js';
 import { Moderation } from '../src/rooms/moderation.js';
+import { RoomSet } from '../src/rooms/room-set.js';
 import { Outboxes } from '../src/tick/outbox.js';
 
 const ROOM = 'stage';
 
 class RecordingConn implements Connection {
   readonly compress = false;
-  readonly rooms = new Set<string>();
+  readonly rooms = new RoomSet();
   readonly sent: ServerOp[] = [];
   readonly closes: number[] = [];
   constructor(

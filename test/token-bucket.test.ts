@@ -55,4 +55,20 @@ describe('Deadlines', () => {
     d.set('late', 5); // already past: the next walk
     expect(d.due(10_250)).toEqual(['late']);
   });
+
+  it('gives the same answers at an epoch-sized clock (slots count from the wheel\'s start)', () => {
+    const t0 = 1_765_000_000_123; // ms since the epoch: slot numbers past the small-integer range
+    const d = new Deadlines<string>(250, t0);
+    expect(d.nextDueMs()).toBeUndefined();
+    d.set('a', t0 + 100);
+    d.set('b', t0 + 600);
+    expect(d.slotTime(t0 + 100)).toBe(Math.ceil((t0 + 100) / 250) * 250);
+    expect(d.slotTime(t0 - 5000)).toBe((Math.floor(t0 / 250) + 1) * 250); // past: the next walk
+    expect(d.nextDueMs()).toBe(d.slotTime(t0 + 100));
+    expect(d.due(t0 + 10)).toEqual([]);
+    expect(d.due(d.slotTime(t0 + 100))).toEqual(['a']);
+    expect(d.nextDueMs()).toBe(d.slotTime(t0 + 600));
+    expect(d.due(t0 + 5000)).toEqual(['b']);
+    expect(d.nextDueMs()).toBeUndefined();
+  });
 });

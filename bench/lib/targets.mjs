@@ -53,7 +53,7 @@ function logFile(name) {
 
 /**
  * kind: roomcast | uws | ws | sio. o: { workers, redisUrl, tickMs, maxTickMs, args: [] extra
- * roomcast flags, nodeArgs: [] node flags of the roomcast process (its workers inherit them), redisAlways,
+ * roomcast flags, nodeArgs: [] node flags of the server processes (roomcast's workers inherit them), redisAlways,
  * admin: serve /metrics and /readyz from the supervisor on --admin-port (the public port then
  * answers neither): a scrape then never waits for a worker busy with a fan-out }.
  */
@@ -107,6 +107,7 @@ export async function startTarget(kind, o) {
       const port = t.samePort ? base : i === 0 ? base : await freePort();
       if (!t.samePort || i === 0) urls.push({ host: '127.0.0.1', port });
       spawnLogged([
+        ...(o.nodeArgs ?? []),
         join(BENCH_DIR, 'peers', t.script),
         '--port', String(port), '--index', String(i), '--workers', String(workers),
         '--tick-ms', String(o.tickMs ?? 50),

@@ -19,6 +19,7 @@ import { backoffMs } from '../util/backoff.js';
 import { lateTimer } from '../util/late-timer.js';
 import type { MetricJson, ToSupervisor, ToWorker } from './ipc.js';
 import { UserCountsHub } from './user-counts.js';
+import { workerExecArgv } from './worker-flags.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker.js', import.meta.url));
 /** A worker that stayed up this long resets its restart backoff. */
@@ -161,7 +162,7 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   }
 
   function spawn(slot: Slot): void {
-    const child = fork(WORKER_MAIN, [], { stdio: 'inherit' });
+    const child = fork(WORKER_MAIN, [], { stdio: 'inherit', execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS) });
     slot.child = child;
     slot.startedAt = Date.now();
     child.on('message', (m: ToSupervisor) => {

@@ -6,23 +6,29 @@
 const SCAN_LIMIT = 1024;
 
 export class Deadlines<T> {
+  /**
+   * Slot numbers count from the wheel's start: small integers stay unboxed in the maps, where
+   * slots since the epoch (~7e9) would each take a 16-byte heap number, one per connection.
+   */
+  private readonly origin: number;
   /** slot number -> items due in it */
   private readonly slots = new Map<number, Set<T>>();
   private readonly slotOf = new Map<T, number>();
-  private walked: number;
+  /** The last slot walked. */
+  private walked = 0;
 
   constructor(
     private readonly slotMs: number,
     now: number,
   ) {
-    this.walked = Math.floor(now / slotMs);
+    this.origin = Math.floor(now / slotMs);
   }
 
   /** (Re)schedules `item` for `dueMs`; it fires on the first walk at or after that time. */
   set(item: T, dueMs: number): void {
     this.delete(item);
     // A deadline already passed fires on the next walk.
-    const slot = this.slotTime(dueMs) / this.slotMs;
+    const slot = this.slotTime(dueMs) / this.slotMs - this.origin;
     let set = this.slots.get(slot);
     if (!set) this.slots.set(slot, (set = new Set()));
     set.add(item);
@@ -40,7 +46,7 @@ export class Deadlines<T> {
 
   /** Removes and returns the items whose slot is due at `now`. */
   due(now: number): T[] {
-    const upTo = Math.floor(now / this.slotMs);
+    const upTo = Math.floor(now / this.slotMs) - this.origin;
     const out: T[] = [];
     // Walks slot by slot while that is cheaper than looking at every pending slot.
     if (upTo - this.walked <= this.slots.size) {
@@ -62,15 +68,15 @@ export class Deadlines<T> {
    */
   nextDueMs(): number | undefined {
     if (this.slots.size === 0) return undefined;
-    if (this.slots.size > SCAN_LIMIT) return (this.walked + 1) * this.slotMs;
+    if (this.slots.size > SCAN_LIMIT) return (this.origin + this.walked + 1) * this.slotMs;
     let min = Infinity;
     for (const s of this.slots.keys()) if (s < min) min = s;
-    return min * this.slotMs;
+    return (this.origin + min) * this.slotMs;
   }
 
   /** The time of the slot `dueMs` falls in (when set() makes it fire). */
   slotTime(dueMs: number): number {
-    return Math.max(this.walked + 1, Math.ceil(dueMs / this.slotMs)) * this.slotMs;
+    return Math.max(this.origin + this.walked + 1, Math.ceil(dueMs / this.slotMs)) * this.slotMs;
   }
 
   private take(slot: number, out: T[]): void {

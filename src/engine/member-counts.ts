@@ -50,14 +50,14 @@ export class MemberCounts {
    * members can still pass API messages of normal priority.
    */
   budgetShare(room: string): number {
-    const local = this.o.membership.membersOf(room).size;
+    const local = this.o.membership.count(room);
     const all = Math.max(this.o.presence.members(room), local);
     return all === 0 ? 1 : Math.min(1, Math.max(0.1, local / all));
   }
 
   /** Member count as the API reports it. */
   of(room: string): number {
-    return Math.max(this.o.presence.members(room), this.o.membership.membersOf(room).size);
+    return Math.max(this.o.presence.members(room), this.o.membership.count(room));
   }
 
   /** The largest rooms, cluster-wide. */

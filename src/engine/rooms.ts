@@ -86,7 +86,7 @@ export class Rooms {
     const last = this.o.pipeline.lastDelivered(room);
     if (!last) throw new WireError('UNAVAILABLE', 'room is not followed');
     guard.joined();
-    const members = () => Math.max(this.o.bus.members(room), this.o.membership.membersOf(room).size);
+    const members = () => Math.max(this.o.bus.members(room), this.o.membership.count(room));
     const recoverable = req.since !== undefined && this.recoverable(last, req.since, req.epoch);
     if (req.since === undefined && req.last) {
       // Like a recovery: a member, subscribed once the tail is out and nothing came in between.

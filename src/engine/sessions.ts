@@ -43,7 +43,6 @@ export class ConnState {
 
 export class Sessions {
   private readonly state = new WeakMap<Connection, ConnState>();
-  private readonly all = new Set<Connection>();
 
   constructor(private readonly o: SessionsOptions) {}
 
@@ -58,7 +57,6 @@ export class Sessions {
 
   /** A new connection: registered, counted, welcomed. */
   open(c: Connection): void {
-    this.all.add(c);
     this.state.set(c, new ConnState(this.o.now()));
     this.o.membership.addConnection(c);
     if (!c.creds.guest) this.o.users.opened(c.creds.uid);
@@ -71,7 +69,6 @@ export class Sessions {
     const st = this.state.get(c);
     if (!st?.open) return;
     st.open = false;
-    this.all.delete(c);
     this.o.expiry.forget(c);
     if (!c.creds.guest) this.o.users.closed(c.creds.uid);
     this.o.rooms.dropped(c);
@@ -118,10 +115,10 @@ export class Sessions {
 
   /** Draining: `bye` with a jittered reconnect delay to everyone. */
   bye(reason: string): void {
-    for (const c of this.all) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
+    for (const c of this.o.membership.all()) c.send({ op: 'bye', reason, reconnectMs: randomInt(0, this.o.config.drainMs + 1) });
   }
 
   closeAll(reason: string): void {
-    for (const c of [...this.all]) c.close(CLOSE.GOING_AWAY, reason);
+    for (const c of [...this.o.membership.all()]) c.close(CLOSE.GOING_AWAY, reason);
   }
 }

@@ -9,6 +9,7 @@ import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import { RoomSet } from '../rooms/room-set.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
@@ -70,6 +71,8 @@ const connOf = (ws: WebSocket<UserData>): SocketConnection | undefined => {
   return c instanceof SocketConnection ? c : undefined;
 };
 const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + room;
+/** Never published to; see SocketConnection.standAside. Room topics start with `p` or `z`. */
+const ANCHOR_TOPIC = '~';
 const SLOW_SWEEP_MS = 1000;
 /** Replies held for a socket that does not read, before it is closed with 4009. */
 const REPLY_QUEUE_BYTES = 1024 * 1024;
@@ -83,18 +86,23 @@ const enum Wait {
   Turn,
 }
 
+/** A socket that fell behind: replies uWS refused over the backpressure limit, and drain waiters. */
+class Backlog {
+  /** Replies not written yet, in order. */
+  readonly frames: Uint8Array[] = [];
+  bytes = 0;
+  waiters: Array<{ maxBytes: number; resolve: () => void }> = [];
+}
+
 class SocketConnection implements Connection {
-  readonly rooms = new Set<string>();
+  readonly rooms = new RoomSet();
   closed = false;
-  /** Created on first use: most sockets never wait for a drain nor queue a reply. */
-  private drainWaiters: Array<{ maxBytes: number; resolve: () => void }> | undefined;
-  /** Replies uWS refused while the socket was over its backpressure limit, in order. */
-  private queued: Uint8Array[] | undefined;
-  private queuedBytes = 0;
   /** Replies not written yet (one frame, or several), in order. */
   private held: Uint8Array | Uint8Array[] | undefined;
   /** What the held replies wait for: nothing held, the next fan-out, or this turn's end. */
   private waits: Wait = Wait.None;
+  /** Created on first use and dropped once empty: most sockets never queue a reply nor wait for a drain. */
+  private backlog: Backlog | undefined;
 
   constructor(
     private readonly ws: WebSocket<UserData>,
@@ -124,7 +132,7 @@ class SocketConnection implements Connection {
 
   /**
    * Replies (acks, joined, errors, pong, replay) are never dropped: what uWS refuses over the
-   * backpressure limit waits in `queued` for `drain`. Room batches are not sent this way (uWS
+   * backpressure limit waits in the backlog for `drain`. Room batches are not sent this way (uWS
    * publish skips a slow socket; the member recovers them with `since`). Replies of one loop
    * turn are held and written together under one uWS cork (one write, not one per reply).
    */
@@ -143,31 +151,42 @@ class SocketConnection implements Connection {
     else held.push(frame);
   }
 
-  /**
-   * Writes the held replies under one cork; returns how many frames that was. uWS writes a
-   * socket's pending publishes before a send, so after a fan-out the batch frame and these
-   * replies leave in one socket write: a socket write costs ~10 µs, the bytes almost nothing.
-   */
+  /** Writes the held replies under one cork; returns how many frames that was. */
   flush(): number {
+    return this.flushWith(undefined);
+  }
+
+  /**
+   * Writes `batch` (this socket's copy of a room's frame, kept out of the publish) and then the
+   * held replies, under one cork: one socket write for all, where a socket write costs ~10 µs
+   * and the bytes almost nothing. Publishing to the socket and sending the replies after it
+   * under a cork takes two: uWS's topic drain inside that send uncorks on its own.
+   */
+  flushWith(batch: Uint8Array | undefined): number {
     const held = this.held;
     this.held = undefined;
     this.waits = Wait.None;
-    if (held === undefined || this.closed) return 0;
+    if (this.closed) return 0;
+    // As uWS publish does, a socket over maxBackpressure misses the batch (it recovers with `since`).
+    const frame = batch && this.ws.getBufferedAmount() <= this.gw.maxBackpressure ? batch : undefined;
+    if (held === undefined && frame === undefined) return 0;
     this.ws.cork(() => {
+      if (frame) this.write(frame);
       if (held instanceof Uint8Array) this.write(held);
-      else for (const f of held) this.write(f);
+      else if (held) for (const f of held) this.write(f);
     });
-    return held instanceof Uint8Array ? 1 : held.length;
+    return held === undefined ? 0 : held instanceof Uint8Array ? 1 : held.length;
   }
 
   private write(frame: Uint8Array): void {
-    if (this.queued === undefined) {
+    let b = this.backlog;
+    if (b === undefined || b.frames.length === 0) {
       if (this.ws.send(frame, true) !== 2) return;
-      this.queued = [];
+      b ??= this.backlog = new Backlog();
     }
-    this.queued.push(frame);
-    this.queuedBytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
-    if (this.queuedBytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
+    b.frames.push(frame);
+    b.bytes += frame.byteLength + QUEUED_FRAME_OVERHEAD;
+    if (b.bytes > REPLY_QUEUE_BYTES) this.close(CLOSE.TOO_SLOW, 'replies piled up; reconnect');
   }
 
   subscribe(room: string): void {
@@ -180,10 +199,25 @@ class SocketConnection implements Connection {
     this.ws.unsubscribe(topic(room, this.compress));
   }
 
-  /** In one of these rooms (and so sent its batch frame this step). */
-  inAny(rooms: ReadonlySet<string>): boolean {
-    for (const r of this.rooms) if (rooms.has(r)) return true;
-    return false;
+  /**
+   * Out of the room's topic for one publish. uWS frees a socket's subscriber, and drops what
+   * it had pending, when it leaves its last topic: the anchor topic keeps it meanwhile.
+   */
+  standAside(room: string): void {
+    this.ws.subscribe(ANCHOR_TOPIC);
+    this.ws.unsubscribe(topic(room, this.compress));
+  }
+
+  rejoin(room: string): void {
+    if (this.closed) return;
+    this.ws.subscribe(topic(room, this.compress));
+    this.ws.unsubscribe(ANCHOR_TOPIC);
+  }
+
+  /** Holds replies for the next fan-out, and `room`'s would be one. */
+  ridesWith(room: string): boolean {
+    // Subscribed, not just in the room: a joiner gets its replay before any batch.
+    return this.waits === Wait.Batch && this.subscribed(room);
   }
 
   subscribed(room: string): boolean {
@@ -192,27 +226,29 @@ class SocketConnection implements Connection {
 
   drained(maxBytes: number): Promise<void> {
     this.flush();
-    if (this.closed || (this.queued === undefined && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
-    return new Promise((resolve) => (this.drainWaiters ??= []).push({ maxBytes, resolve }));
+    if (this.closed || (!this.backlog?.frames.length && this.ws.getBufferedAmount() <= maxBytes)) return Promise.resolve();
+    return new Promise((resolve) => (this.backlog ??= new Backlog()).waiters.push({ maxBytes, resolve }));
   }
 
-  /** uWS drain (or close): wake the waiters whose threshold is met. */
+  /** uWS drain (or close): write what was queued, then wake the waiters whose threshold is met. */
   onDrain(): void {
-    const queued = this.queued;
-    while (!this.closed && queued && queued.length > 0) {
-      const next = queued[0]!;
+    const b = this.backlog;
+    if (b === undefined) return;
+    const frames = b.frames;
+    while (!this.closed && frames.length > 0) {
+      const next = frames[0]!;
       if (this.ws.send(next, true) === 2) break;
-      queued.shift();
-      this.queuedBytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
+      frames.shift();
+      b.bytes -= next.byteLength + QUEUED_FRAME_OVERHEAD;
     }
-    if (queued?.length === 0) this.queued = undefined;
-    const waiters = this.drainWaiters;
-    if (!waiters) return;
-    const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
-    const free = this.closed || this.queued === undefined;
-    const still: typeof waiters = [];
-    for (const w of waiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
-    this.drainWaiters = still.length > 0 ? still : undefined;
+    if (b.waiters.length > 0) {
+      const buffered = this.closed ? 0 : this.ws.getBufferedAmount();
+      const free = this.closed || frames.length === 0;
+      const still: typeof b.waiters = [];
+      for (const w of b.waiters) (free && buffered <= w.maxBytes ? w.resolve() : still.push(w));
+      b.waiters = still;
+    }
+    if (frames.length === 0 && b.waiters.length === 0) this.backlog = undefined;
   }
 
   bufferedAmount(): number {
@@ -230,6 +266,7 @@ export class Gateway implements RoomPublisher {
   readonly app: TemplatedApp;
   readonly metrics: Metrics;
   readonly compressThreshold: number;
+  readonly maxBackpressure: number;
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
   private readonly sockets = new Set<SocketConnection>();
@@ -249,24 +286,19 @@ export class Gateway implements RoomPublisher {
     this.flushAll(conns);
   };
   /** Sockets holding replies for the next fan-out (sendWithBatch), or for rideMs at most. */
-  private riding: SocketConnection[] = [];
+  private readonly riding = new Set<SocketConnection>();
   private rideTimer: NodeJS.Timeout | undefined;
-  /** Rooms published since replies started riding: their members' replies share its write. */
-  private readonly ridden = new Set<string>();
-  private ridersDue = false;
   private readonly flushRiders = () => {
-    clearTimeout(this.rideTimer);
     this.rideTimer = undefined;
-    this.ridersDue = false;
-    const conns = this.riding;
-    this.riding = [];
-    this.flushAll(conns, this.ridden);
-    this.ridden.clear();
+    const conns = [...this.riding];
+    this.riding.clear();
+    this.flushAll(conns);
   };
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = o.metrics;
     this.compressThreshold = o.compressThreshold;
+    this.maxBackpressure = o.maxBackpressure;
     this.app = this.uws.App();
     this.clientIp = createClientIp(o.trustProxy);
     this.perIp = o.connectRate > 0 ? new RateLimiter({ rate: o.connectRate, burst: o.connectBurst }) : undefined;
@@ -426,19 +458,27 @@ export class Gateway implements RoomPublisher {
 
   /** A socket has replies to write with the next fan-out; none within rideMs writes them anyway. */
   ride(c: SocketConnection): void {
-    if (this.riding.push(c) > 1) return;
+    this.riding.add(c);
+    if (this.rideTimer) return;
     this.rideTimer = setTimeout(this.flushRiders, this.o.rideMs());
     this.rideTimer.unref(); // a closing socket flushes its replies itself
   }
 
-  /** Writes the sockets' held replies; a socket in a room of `published` shares the batch's write. */
-  private flushAll(conns: readonly SocketConnection[], published?: ReadonlySet<string>): void {
+  /** Riders in `room` that still hold replies. */
+  private ridersIn(room: string): SocketConnection[] | undefined {
+    let found: SocketConnection[] | undefined;
+    for (const c of this.riding) if (c.ridesWith(room)) (found ??= []).push(c);
+    return found;
+  }
+
+  /** Writes the sockets' held replies. */
+  private flushAll(conns: readonly SocketConnection[]): void {
     let frames = 0;
     let writes = 0;
     for (const c of conns) {
       const n = c.flush();
       frames += n;
-      if (n > 0 && !(published && c.inAny(published))) writes++;
+      if (n > 0) writes++;
     }
     this.metrics.replyFrames.inc(frames);
     this.metrics.replyWrites.inc(writes);
@@ -454,13 +494,19 @@ export class Gateway implements RoomPublisher {
     const nc = this.app.numSubscribers(c);
     const [dp, dc] = this.skips(room);
     if (np + nc > 0) this.wrote();
+    // Sockets holding acks get this frame with them in one write, kept out of the publish.
+    const riders = np + nc > 0 ? this.ridersIn(room) : undefined;
+    if (riders) for (const r of riders) r.standAside(room);
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z ?? plain, true);
-    // Replies riding this fan-out go out at the end of the delivery step (all its rooms published).
-    if (np + nc > 0 && this.riding.length > 0) {
-      this.ridden.add(room);
-      if (!this.ridersDue) queueMicrotask(this.flushRiders);
-      this.ridersDue = true;
+    if (riders) {
+      let frames = 0;
+      for (const r of riders) {
+        this.riding.delete(r);
+        frames += r.flushWith(r.compress ? (z ?? plain) : plain);
+        r.rejoin(room);
+      }
+      this.metrics.replyFrames.inc(frames); // no writes of their own: they went with the batch
     }
     // What was written: uWS skipped the sockets counted in `skips`.
     return { receivers: np - dp + nc - dc, bytes: (np - dp) * plain.byteLength + (nc - dc) * (z ?? plain).byteLength };

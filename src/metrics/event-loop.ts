@@ -4,7 +4,8 @@
 // prom-client exports those raw samples; these gauges (same names) subtract the period.
 // Sampling wakes the process every period, so it runs only while the worker has traffic
 // (LoopLag below resumes and pauses it); an idle or paused window reads 0.
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+// `hooks` is Node's own: LoopLag reads the global `performance` (test clocks replace that one).
+import { monitorEventLoopDelay, performance as hooks } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
 
 /**
@@ -131,10 +132,10 @@ export class LoopLag {
 
 /** Share (0..1) of the event loop's time spent busy between two calls (Node's loop utilization). */
 export function loopBusySince(): () => number {
-  let last = performance.eventLoopUtilization();
+  let last = hooks.eventLoopUtilization();
   return () => {
-    const now = performance.eventLoopUtilization();
-    const { utilization } = performance.eventLoopUtilization(now, last);
+    const now = hooks.eventLoopUtilization();
+    const { utilization } = hooks.eventLoopUtilization(now, last);
     last = now;
     return utilization;
   };

@@ -1,6 +1,7 @@
 // The neutral connection type the engine works with; the gateway adapts uWS sockets to it.
 import type { Credentials } from '../auth/tokens.js';
 import type { ServerOp } from '../protocol/ops.js';
+import type { RoomSet } from './room-set.js';
 
 export interface Connection {
   readonly sid: string;
@@ -8,8 +9,8 @@ export interface Connection {
   creds: Credentials;
   /** Asked for compressed (`z`) frames. */
   readonly compress: boolean;
-  /** Rooms this connection is in. */
-  readonly rooms: Set<string>;
+  /** Rooms this connection is in (Membership adds and deletes them). */
+  readonly rooms: RoomSet;
   /** Encodes and sends one frame to this connection only. */
   send(op: ServerOp): void;
   /** Sends an already encoded frame to this connection only. */

@@ -1,4 +1,5 @@
-// Local membership: which connections are in which room, and who is who, on this worker.
+// Local membership on this worker: how many connections each room has (a connection's own
+// RoomSet says which rooms it is in), and which connections each user has.
 import type { Connection } from './connection.js';
 
 /** Told of every member entering or leaving a room (business events). */
@@ -7,8 +8,15 @@ export interface MembershipObserver {
   left(room: string, uid: string): void;
 }
 
+/** A room with local members: its name (one string shared by every member's RoomSet) and how many. */
+interface LocalRoom {
+  readonly name: string;
+  members: number;
+}
+
 export class Membership {
-  private readonly byRoom = new Map<string, Set<Connection>>();
+  /** Counts only: a connection's rooms are in its RoomSet, so no per-room Set of members is kept. */
+  private readonly byRoom = new Map<string, LocalRoom>();
   /** A user's connections: the connection itself while it is the only one (the common case). */
   private readonly byUid = new Map<string, Connection | Set<Connection>>();
   private connections = 0;
@@ -39,22 +47,22 @@ export class Membership {
 
   /** Returns true when this is the room's first local member. */
   join(c: Connection, room: string): boolean {
-    c.rooms.add(room);
-    let set = this.byRoom.get(room);
-    const first = !set;
-    if (!set) this.byRoom.set(room, (set = new Set()));
-    if (!set.has(c)) this.observer?.joined(room, c.creds.uid);
-    set.add(c);
+    let r = this.byRoom.get(room);
+    const first = !r;
+    if (!r) this.byRoom.set(room, (r = { name: room, members: 0 }));
+    if (c.rooms.has(room)) return first;
+    c.rooms.add(r.name);
+    r.members++;
+    this.observer?.joined(room, c.creds.uid);
     return first;
   }
 
   /** Returns true when the room has no local member left. */
   leave(c: Connection, room: string): boolean {
-    c.rooms.delete(room);
-    const set = this.byRoom.get(room);
-    if (!set?.delete(c)) return false;
+    if (!c.rooms.delete(room)) return false;
+    const r = this.byRoom.get(room);
     this.observer?.left(room, c.creds.uid);
-    if (set.size > 0) return false;
+    if (!r || --r.members > 0) return false;
     this.byRoom.delete(room);
     return true;
   }
@@ -63,8 +71,9 @@ export class Membership {
     return this.byRoom.has(room);
   }
 
-  membersOf(room: string): ReadonlySet<Connection> {
-    return this.byRoom.get(room) ?? new Set();
+  /** Local members of `room`. */
+  count(room: string): number {
+    return this.byRoom.get(room)?.members ?? 0;
   }
 
   connectionsOf(uid: string): readonly Connection[] {
@@ -72,9 +81,17 @@ export class Membership {
     return had === undefined ? [] : had instanceof Set ? [...had] : [had];
   }
 
+  /** Every connection on this worker (the engine keeps no set of its own). */
+  *all(): IterableIterator<Connection> {
+    for (const had of this.byUid.values()) {
+      if (had instanceof Set) yield* had;
+      else yield had;
+    }
+  }
+
   counts(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [room, set] of this.byRoom) out.set(room, set.size);
+    for (const [room, r] of this.byRoom) out.set(room, r.members);
     return out;
   }
 
