@@ -87,7 +87,6 @@ export class Engine {
       events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
       now: this.now,
-      paceMs: () => this.effectiveTickMs,
     });
     this.rooms = new Rooms({
       bus: o.bus,

@@ -2,8 +2,7 @@
 // log entry per room to the bus in one round trip, replying to senders when the append
 // resolves; (2) what the bus delivers for each followed room is spliced from the entries'
 // bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish: this
-// worker's own entries right after their append, other workers' as each bus read returns, in
-// delivery steps paced to the effective tick (one frame per member per tick, not per worker).
+// worker's own entries right after their append, other workers' as each bus read returns.
 import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
@@ -35,8 +34,6 @@ export interface PipelineOptions {
   events?: { appended(room: string, head: RoomHead, entry: EntryBody): void };
   onError?: (err: unknown) => void;
   now?: () => number;
-  /** The effective tick: delivery steps are paced to it (absent: each completion delivers). */
-  paceMs?: () => number;
 }
 
 interface Candidate {
@@ -50,11 +47,6 @@ interface Inbox {
 }
 
 const BUDGET_IDLE_MS = 10_000;
-/**
- * Delivery steps are at least this share of the effective tick apart: the slack keeps a step
- * that comes with the tick's own append (its round trip varies) from waiting a whole extra tick.
- */
-const STEP_PACE_SHARE = 0.8;
 /** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
 const MAX_APPENDS_IN_FLIGHT = 2;
 
@@ -68,9 +60,6 @@ export class TickPipeline {
   private passedReview: Candidate[] = [];
   private readonly appending = new Set<Promise<void>>();
   private fanoutMs = 0;
-  /** When the last delivery step published (performance.now), and the step waiting for its pace. */
-  private lastStep = -Infinity;
-  private stepTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
   readonly rates: RateMeter;
@@ -100,7 +89,7 @@ export class TickPipeline {
         .catch((err: unknown) => this.o.onError?.(err))
         .finally(() => {
           this.appending.delete(done);
-          this.deliverSoon();
+          this.deliver();
         });
       this.appending.add(done);
     }
@@ -122,24 +111,9 @@ export class TickPipeline {
     await Promise.all(this.appending);
   }
 
-  /** Bus callback: a read handed over its entries (reads come once per tick at most). */
+  /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
   deliverRead(): void {
-    this.deliverSoon();
-  }
-
-  /**
-   * Delivers now, or once the last delivery step is a paced tick old. Entries come in from
-   * this worker's appends and from each bus read: with several workers appending to a room,
-   * delivering on each completion would send every member one frame per worker per tick
-   * (a socket write each, the fan-out's whole cost). Paced, they share one frame. A read
-   * returns once per paced tick, so a step is mostly due when it comes, and the delay this
-   * adds stays under one tick.
-   */
-  private deliverSoon(): void {
-    if (this.stepTimer) return;
-    const wait = this.lastStep + STEP_PACE_SHARE * (this.o.paceMs?.() ?? 0) - performance.now();
-    if (wait <= 0) return this.deliver();
-    this.stepTimer = setTimeout(() => this.deliver(), wait);
+    this.deliver();
   }
 
   /** Drains everything queued, reviews included (used when draining). */
@@ -151,7 +125,6 @@ export class TickPipeline {
     await this.settled();
     this.tick();
     await this.settled();
-    this.deliver(); // what waits for its pace goes out now
   }
 
   // ---- delivery state, per followed room ----
@@ -335,8 +308,6 @@ export class TickPipeline {
   // ---- step 2: deliver ----
 
   private deliver(): void {
-    clearTimeout(this.stepTimer);
-    this.stepTimer = undefined;
     const inbox = this.inbox;
     this.inbox = new Map();
     const t = this.now();
@@ -361,7 +332,6 @@ export class TickPipeline {
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
-    if (step) this.lastStep = step.started;
     if (step && step.appended !== Infinity) {
       const { started, cpu, appended } = step;
       setImmediate(() => this.written(started, cpu, t, appended));
