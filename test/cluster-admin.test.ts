@@ -4,7 +4,7 @@
 // collection timeout, its series stay (its last answer), and /readyz turns 503.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisServer } from './redis-server.js';
-import { Supervisor, allStatus, destroyAll, dumpLogsOnFailure, http, metricValue, pollUntil } from './cluster-helpers.js';
+import { Supervisor, scrapeAdmin, startWithAdmin, allStatus, destroyAll, dumpLogsOnFailure, http, metricValue, pollUntil } from './cluster-helpers.js';
 
 let redis: RedisServer | undefined;
 let sup: Supervisor | undefined;
@@ -13,8 +13,7 @@ dumpLogsOnFailure(() => [sup]);
 
 beforeAll(async () => {
   redis = await RedisServer.launch();
-  sup = await Supervisor.start({ redis: redis.url, args: ['--admin-port', '0'], name: 'node' });
-  admin = Number((await sup.waitLog((l) => l.msg === 'roomcast supervisor started')).adminPort);
+  ({ sup, admin } = await startWithAdmin(redis.url));
 }, 60_000);
 
 afterAll(async () => {
@@ -22,7 +21,7 @@ afterAll(async () => {
   await redis?.close();
 }, 20_000);
 
-const scrape = async () => (await http(admin, 'GET', '/metrics', undefined, false)).text;
+const scrape = () => scrapeAdmin(admin);
 
 describe('--admin-port with --workers 2', () => {
   it('the supervisor answers the ops routes on the admin port; the public port does not', async () => {

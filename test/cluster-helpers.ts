@@ -507,3 +507,15 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 }
 
 export { Client, connect, sleep, type Frame };
+
+/** A supervisor serving the ops routes on its own admin port (`--admin-port 0`), and that port. */
+export async function startWithAdmin(redisUrl: string, workers?: number): Promise<{ sup: Supervisor; admin: number }> {
+  const sup = await Supervisor.start({ workers, redis: redisUrl, args: ['--admin-port', '0'], name: 'node' });
+  const admin = Number((await sup.waitLog((l) => l.msg === 'roomcast supervisor started')).adminPort);
+  return { sup, admin };
+}
+
+/** The supervisor's node-wide /metrics, from its admin port. */
+export async function scrapeAdmin(admin: number): Promise<string> {
+  return (await http(admin, 'GET', '/metrics', undefined, false)).text;
+}

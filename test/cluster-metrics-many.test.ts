@@ -4,7 +4,7 @@
 // concurrent scrapes on a starved box do not pile up collections.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisServer } from './redis-server.js';
-import { Supervisor, destroyAll, dumpLogsOnFailure, http, metricValue, pollUntil } from './cluster-helpers.js';
+import { Supervisor, scrapeAdmin, startWithAdmin, destroyAll, dumpLogsOnFailure, metricValue, pollUntil } from './cluster-helpers.js';
 
 const WORKERS = 8;
 const ids = Array.from({ length: WORKERS }, (_v, i) => `w${i}`);
@@ -15,8 +15,7 @@ dumpLogsOnFailure(() => [sup]);
 
 beforeAll(async () => {
   redis = await RedisServer.launch();
-  sup = await Supervisor.start({ workers: WORKERS, redis: redis.url, args: ['--admin-port', '0'], name: 'node' });
-  admin = Number((await sup.waitLog((l) => l.msg === 'roomcast supervisor started')).adminPort);
+  ({ sup, admin } = await startWithAdmin(redis.url, WORKERS));
 }, 90_000);
 
 afterAll(async () => {
@@ -24,7 +23,7 @@ afterAll(async () => {
   await redis?.close();
 }, 30_000);
 
-const scrape = async () => (await http(admin, 'GET', '/metrics', undefined, false)).text;
+const scrape = () => scrapeAdmin(admin);
 const timeouts = (text: string) => metricValue(text, 'roomcast_metrics_collect_timeouts_total', { worker: 'w7' });
 
 describe(`/metrics of a supervisor with ${WORKERS} workers`, () => {
