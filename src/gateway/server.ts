@@ -288,6 +288,13 @@ export class Gateway implements RoomPublisher {
   /** Sockets holding replies for the next fan-out (sendWithBatch), or for rideMs at most. */
   private readonly riding = new Set<SocketConnection>();
   private rideTimer: NodeJS.Timeout | undefined;
+  /** Sockets uWS reported drained, answered after the callback returns (see drainLater). */
+  private drainedNow = new Set<SocketConnection>();
+  private readonly answerDrains = () => {
+    const conns = this.drainedNow;
+    this.drainedNow = new Set();
+    for (const c of conns) c.onDrain();
+  };
   private readonly flushRiders = () => {
     this.rideTimer = undefined;
     const conns = [...this.riding];
@@ -344,7 +351,7 @@ export class Gateway implements RoomPublisher {
         const conn = connOf(ws);
         if (!conn) return;
         this.slow.seen(conn, Date.now()); // it has a backlog
-        conn.onDrain();
+        this.drainLater(conn);
       },
       close: (ws, code) => {
         const conn = connOf(ws);
@@ -543,6 +550,18 @@ export class Gateway implements RoomPublisher {
     this.listenSocket = undefined;
     clearTimeout(this.sweepTimer);
     this.sweepTimer = undefined;
+  }
+
+  /**
+   * Writes after a drain run on the next turn, never inside uWS's drain callback (nor its
+   * microtasks): in this uSockets a large send that finds the buffer empty (`us_socket_write2`)
+   * does not mark its partial write failed, so when made inside the socket's writable event
+   * uSockets stops polling for writable after the callback and the rest of the frame is never
+   * written (a replay stalled for good; test/ws-recovery.test.ts, slow link).
+   */
+  private drainLater(conn: SocketConnection): void {
+    if (this.drainedNow.size === 0) setImmediate(this.answerDrains);
+    this.drainedNow.add(conn);
   }
 
   /** Closes every socket at once (after drain). */
