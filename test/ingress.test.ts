@@ -36,7 +36,7 @@ class RecordingConn implements Connection {
   send(op: ServerOp): void {
     this.sent.push(op);
   }
-  sendWithBatch(op: ServerOp): void {
+  sendWithBatch(op: ServerOp, _room: string): void {
     this.sent.push(op);
   }
   sendEncoded(): void {}

@@ -71,6 +71,52 @@ describe('acks', () => {
   });
 });
 
+describe('acks of a member of several rooms', () => {
+  let node: RoomcastNode;
+  beforeAll(async () => {
+    node = await startTestNode({ tickMs: 100 });
+  });
+  afterAll(() => node.stop());
+
+  it('ride the batch of the room they were sent in, even when another room of the member publishes first', async () => {
+    const [a, b] = [uniq('first'), uniq('second')];
+    const { c } = await member(node, uniq('both'), a);
+    expect(await request(c, { op: 'join', room: b })).toMatchObject({ op: 'joined' });
+    const { c: x } = await member(node, uniq('talker'), a);
+    await sleep(150); // a tick boundary behind us
+    const ref = nextRef();
+    x.send({ op: 'send', room: a, kind: 'chat', body: 'in a', ref: 1 }); // room a's entry is queued first
+    await sleep(5);
+    c.send({ op: 'send', room: b, kind: 'chat', body: 'in b', ref });
+    const ack = await c.reply(ref);
+    expect(ack).toMatchObject({ op: 'ack', shown: true });
+    const inA = c.frames.findIndex((f) => f.op === 'batch' && f.room === a);
+    const inB = c.frames.findIndex((f) => f.op === 'batch' && f.room === b && holds(f, ack.seq));
+    const ackAt = c.frames.indexOf(ack);
+    expect(inA).toBeGreaterThanOrEqual(0);
+    expect(inB).toBeGreaterThanOrEqual(0);
+    expect(ackAt).toBeGreaterThan(inB);
+    await closeAll(c, x);
+  });
+
+  it('a member that left the room before its message was logged still gets the ack, with the batch it no longer receives', async () => {
+    const room = uniq('leaving');
+    const { c } = await member(node, uniq('leaver'), room);
+    const { c: x } = await member(node, uniq('stays'), room);
+    const ref = nextRef();
+    c.send({ op: 'send', room, kind: 'chat', body: 'bye', ref });
+    expect(await request(c, { op: 'leave', room })).toMatchObject({ op: 'left', room });
+    const [ack, batch] = await Promise.all([
+      c.reply(ref, 1000),
+      x.waitFor((f) => f.op === 'batch' && (f.msgs as Array<{ b: string }>).some((m) => m.b === 'bye')),
+    ]);
+    expect(ack).toMatchObject({ op: 'ack', shown: true });
+    expect(holds(batch, ack.seq)).toBe(true);
+    expect(c.batches(room)).toEqual([]);
+    await closeAll(c, x);
+  });
+});
+
 describe('acks of sampled-out chat', () => {
   let node: RoomcastNode;
   beforeAll(async () => {

@@ -155,7 +155,7 @@ export class Ingress {
     const reply = (o: Outcome) => {
       if (!this.o.sessions.isOpen(c)) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);
-      c.sendWithBatch(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false });
+      c.sendWithBatch(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false }, op.room);
     };
     if (op.kind === 'like') return this.o.outboxes.addLike(op.room, reply);
     if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');

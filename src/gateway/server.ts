@@ -117,12 +117,12 @@ class SocketConnection implements Connection {
     this.sendEncoded(this.encode(op));
   }
 
-  sendWithBatch(op: ServerOp): void {
+  sendWithBatch(op: ServerOp, room: string): void {
     if (this.closed) return;
     this.hold(this.encode(op));
     if (this.waits !== Wait.None) return; // written with the fan-out, or sooner
     this.waits = Wait.Batch;
-    this.gw.ride(this);
+    this.gw.ride(this, room);
   }
 
   private encode(op: ServerOp): Uint8Array {
@@ -220,6 +220,10 @@ class SocketConnection implements Connection {
     return this.waits === Wait.Batch && this.subscribed(room);
   }
 
+  waitsForBatch(): boolean {
+    return this.waits === Wait.Batch && !this.closed;
+  }
+
   subscribed(room: string): boolean {
     return !this.closed && this.ws.isSubscribed(topic(room, this.compress));
   }
@@ -285,21 +289,24 @@ export class Gateway implements RoomPublisher {
     this.holding = [];
     this.flushAll(conns);
   };
-  /** Sockets holding replies for the next fan-out (sendWithBatch), or for rideMs at most. */
-  private readonly riding = new Set<SocketConnection>();
+  /**
+   * Sockets holding replies for the next fan-out of a room (sendWithBatch), or for rideMs at
+   * most, by room: a publish looks at its room's riders only, not at every rider of the worker.
+   */
+  private riding = new Map<string, Set<SocketConnection>>();
   private rideTimer: NodeJS.Timeout | undefined;
+  private readonly flushRiders = () => {
+    this.rideTimer = undefined;
+    const all = this.riding;
+    this.riding = new Map();
+    for (const conns of all.values()) this.flushAll([...conns]);
+  };
   /** Sockets uWS reported drained, answered after the callback returns (see drainLater). */
   private drainedNow = new Set<SocketConnection>();
   private readonly answerDrains = () => {
     const conns = this.drainedNow;
     this.drainedNow = new Set();
     for (const c of conns) c.onDrain();
-  };
-  private readonly flushRiders = () => {
-    this.rideTimer = undefined;
-    const conns = [...this.riding];
-    this.riding.clear();
-    this.flushAll(conns);
   };
 
   constructor(private readonly o: GatewayOptions) {
@@ -463,18 +470,30 @@ export class Gateway implements RoomPublisher {
     if (this.holding.push(c) === 1) queueMicrotask(this.flushHeld);
   }
 
-  /** A socket has replies to write with the next fan-out; none within rideMs writes them anyway. */
-  ride(c: SocketConnection): void {
-    this.riding.add(c);
+  /** A socket has replies to write with `room`'s next fan-out; none within rideMs writes them anyway. */
+  ride(c: SocketConnection, room: string): void {
+    // A Set: a socket flushed another way may ride again before the room's next publish.
+    const conns = this.riding.get(room);
+    if (conns) conns.add(c);
+    else this.riding.set(room, new Set([c]));
     if (this.rideTimer) return;
     this.rideTimer = setTimeout(this.flushRiders, this.o.rideMs());
     this.rideTimer.unref(); // a closing socket flushes its replies itself
   }
 
-  /** Riders in `room` that still hold replies. */
-  private ridersIn(room: string): SocketConnection[] | undefined {
+  /**
+   * Takes `room`'s riders that still hold replies and get its frames. One that holds replies
+   * but no longer gets them (it left the room, or is replaying it again) writes them now.
+   */
+  private takeRiders(room: string): SocketConnection[] | undefined {
+    const conns = this.riding.get(room);
+    if (!conns) return undefined;
+    this.riding.delete(room);
     let found: SocketConnection[] | undefined;
-    for (const c of this.riding) if (c.ridesWith(room)) (found ??= []).push(c);
+    for (const c of conns) {
+      if (c.ridesWith(room)) (found ??= []).push(c);
+      else if (c.waitsForBatch()) this.flushAll([c]);
+    }
     return found;
   }
 
@@ -502,14 +521,13 @@ export class Gateway implements RoomPublisher {
     const [dp, dc] = this.skips(room);
     if (np + nc > 0) this.wrote();
     // Sockets holding acks get this frame with them in one write, kept out of the publish.
-    const riders = np + nc > 0 ? this.ridersIn(room) : undefined;
+    const riders = np + nc > 0 ? this.takeRiders(room) : undefined;
     if (riders) for (const r of riders) r.standAside(room);
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z ?? plain, true);
     if (riders) {
       let frames = 0;
       for (const r of riders) {
-        this.riding.delete(r);
         frames += r.flushWith(r.compress ? (z ?? plain) : plain);
         r.rejoin(room);
       }

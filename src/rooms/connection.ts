@@ -16,10 +16,10 @@ export interface Connection {
   /** Sends an already encoded frame to this connection only. */
   sendEncoded(frame: Uint8Array): void;
   /**
-   * Sends with this worker's next fan-out (acks): in the same socket write as the batch frame
-   * when the socket gets one, else within one effective tick.
+   * Sends with this worker's next fan-out of `room` (the ack of a send there): in the same
+   * socket write as the batch frame when the socket gets one, else within one effective tick.
    */
-  sendWithBatch(op: ServerOp): void;
+  sendWithBatch(op: ServerOp, room: string): void;
   /** Starts / stops receiving the room's published frames. */
   subscribe(room: string): void;
   subscribed(room: string): boolean;
