@@ -69,6 +69,11 @@ export interface BusHandler {
 export interface AppendItem {
   room: string;
   entry: PackedBody;
+  /**
+   * Holds a high-priority message (system, gift, priority "high"): other workers read it at
+   * once rather than on their next paced read (the Redis bus nudges their readers).
+   */
+  urgent?: boolean;
 }
 
 /** Each room's ordered log: the truth for seq, epoch and recovery. */

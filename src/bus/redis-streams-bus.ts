@@ -236,6 +236,7 @@ export class RedisStreamsBus implements Bus {
         if (this.conns.status === 'ready') void this.feed.resync();
       },
       unblock: this.conns.cluster ? undefined : async (id) => Number(await this.main.client('UNBLOCK', id)) === 1,
+      nudgeOf: (key) => this.keys.nudgeOf(key),
       log: this.o.log,
     });
     this.readers.set(slot, reader);

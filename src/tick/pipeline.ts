@@ -202,7 +202,9 @@ export class TickPipeline {
       if (shown.length === 0 && likes === 0) continue;
       const body: EntryBody = { msgs: shown.map((p) => p.msg), likes, ts: t };
       bodies.push(body);
-      items.push({ room, entry: packEntry(body) }); // encoded once, here: every worker splices these bytes
+      // Encoded once, here: every worker splices these bytes. A gift or system message nudges
+      // the other workers' paced reads, so it does not wait for their next tick.
+      items.push({ room, entry: packEntry(body), urgent: (box?.high.length ?? 0) > 0 });
       if (!this.delivered.has(room)) this.rates.add(room, shown.length);
       owed.push({ shown, likes, likeReplies: box?.likeReplies ?? [] });
     }

@@ -8,6 +8,8 @@
 //                         fields d=<stored entry body, bus/entry.ts> e=<epoch>, MAXLEN ~ history
 //   <p>:{p<n>}:s          partition stream: r=<room> s=<seq> e=<epoch> d=<body>, MAXLEN ~ PART_MAXLEN,
 //                         PEXPIRE historyTtl (each append)
+//   <p>:{p<n>}:u          partition nudge stream: r=<room>, one entry per urgent append, MAXLEN ~ NUDGE_MAXLEN,
+//                         PEXPIRE historyTtl (each urgent append); paced readers block on it between reads
 //   <p>:control           moderation commands, MAXLEN ~ CONTROL_MAXLEN, PEXPIRE historyTtl (each command)
 //   <p>:members:{<id>}    hash room → count of one worker, PEXPIRE 3 × heartbeat
 //   <p>:workers           set of live worker ids, PEXPIRE 10 × heartbeat (each heartbeat)
@@ -16,6 +18,8 @@
 /** Entries kept per partition stream: the live feed's slack; a reader further behind fills from room logs. */
 export const PART_MAXLEN = 2000;
 export const CONTROL_MAXLEN = 1000;
+/** Entries kept per nudge stream: a reader only needs to see that one came. */
+export const NUDGE_MAXLEN = 100;
 
 export class Keys {
   readonly control: string;
@@ -51,6 +55,17 @@ export class Keys {
 
   stream(partition: number): string {
     return `${this.prefix}:{p${partition}}:s`;
+  }
+
+  nudge(partition: number): string {
+    return `${this.prefix}:{p${partition}}:u`;
+  }
+
+  /** The nudge stream beside a partition stream (same slot); undefined for other keys. */
+  nudgeOf(streamKey: string): string | undefined {
+    const head = `${this.prefix}:{p`;
+    if (!streamKey.startsWith(head) || !streamKey.endsWith('}:s')) return undefined;
+    return `${streamKey.slice(0, -1)}u`;
   }
 
   members(workerId: string): string {

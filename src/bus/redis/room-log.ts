@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Cluster } from 'ioredis';
 import type { AppendItem, LogEntry, RangeResult, RoomHead, RoomLog } from '../bus.js';
 import { loadBody, loadLegacyBody, storeBody } from '../entry.js';
-import { Keys, PART_MAXLEN } from './keys.js';
+import { Keys, NUDGE_MAXLEN, PART_MAXLEN } from './keys.js';
 import type { Client } from './scripts.js';
 import type { Patience } from './patience.js';
 
@@ -38,11 +38,24 @@ export class RedisRoomLog implements RoomLog {
   async append(items: readonly AppendItem[]): Promise<Array<RoomHead | Error>> {
     if (items.length === 0) return [];
     const k = this.keys;
-    const sent = items.map(({ room, entry }) =>
-      this.o.patience
-        .bound(this.conn.rcAppend(k.meta(room), k.log(room), k.stream(k.partitionOf(room)), this.o.history, storeBody(entry), newEpoch(), this.o.historyTtlMs, PART_MAXLEN, room))
-        .then(parseHead, asError),
-    );
+    const sent = items.map(({ room, entry, urgent }) => {
+      const p = k.partitionOf(room);
+      const call = this.conn.rcAppend(
+        k.meta(room),
+        k.log(room),
+        k.stream(p),
+        k.nudge(p),
+        this.o.history,
+        storeBody(entry),
+        newEpoch(),
+        this.o.historyTtlMs,
+        PART_MAXLEN,
+        room,
+        urgent ? '1' : '0',
+        NUDGE_MAXLEN,
+      );
+      return this.o.patience.bound(call).then(parseHead, asError);
+    });
     const results = await Promise.all(sent);
     if (this.o.waitReplicas === 0) return results;
     // After the replies, so WAIT covers every script (auto-pipelining may reorder across nodes).

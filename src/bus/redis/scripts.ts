@@ -2,7 +2,9 @@
 // it runs on a Redis Cluster as it does on one Redis, and counts as one round trip.
 import type { ChainableCommander, Cluster, Redis, Result } from 'ioredis';
 
-// KEYS: meta, log, partition stream. ARGV: history, payload, epoch-if-new, ttlMs, partMaxLen, room.
+// KEYS: meta, log, partition stream, partition nudge stream. ARGV: history, payload,
+// epoch-if-new, ttlMs, partMaxLen, room, urgent ('1': nudge the partition's paced readers),
+// nudgeMaxLen.
 // Returns {epoch, seq}.
 const APPEND = `
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -18,6 +20,10 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'r', ARGV[6], 's', seq,
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if ARGV[7] == '1' then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'r', ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+end
 return {epoch, seq}
 `;
 
@@ -67,7 +73,20 @@ return {epoch, head, oldest, entries}
 
 /** The commands defineCommand adds (ioredis cannot type them itself). */
 export interface Scripts<Context extends { type: 'default' | 'pipeline' }> {
-  rcAppend(meta: string, log: string, stream: string, history: number, payload: Buffer, newEpoch: string, ttlMs: number, partMax: number, room: string): Result<unknown, Context>;
+  rcAppend(
+    meta: string,
+    log: string,
+    stream: string,
+    nudge: string,
+    history: number,
+    payload: Buffer,
+    newEpoch: string,
+    ttlMs: number,
+    partMax: number,
+    room: string,
+    urgent: '1' | '0',
+    nudgeMax: number,
+  ): Result<unknown, Context>;
   rcHead(meta: string, stream: string, newEpoch: string, ttlMs: number): Result<unknown, Context>;
   rcRangeBuffer(meta: string, log: string, newEpoch: string, ttlMs: number, after: number, limit: number, history: number): Result<unknown, Context>;
 }
@@ -76,7 +95,7 @@ export type Client = (Redis | Cluster) & Scripts<{ type: 'default' }>;
 export type Batch = ChainableCommander & Scripts<{ type: 'pipeline' }>;
 
 export function defineScripts(c: Redis | Cluster): Client {
-  c.defineCommand('rcAppend', { numberOfKeys: 3, lua: APPEND });
+  c.defineCommand('rcAppend', { numberOfKeys: 4, lua: APPEND });
   c.defineCommand('rcHead', { numberOfKeys: 2, lua: HEAD });
   c.defineCommand('rcRange', { numberOfKeys: 2, lua: RANGE });
   return c as Client;

@@ -1,7 +1,9 @@
 // One blocking XREAD loop over a set of streams, on a connection of its own, paced to at most
 // one read per tick while entries keep coming: reading on the tick costs Redis ~3× less per
 // message than a read woken by every append, and the pipeline delivers on the tick anyway.
-// Idle, it blocks server-side and costs one command per BLOCK period.
+// Idle, it blocks server-side and costs one command per BLOCK period. Between paced reads it
+// blocks on the streams' nudge streams, where appends of high-priority messages (gifts,
+// system notices) leave a mark: those are read at once, not a tick later.
 import type { Logger } from 'pino';
 import { backoffMs } from '../../util/backoff.js';
 import type { Client } from './scripts.js';
@@ -21,14 +23,20 @@ export interface StreamReaderOptions {
   onResumed(): void;
   /** Breaks a BLOCK in progress (CLIENT UNBLOCK from another connection), when available. */
   unblock?: (clientId: number) => Promise<boolean>;
+  /** The nudge stream of a stream read here (same slot), if it has one. */
+  nudgeOf?: (key: string) => string | undefined;
   log?: Logger;
 }
 
 /** Entries per stream per XREAD: bounds one read's memory; a full read is followed at once. */
 const READ_COUNT = 1000;
+/** Nudges per stream per wait: all that came since the last wait, so old ones wake no second read. */
+const NUDGE_READ_COUNT = 100;
 
 export class StreamReader {
   private readonly cursors = new Map<string, string>();
+  /** Nudge stream → the last id seen ('$' until one was). */
+  private readonly nudges = new Map<string, string>();
   private closed = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -76,11 +84,16 @@ export class StreamReader {
   add(key: string, fromId: string): void {
     if (this.cursors.has(key)) return;
     this.cursors.set(key, fromId);
+    const nudge = this.o.nudgeOf?.(key);
+    if (nudge !== undefined) this.nudges.set(nudge, '$');
     this.changed();
   }
 
   remove(key: string): void {
-    if (this.cursors.delete(key)) this.generation++;
+    if (!this.cursors.delete(key)) return;
+    this.generation++;
+    const nudge = this.o.nudgeOf?.(key);
+    if (nudge !== undefined) this.nudges.delete(nudge);
   }
 
   async close(): Promise<void> {
@@ -118,7 +131,7 @@ export class StreamReader {
       }
       const wait = nextAt - performance.now();
       if (wait > 0) {
-        await this.idle(wait);
+        if (await this.nudged(wait)) nextAt = 0;
         continue;
       }
       const keys = [...this.cursors.keys()];
@@ -151,6 +164,35 @@ export class StreamReader {
       this.o.onReadDone();
       nextAt = full ? 0 : started + this.o.paceMs();
     }
+  }
+
+  /**
+   * The pace's wait: blocked on the nudge streams for `ms`; true when one got an entry (an
+   * urgent append to a stream read here), so the next read starts at once.
+   */
+  private async nudged(ms: number): Promise<boolean> {
+    const conn = this.o.conn;
+    if (this.nudges.size === 0 || ms < 1) {
+      await this.idle(ms);
+      return false;
+    }
+    const keys = [...this.nudges.keys()];
+    const ids = keys.map((k) => this.nudges.get(k)!);
+    let reply: Array<[Buffer, StreamItem[]]> | null;
+    try {
+      reply = (await conn.xreadBuffer('COUNT', NUDGE_READ_COUNT, 'BLOCK', Math.ceil(ms), 'STREAMS', ...keys, ...ids)) as Array<[Buffer, StreamItem[]]> | null;
+    } catch {
+      // Closed, or trouble the next paced read meets too and reports; this wait ends on time.
+      if (!this.closed) await this.idle(ms);
+      return false;
+    }
+    if (!reply) return false;
+    for (const [keyBuf, items] of reply) {
+      const key = keyBuf.toString();
+      const last = items[items.length - 1];
+      if (last && this.nudges.has(key)) this.nudges.set(key, last[0].toString());
+    }
+    return true;
   }
 
   /** Waits `ms`, or until a key is added, the connection is ready, or close(). */
