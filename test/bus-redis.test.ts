@@ -151,18 +151,45 @@ describe('RedisStreamsBus specifics', () => {
     b.reportMembers(new Map([['r1', 1]]));
     await until(() => b.members('r499') === 2 && a.members('r1') === 3, 'counts seen by the other worker');
     const before = await commandStats(admin);
+    const sent = await netOutput(admin);
     for (let i = 0; i < 5; i++) {
       a.reportMembers(new Map(rooms)); // the same counts again: nothing to write
       await sleep(HEARTBEAT_MS);
     }
+    const out = (await netOutput(admin)) - sent; // includes one INFO reply (~1.5 KB)
     const after = await commandStats(admin);
     const calls = (cmd: string) => (after[cmd] ?? 0) - (before[cmd] ?? 0);
-    expect(calls('hset') + calls('hdel') + calls('del')).toBe(0);
-    expect(calls('hgetall')).toBe(0); // versions unchanged: no whole-hash reads
+    expect(calls('hdel') + calls('del')).toBe(0);
+    // Each heartbeat writes the worker's mark (one field) and reads the marks (one small hash):
+    // no room's count is written, and no worker's 500-room hash (~6 KB) is read again.
+    expect(calls('hset')).toBeLessThanOrEqual(calls('hgetall') + 2);
+    expect(out).toBeLessThan(calls('hgetall') * 200 + 4000);
     // One room changes: only it is written, and the other worker reads the hash once.
     a.reportMembers(new Map([...rooms, ['r7', 5]]));
     await until(() => b.members('r7') === 5, 'changed count');
     expect(b.members('r8')).toBe(2);
+  });
+
+  it('a heartbeat costs each worker the same few commands, however many workers there are', async () => {
+    const perWorkerBeat = async (n: number) => {
+      const prefix = nextPrefix();
+      const buses = await Promise.all(Array.from({ length: n }, () => started(prefix)));
+      buses.forEach(({ bus }, i) => bus.reportMembers(new Map([[`room-${i}`, 1]])));
+      await until(() => buses.every(({ bus }) => Array.from({ length: n }, (_, i) => bus.members(`room-${i}`)).every((c) => c === 1)), 'every count seen');
+      const before = await commandStats(admin);
+      await sleep(HEARTBEAT_MS * 10);
+      const after = await commandStats(admin);
+      const total = Object.keys(after).reduce((sum, cmd) => sum + after[cmd]! - (before[cmd] ?? 0), 0);
+      const hgets = (after.hget ?? 0) - (before.hget ?? 0);
+      for (const { bus } of buses.splice(0)) await bus.close();
+      open.length = 0;
+      return { perBeat: total / n / 10, hgets };
+    };
+    const two = await perWorkerBeat(2);
+    const ten = await perWorkerBeat(10);
+    // Asking each worker's version apart was W - 1 HGETs per worker and heartbeat.
+    expect(ten.hgets).toBe(0);
+    expect(ten.perBeat).toBeLessThan(two.perBeat + 3);
   });
 
   it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
@@ -311,6 +338,11 @@ describe('RedisStreamsBus specifics', () => {
 });
 
 /** Calls per command from INFO commandstats. */
+/** Bytes Redis has sent to its clients so far. */
+async function netOutput(admin: Redis): Promise<number> {
+  return Number(/total_net_output_bytes:(\d+)/.exec(String(await admin.info('stats')))?.[1]);
+}
+
 async function commandStats(admin: Redis): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const m of String(await admin.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) out[m[1]!] = Number(m[2]);

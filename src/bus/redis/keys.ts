@@ -12,7 +12,7 @@
 //                         PEXPIRE historyTtl (each urgent append); paced readers block on it between reads
 //   <p>:control           moderation commands, MAXLEN ~ CONTROL_MAXLEN, PEXPIRE historyTtl (each command)
 //   <p>:members:{<id>}    hash room → count of one worker, PEXPIRE 3 × heartbeat
-//   <p>:workers           set of live worker ids, PEXPIRE 10 × heartbeat (each heartbeat)
+//   <p>:beats             hash worker id → "<version>|<writes>", a mark each heartbeat moves, PEXPIRE 10 × heartbeat
 //   <p>:partitions        S, set once; a node configured with another S refuses to start (no TTL: one key)
 
 /** Entries kept per partition stream: the live feed's slack; a reader further behind fills from room logs. */
@@ -23,7 +23,7 @@ export const NUDGE_MAXLEN = 100;
 
 export class Keys {
   readonly control: string;
-  readonly workers: string;
+  readonly beats: string;
   readonly partitions: string;
 
   constructor(
@@ -31,7 +31,7 @@ export class Keys {
     readonly partitionCount: number,
   ) {
     this.control = `${prefix}:control`;
-    this.workers = `${prefix}:workers`;
+    this.beats = `${prefix}:beats`;
     this.partitions = `${prefix}:partitions`;
   }
 

@@ -1,8 +1,12 @@
 // Cluster-wide member counts: each worker writes its own counts into a hash that expires
 // unless its heartbeat refreshes it, so a dead worker's members stop counting by themselves.
 // Only changes travel: a report writes the rooms whose count changed, and a heartbeat reads
-// another worker's whole hash only when that worker's version moved. Idle, Redis work per
-// heartbeat grows with workers, never with rooms, members or messages, and takes one round trip.
+// another worker's whole hash only when that worker's version moved. Every worker's version
+// and a mark its every write moves sit in one shared hash, read with one command per
+// heartbeat: a worker's Redis commands per heartbeat stay the same however many workers there
+// are (asking each worker's version apart made W × W commands a second); only a worker whose
+// mark stopped moving is looked at apart, to see whether its hash expired. Idle, Redis work
+// never grows with rooms, members or messages, and a heartbeat takes one round trip.
 // A heartbeat waits for Redis with a patient, late-aware bound (patience.ts): a worker whose
 // loop was starved reads the replies that came meanwhile instead of logging a timeout.
 import type { Logger } from 'pino';
@@ -24,14 +28,18 @@ export interface RedisPresenceOptions {
 
 /** The hash field holding the writer's version; not a valid room id, so it never clashes. */
 const VERSION = '#v';
+/** Heartbeats without a move of a worker's mark before its hash is checked for expiry. */
+const STALE_BEATS = 3;
 
 export class RedisPresence implements Presence {
   private own = new Map<string, number>();
   /** What Redis holds of this worker's counts (undefined: unknown, write them all). */
   private written: Map<string, number> | undefined;
   private version = 0;
-  /** Other workers' hashes as last read, by worker id, with their versions. */
-  private seen = new Map<string, { version: string; counts: Map<string, number> }>();
+  /** Other workers' hashes as last read, by worker id: their versions, marks and counts. */
+  private seen = new Map<string, Seen>();
+  /** Writes made: the second half of this worker's mark. */
+  private writes = 0;
   private others = new Map<string, number>();
   private top: Array<[string, number]> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -123,10 +131,13 @@ export class RedisPresence implements Presence {
     m.pexpire(this.ownKey, hb * 3);
     if (before === undefined) m.del(this.ownKey);
     if (gone.length) m.hdel(this.ownKey, ...gone);
-    if (changed) m.hset(this.ownKey, { ...set, [VERSION]: `${this.o.workerId}:${++this.version}` });
+    if (changed) this.version++;
+    const version = `${this.o.workerId}:${this.version}`;
+    if (changed) m.hset(this.ownKey, { ...set, [VERSION]: version });
     m.pexpire(this.ownKey, hb * 3);
     const started = performance.now();
-    const [res] = await Promise.all([m.exec(), this.conn.sadd(this.keys.workers, this.o.workerId), this.conn.pexpire(this.keys.workers, hb * 10)]);
+    const mark = `${version}|${++this.writes}`;
+    const [res] = await Promise.all([m.exec(), this.conn.hset(this.keys.beats, this.o.workerId, mark), this.conn.pexpire(this.keys.beats, hb * 10)]);
     this.o.onRoundTrip?.(performance.now() - started);
     if (!res) throw new Error('member count transaction aborted');
     for (const [err] of res) if (err) throw err;
@@ -138,38 +149,39 @@ export class RedisPresence implements Presence {
     this.written = own;
   }
 
-  /** Other live workers' counts: a version read per worker, the whole hash only when it moved. */
+  /**
+   * Other live workers' counts: every worker's mark in one read; a worker's whole hash only
+   * when its version moved, and its hash's version alone when its mark stood still a while.
+   */
   private async refresh(): Promise<void> {
     const refresh = ++this.refreshes;
-    // The versions of the workers seen last time go out with SMEMBERS; a new one's a round trip later.
-    const knownIds = [...this.seen.keys()];
-    const version = (id: string) => this.conn.hget(this.keys.members(id), VERSION);
-    const [members, knownVersions] = await Promise.all([this.conn.smembers(this.keys.workers), Promise.all(knownIds.map(version))]);
-    const ids = members.filter((id) => id !== this.o.workerId);
-    const byId = new Map(knownIds.map((id, i) => [id, knownVersions[i]]));
-    const fresh = ids.filter((id) => !byId.has(id));
-    (await Promise.all(fresh.map(version))).forEach((v, i) => byId.set(fresh[i]!, v));
-    const versions = ids.map((id) => byId.get(id));
+    const marks = await this.conn.hgetall(this.keys.beats);
     const gone: string[] = [];
-    const seen = new Map<string, { version: string; counts: Map<string, number> }>();
+    const seen = new Map<string, Seen>();
     await Promise.all(
-      ids.map(async (id, i) => {
-        const version = versions[i];
-        // No hash (expired): a dead worker, or one with no members yet.
-        if (version === null || version === undefined) return void gone.push(id);
+      Object.entries(marks).map(async ([id, mark]) => {
+        if (id === this.o.workerId) return;
+        const version = mark.slice(0, mark.lastIndexOf('|'));
         const known = this.seen.get(id);
-        if (known?.version === version) return void seen.set(id, known);
+        const still = known?.mark === mark ? known.still + 1 : 0;
+        if (still >= STALE_BEATS) {
+          // Not heard from lately: dead once its hash expired (a starved worker's hash stays a while).
+          const current = await this.conn.hget(this.keys.members(id), VERSION);
+          if (current === null) return void gone.push(id);
+        }
+        if (known && known.version === version) return void seen.set(id, { ...known, mark, still });
         const h = await this.conn.hgetall(this.keys.members(id));
+        if (h[VERSION] === undefined) return void (still >= STALE_BEATS ? gone.push(id) : seen.set(id, { version: '', mark, still, counts: new Map() }));
         const counts = new Map<string, number>();
         for (const [room, v] of Object.entries(h)) {
           const n = Number(v);
           if (room !== VERSION && Number.isFinite(n) && n > 0) counts.set(room, n);
         }
-        seen.set(id, { version: h[VERSION] ?? version, counts });
+        seen.set(id, { version: h[VERSION], mark, still, counts });
       }),
     );
-    // A live worker re-adds itself on its next heartbeat, so a prune racing its write costs at most one period.
-    if (gone.length) await this.conn.srem(this.keys.workers, ...gone);
+    // A live worker writes its mark again on its next heartbeat, so a prune racing its write costs at most one period.
+    if (gone.length) await this.conn.hdel(this.keys.beats, ...gone);
     if (refresh !== this.refreshes) return;
     const others = new Map<string, number>();
     for (const { counts } of seen.values()) for (const [room, n] of counts) others.set(room, (others.get(room) ?? 0) + n);
@@ -177,6 +189,16 @@ export class RedisPresence implements Presence {
     this.others = others;
     this.top = undefined;
   }
+}
+
+/** What a heartbeat last saw of another worker. */
+interface Seen {
+  /** Its hash's version ('' while the hash is missing). */
+  version: string;
+  /** Its mark in the shared hash, and for how many heartbeats that mark has not moved. */
+  mark: string;
+  still: number;
+  counts: Map<string, number>;
 }
 
 function sameCounts(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
