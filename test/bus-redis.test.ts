@@ -117,9 +117,9 @@ describe('RedisStreamsBus specifics', () => {
       expect(ttl).toBeLessThanOrEqual(600);
     }
     await until(async () => (await admin.keys(`${prefix}:*{p*`)).length === 0 && (await admin.exists(`${prefix}:control`)) === 0, 'keys expired', 3000);
-    // Member hashes and the worker set come and go with heartbeats; nothing else is left.
-    const left = (await admin.keys(`${prefix}:*`)).filter((k) => !k.includes(':members:') && !k.endsWith(':workers'));
-    expect(left.sort()).toEqual(baseline.filter((k) => !k.includes(':members:') && !k.endsWith(':workers')));
+    // Member hashes and the heartbeat marks come and go with heartbeats; nothing else is left.
+    const left = (await admin.keys(`${prefix}:*`)).filter((k) => !k.includes(':members:') && !k.endsWith(':beats'));
+    expect(left.sort()).toEqual(baseline.filter((k) => !k.includes(':members:') && !k.endsWith(':beats')));
     // Recovery after expiry: a new epoch, nothing to replay.
     const gone = await bus.range('brief', 1, 10);
     expect(gone.epoch).not.toBe((first as RoomHead).epoch);
