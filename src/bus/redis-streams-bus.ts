@@ -265,6 +265,12 @@ export class RedisStreamsBus implements Bus {
   // ---- the parts ----
 
   async append(items: readonly AppendItem[]): Promise<Array<RoomHead | Error>> {
+    // Down is down: a connection that has not seen the outage yet would send into it and wait
+    // out the timeout, when the bus already knows (another of its connections saw it).
+    if (!this.available()) {
+      this.events.error('append');
+      return items.map(() => new Error('redis bus unavailable'));
+    }
     const results = await this.roomLog.append(items);
     if (results.some((r) => r instanceof Error)) this.events.error('append');
     return results;
