@@ -87,8 +87,11 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   let markReady!: () => void;
   const allReady = new Promise<void>((resolve) => (markReady = resolve));
 
+  // A worker exiting may close its channel between the check and the write (EPIPE): with a
+  // callback that is its error, not an unhandled 'error' event that takes the supervisor down
+  // (seen with a metrics scrape racing a stop). Whatever it owed, its deadline answers for it.
   const send = (child: ChildProcess | undefined, msg: ToWorker) => {
-    if (child?.connected) child.send(msg);
+    if (child?.connected) child.send(msg, () => undefined);
   };
   const users = new UserCountsHub(
     Math.min(2, config.maxConnsPerUser),
