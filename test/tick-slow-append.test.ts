@@ -40,8 +40,9 @@ describe('a stalled append', () => {
     const answers = await Promise.all([...stalled, third]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(PAUSE_MS - 50); // the appends really waited
     expect(answers.map((a) => a.status)).toEqual([202, 202, 202]);
-    // Before the fix the tick's work included the round trip: 1.5 × 700 ms, capped at 1 s.
-    expect(await metric(node, 'roomcast_effective_tick_seconds')).toBeLessThan(0.1);
+    // Before the fix the tick's work included the round trip: 1.5 × 700 ms, capped at 1 s. A
+    // loop shared with the rest of the suite stretches it a little on its own (118 ms seen).
+    expect(await metric(node, 'roomcast_effective_tick_seconds')).toBeLessThan(0.3);
     const bodiesOf = (f: Frame) => ((f.msgs ?? []) as Array<{ b: unknown }>).map((m) => m.b);
     await member.waitFor((f) => f.op === 'batch' && bodiesOf(f).includes('three'));
     const bodies = member.batches('slow').flatMap(bodiesOf);
