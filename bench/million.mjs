@@ -119,7 +119,15 @@ function runMillion() {
     const before = await scrape(target);
     const deadline = Date.now() + reachTimeoutS * 1000;
     // 503 UNAVAILABLE means "not logged, not sent" (a starved worker's Redis append timed
-    // out): what any API client does then is post again. So does a POST that timed out.
+    // out): what any API client does then is post again. A POST that timed out may have been
+    // logged all the same (its 202 waits behind a starved worker's fan-out): posting again
+    // then adds a second fan-out to every member, so the room's head decides first.
+    const headers = { Authorization: `Bearer ${target.apiKey}` };
+    const headOf = async () => {
+      const g = await http('GET', `${target.apiBase}/v1/rooms/${ROOM}`, { headers, timeoutMs: 30_000 }).catch(() => undefined);
+      return g?.status === 200 ? JSON.parse(g.text).seq : undefined;
+    };
+    const head0 = await headOf();
     let t0;
     let r;
     let unavailable = 0;
@@ -128,7 +136,7 @@ function runMillion() {
       t0 = Date.now();
       try {
         r = await http('POST', `${target.apiBase}/v1/rooms/${ROOM}/messages`, {
-          headers: { Authorization: `Bearer ${target.apiKey}` },
+          headers,
           body: { kind: 'system', body: `probe ${n}` },
           timeoutMs: 30_000,
         });
@@ -139,6 +147,12 @@ function runMillion() {
       if (r.status === 503) unavailable++;
       else if (r.status === 0) postErrors++;
       else throw new Error(`probe post: ${r.status} ${r.text}`);
+      const head = r.status === 0 && head0 !== undefined ? await headOf() : undefined;
+      if (head !== undefined && head > head0) {
+        log(`probe ${n}: the post that timed out was logged (head ${head0} → ${head}); not posting again`);
+        r = { status: 202, text: JSON.stringify({ seq: head0 + 1 }) };
+        break;
+      }
       if (Date.now() > deadline) throw new Error(`probe ${n} not accepted within ${reachTimeoutS} s (${unavailable} × 503, ${postErrors} errors; last: ${r.status} ${r.text})`);
       log(`probe ${n}: ${r.status || 'error'} ${r.text}; posting again`);
       await sleep(1000);
