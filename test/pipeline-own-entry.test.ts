@@ -1,23 +1,11 @@
 // The tick pipeline on a real Redis streams bus: a worker's own appended entry is published in
 // the same tick (not a tick later, after the bus read it back), its read copy is not published
 // again, and an entry from another worker in between still goes out in log order.
-import { decode } from '@msgpack/msgpack';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BusHandler } from '../src/bus/bus.js';
 import { RedisStreamsBus } from '../src/bus/redis-streams-bus.js';
-import { createMetrics } from '../src/metrics/metrics.js';
-import { Outboxes } from '../src/tick/outbox.js';
-import { TickPipeline } from '../src/tick/pipeline.js';
-import type { Msg } from '../src/protocol/ops.js';
+import { seqsOf, startPipeline } from './pipeline-helpers.js';
 import { RedisServer } from './redis-server.js';
 import { sleep } from './helpers.js';
-
-interface Published {
-  from: number;
-  to: number;
-  msgs: Msg[];
-}
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -30,25 +18,7 @@ afterAll(async () => {
 let n = 0;
 async function worker(prefix: string) {
   const bus = new RedisStreamsBus({ target: { url: redis.url }, prefix, history: 100, workerId: `p${++n}`, heartbeatMs: 1000, reconnectMaxMs: 200, commandTimeoutMs: 1000 });
-  const outboxes = new Outboxes();
-  const published: Published[] = [];
-  const pipeline = new TickPipeline({
-    bus,
-    outboxes,
-    publisher: {
-      publish: (_room, plain) => {
-        const f = decode(plain) as Published;
-        published.push({ from: f.from, to: f.to, msgs: f.msgs });
-        return { receivers: 1, bytes: plain.byteLength };
-      },
-    },
-    metrics: createMetrics(new Registry()),
-    roomChatBudget: 1000,
-    compressThreshold: 1 << 20,
-    budgetShare: () => 1,
-  });
-  const handler: BusHandler = { onEntries: (room, epoch, entries) => pipeline.onEntries(room, epoch, entries), onControl: () => {} };
-  await bus.start(handler);
+  const { pipeline, outboxes, published } = await startPipeline(bus);
   const say = (room: string, b: string) =>
     new Promise<unknown>((resolve) => outboxes.addHigh(room, { msg: { u: 'sys', k: 'system', b, t: Date.now() }, reply: resolve }));
   return { bus, pipeline, published, say };
@@ -94,8 +64,7 @@ describe('a worker publishes its own entries in the tick that appended them', ()
         a.pipeline.tick();
         await a.pipeline.settled();
       }
-      const seqs = a.published.flatMap((p) => Array.from({ length: p.to - p.from + 1 }, (_, i) => p.from + i));
-      expect(seqs).toEqual([1, 2, 3]);
+      expect(seqsOf(a.published)).toEqual([1, 2, 3]);
       expect(a.published.flatMap((p) => p.msgs.map((m) => m.b))).toEqual(['one', 'two', 'three']);
     } finally {
       await a.bus.close();

@@ -198,6 +198,25 @@ describe('recovery limits', () => {
   });
 });
 
+/**
+ * A member that joined and left, and `entries` server messages of `bytes` each posted to the
+ * room while it was away (one log entry each); another member keeps the room followed.
+ */
+async function missedWhileAway(node: RoomcastNode, name: string, entries: number, bytes: number) {
+  const room = uniq(name);
+  const uid = uniq('traveller');
+  const { c: first, joined } = await member(node, uid, room);
+  const { c: stay } = await member(node, uniq('stay'), room);
+  await closeAll(first);
+  const body = 'y'.repeat(bytes);
+  let head = 0;
+  for (let i = 0; i < entries; i++) {
+    const out = await node.engine.post(room, { kind: 'system', body, priority: 'high' });
+    if ('seq' in out) head = out.seq;
+  }
+  return { room, uid, joined, stay, head };
+}
+
 describe('recovery of a long gap by a client on a slow link', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
@@ -206,19 +225,9 @@ describe('recovery of a long gap by a client on a slow link', () => {
   afterAll(() => node.stop());
 
   it('the whole replay arrives (more than one replay frame), even when the client reads slowly', async () => {
-    const room = uniq('long-gap');
-    const uid = uniq('traveller');
-    const { c: first, joined } = await member(node, uid, room);
-    const { c: stay } = await member(node, uniq('stay'), room);
-    await closeAll(first);
     // 110 log entries of ~80 KB (server API messages, one entry per tick): a 9 MB replay
     // that the server sends as two frames (100 entries per replay frame).
-    const body = 'y'.repeat(80_000);
-    let head = 0;
-    for (let i = 0; i < 110; i++) {
-      const out = await node.engine.post(room, { kind: 'system', body, priority: 'high' });
-      if ('seq' in out) head = out.seq;
-    }
+    const { room, uid, joined, stay, head } = await missedWhileAway(node, 'long-gap', 110, 80_000);
     expect(head).toBe((joined.seq as number) + 110);
     const c = await user(node, uid);
     c.send({ op: 'join', room, since: joined.seq, epoch: joined.epoch, ref: 1 });
@@ -240,17 +249,7 @@ describe('recovery of a long gap by a client on a slow link', () => {
     // Each gulp lets uWS write all it held, and its drain event resumes the replay, whose next
     // write finds the socket full again. Written inside that event, a partial write of a frame
     // this large left more than the replay buffer (64 KiB here) queued and was never finished.
-    const room = uniq('gulps');
-    const uid = uniq('traveller');
-    const { c: first, joined } = await member(node, uid, room);
-    const { c: stay } = await member(node, uniq('stay'), room);
-    await closeAll(first);
-    const body = 'y'.repeat(300_000);
-    let head = 0;
-    for (let i = 0; i < 40; i++) {
-      const out = await node.engine.post(room, { kind: 'system', body, priority: 'high' });
-      if ('seq' in out) head = out.seq;
-    }
+    const { room, uid, joined, stay, head } = await missedWhileAway(node, 'gulps', 40, 300_000);
     const t = await token(node, { uid });
     const url = wsUrl(node.port, { token: t, room, since: joined.seq as number, epoch: joined.epoch as string });
     const out = await new Promise<string>((resolve, reject) =>
