@@ -37,6 +37,7 @@ function runMillion() {
       steadyRate: { type: 'number', default: 0.2, help: 'API messages per second during the steady phase' },
       steadyS: { type: 'number', default: 30, help: 'steady phase seconds' },
       idleS: { type: 'number', default: 20, help: 'idle measurement seconds (server CPU, Redis ops/s)' },
+      idleTimeoutSec: { type: 'number', default: 0, help: "the server's --idle-timeout-sec (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s" },
       reachTimeoutS: { type: 'number', default: 0, help: 'longest wait for one probe to be accepted and reach everyone (0 = 60 + members/2500)' },
       connectTimeoutS: { type: 'number', default: 0, help: 'longest connect phase (0 = 600 + members/250)' },
       stallS: { type: 'number', default: 180, help: 'end the connect phase when no member connected for this long (then measure those connected)' },
@@ -320,11 +321,13 @@ function runMillion() {
 
   main(async () => {
     await needBuild();
+    const { configSchema } = await import('../dist/src/config/schema.js');
+    const idleTimeoutSec = f.idleTimeoutSec || configSchema.parse({}).idleTimeoutSec;
     const gens = f.gens || Math.ceil(f.members / 18_000);
     const addrs = sourceAddrs(f.addrs || Math.max(2, Math.ceil(f.members / 16_000)));
     const perGen = Math.ceil(f.members / gens);
     const perWorker = Math.ceil(f.members / workers);
-    log(`million: ${f.members} members, ${workers} workers (~${perWorker} each), ${gens} generators (${perGen} each), ${addrs.length} source addresses; connect phase ≤ ${connectTimeoutS} s, probe ≤ ${reachTimeoutS} s`);
+    log(`million: ${f.members} members, ${workers} workers (~${perWorker} each), ${gens} generators (${perGen} each), ${addrs.length} source addresses; connect phase ≤ ${connectTimeoutS} s, probe ≤ ${reachTimeoutS} s, idle timeout ${idleTimeoutSec} s`);
     if (perWorker > 18_000) log(`WARNING: ~${perWorker} members per worker: SO_REUSEPORT spreads unevenly and a worker over ~19k hits the 20,000 open files; keep it ≤ ${MEMBERS_PER_WORKER}`);
     const checks = await checkLimits(
       { members: f.members, perProcess: Math.max(perGen, Math.ceil(perWorker * 1.1)), processes: workers + gens + 4, addrs: addrs.length },
@@ -336,11 +339,11 @@ function runMillion() {
       redisUrl: redis.url,
       redisAlways: true, // a supervisor and Redis at every size, so the sizes of a curve compare
       admin: true, // scrapes go to the supervisor, not through a worker busy with a fan-out
-      args: ['--idle-timeout-sec', '120', '--members-push-ms', '5000'],
+      args: ['--idle-timeout-sec', String(idleTimeoutSec), '--members-push-ms', '5000'],
     });
     const sender = new Sender();
     await sender.start({ host: target.urls[0].host, port: target.urls[0].port, apiKey: target.apiKey, rooms: [ROOM], rate: 0, kinds: ['system'], priority: 'high' });
-    const result = { workers, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
+    const result = { workers, idleTimeoutSec, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
     if (f.baselineMembers > 0) result.baseline = await phase('baseline', target, redis, sender, f.baselineMembers, 1, addrs.slice(0, 2));
     result.full = await phase('full', target, redis, sender, f.members, gens, addrs);
     if (result.baseline?.steady && result.full.steady) {

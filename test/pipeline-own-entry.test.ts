@@ -71,4 +71,23 @@ describe('a worker publishes its own entries in the tick that appended them', ()
       await b.bus.close();
     }
   });
+
+  it("answers the append's senders before its fan-out (a 202 never waits for the worker's socket writes)", async () => {
+    const a = await worker(`reply${process.pid}`);
+    const room = 'r-reply-first';
+    try {
+      a.pipeline.followed(room, await a.bus.follow(room));
+      const acked = a.say(room, 'first');
+      a.pipeline.tick();
+      expect(await acked).toEqual({ shown: true, seq: 1 });
+      // The HTTP route answers a few promise hops after the reply (guard, mount, cork): all of
+      // them run before this worker publishes its own entry.
+      for (let hop = 0; hop < 20; hop++) await Promise.resolve();
+      expect(a.published).toHaveLength(0);
+      await a.pipeline.settled();
+      expect(seqsOf(a.published)).toEqual([1]);
+    } finally {
+      await a.bus.close();
+    }
+  });
 });

@@ -50,6 +50,9 @@ const BUDGET_IDLE_MS = 10_000;
 /** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
 const MAX_APPENDS_IN_FLIGHT = 2;
 
+/** Resolves on the loop's next turn, after the microtasks queued now (and the I/O ready now). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 export class TickPipeline {
   private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
   private inbox = new Map<string, Inbox>();
@@ -73,7 +76,7 @@ export class TickPipeline {
 
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
-   * entries are published when it completes. The tick's own work is the synchronous part:
+   * entries are published on the turn after it completes, once its replies are written. The tick's own work is the synchronous part:
    * the next tick may start while this append is in flight (at most MAX_APPENDS_IN_FLIGHT;
    * replies come back in order on the bus connection), so a slow Redis round trip never
    * stretches the tick; settled() waits for the appends. Other workers' entries never wait
@@ -87,6 +90,10 @@ export class TickPipeline {
     if (this.appending.size < MAX_APPENDS_IN_FLIGHT) {
       const done: Promise<void> = this.append()
         .catch((err: unknown) => this.o.onError?.(err))
+        // The fan-out waits for the next turn, so the replies the append just resolved (API
+        // 202s, acks that do not ride a batch) are written first, not after thousands of
+        // socket writes: a starved worker answered its POSTs only after its whole fan-out.
+        .then(nextTurn)
         .finally(() => {
           this.appending.delete(done);
           this.deliver();
