@@ -18,6 +18,10 @@ import { baseline, waitQuiet } from './lib/steps.mjs';
 import { checkLimits, memAvailable, MEMBERS_PER_WORKER } from './lib/limits.mjs';
 
 const ROOM = 'million';
+/** The server's --members-push-ms here: a big room's count moves in large steps anyway. */
+const MEMBERS_PUSH_MS = 5000;
+/** The server's --members-push-max-ms here (its default): the longest gap between two count pushes. */
+const MEMBERS_PUSH_MAX_MS = 30_000;
 
 const CURVE = process.argv.slice(2).some((a) => a === '--curve' || a.startsWith('--curve='));
 if (CURVE) await import('./million-curve.mjs');
@@ -36,7 +40,7 @@ function runMillion() {
       probes: { type: 'number', default: 5, help: 'single-batch reach probes per phase (the issue asks for ≥ 3)' },
       steadyRate: { type: 'number', default: 0.2, help: 'API messages per second during the steady phase' },
       steadyS: { type: 'number', default: 30, help: 'steady phase seconds' },
-      idleS: { type: 'number', default: 20, help: 'idle measurement seconds (server CPU, Redis ops/s)' },
+      idleS: { type: 'number', default: 0, help: 'idle measurement seconds (server CPU, Redis ops/s); 0 = one keep-alive ping period (idle timeout - 16 s): each member is pinged once in it, at every size' },
       idleTimeoutSec: { type: 'number', default: 0, help: "the server's --idle-timeout-sec (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s" },
       reachTimeoutS: { type: 'number', default: 0, help: 'longest wait for one probe to be accepted and reach everyone (0 = 60 + members/2500)' },
       connectTimeoutS: { type: 'number', default: 0, help: 'longest connect phase (0 = 600 + members/250)' },
@@ -186,10 +190,11 @@ function runMillion() {
       firstMs: w.firstFrameAt ? w.firstFrameAt - t0 : null,
       split,
       latencyMs: w.frameLat.summary(),
+      membersFrames: w.membersFrames, // member-count frames in the probe's window (a fan-out beside it)
     };
   }
 
-  async function phase(name, target, redis, sender, members, gens, addrs) {
+  async function phase(name, target, redis, sender, members, gens, addrs, idleS) {
     log(`=== ${name}: ${members} members over ${gens} generator processes, ${addrs.length} source addresses`);
     const serverPids = target.pids();
     const supervisorPid = serverPids[0];
@@ -207,6 +212,7 @@ function runMillion() {
     try {
       await fleet.start();
       const conn = await fleet.waitConnected({ label: `${name}: `, timeoutMs: connectTimeoutS * 1000, stallMs: f.stallS * 1000 });
+      const connectedAt = Date.now();
       out.connect = {
         stopped: conn.stopped, opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec),
         all: conn.opened === members && !conn.stopped, failReasons: conn.failReasons, closes: conn.closes,
@@ -223,13 +229,23 @@ function runMillion() {
       log(`${name}: server RSS ${out.serverRssMiB.before} → ${out.serverRssMiB.after} MiB (${out.serverRssPerMemberKiB} KiB/member); generators ${out.genRssMiB.start} → ${out.genRssMiB.connected} MiB (${out.genRssPerMemberKiB} KiB/member); machine memory used ${out.systemMemPerMemberKiB} KiB/member`);
       await baseline(target, fleet, [ROOM]);
 
+      // The server pushes the room's last member count at most membersPushMaxMs after its
+      // previous push, and a push is a frame to every member (at 1M as costly as a probe):
+      // the idle window and the probes start after that, so they see a room with no traffic.
+      const settleMs = connectedAt + MEMBERS_PUSH_MS + MEMBERS_PUSH_MAX_MS - Date.now();
+      if (settleMs > 0) {
+        log(`${name}: ${(settleMs / 1000).toFixed(0)} s for the last member-count push before the idle window`);
+        await sleep(settleMs);
+      }
+      out.membersFramesBeforeIdle = (await fleet.window(false)).membersFrames;
+
       // idle: what the cluster costs with members connected and nobody talking
       const r0 = await redis.counters();
       const c0 = mark(target.pids());
-      const g0 = (await fleet.window(false)).cpuUs;
-      await sleep(f.idleS * 1000);
+      const w0 = await fleet.window(false);
+      await sleep(idleS * 1000);
       const cpu = diff(c0);
-      const g1 = (await fleet.window(false)).cpuUs;
+      const w1 = await fleet.window(false);
       const supervisorCpuPct = cpu.each.find((e) => e.pid === supervisorPid)?.cpuPct ?? 0;
       const each = cpu.each.filter((e) => e.pid !== supervisorPid).map((e) => e.cpuPct);
       out.idle = {
@@ -238,9 +254,11 @@ function runMillion() {
         serverCpuPct: cpu.cpuPct,
         supervisorCpuPct,
         workerCpuPct: { mean: +(sum(each) / Math.max(1, each.length)).toFixed(2), max: Math.max(0, ...each), workers: each.length },
-        genCpuPct: +((g1 - g0) / 1e4 / cpu.secs).toFixed(1),
+        genCpuPct: +((w1.cpuUs - w0.cpuUs) / 1e4 / cpu.secs).toFixed(1),
+        // member-count frames the members got in the window (0: nothing moved)
+        membersFrames: w1.membersFrames - w0.membersFrames,
       };
-      log(`${name}: idle Redis ${out.idle.redis.opsPerSec} ops/s, server CPU ${out.idle.serverCpuPct}% (supervisor ${supervisorCpuPct}%, per worker ${out.idle.workerCpuPct.mean}% mean, ${out.idle.workerCpuPct.max}% max), generators ${out.idle.genCpuPct}%`);
+      log(`${name}: idle Redis ${out.idle.redis.opsPerSec} ops/s, server CPU ${out.idle.serverCpuPct}% (supervisor ${supervisorCpuPct}%, per worker ${out.idle.workerCpuPct.mean}% mean, ${out.idle.workerCpuPct.max}% max), generators ${out.idle.genCpuPct}%; ${out.idle.membersFrames} member-count frames`);
 
       // single-batch reach probes, the set of members fixed (the connect phase is over)
       out.probes = [];
@@ -323,11 +341,13 @@ function runMillion() {
     await needBuild();
     const { configSchema } = await import('../dist/src/config/schema.js');
     const idleTimeoutSec = f.idleTimeoutSec || configSchema.parse({}).idleTimeoutSec;
+    // uWS pings a member silent for idleTimeoutSec - 16 s (its timers tick every 4 s)
+    const idleS = f.idleS || idleTimeoutSec - 16;
     const gens = f.gens || Math.ceil(f.members / 18_000);
     const addrs = sourceAddrs(f.addrs || Math.max(2, Math.ceil(f.members / 16_000)));
     const perGen = Math.ceil(f.members / gens);
     const perWorker = Math.ceil(f.members / workers);
-    log(`million: ${f.members} members, ${workers} workers (~${perWorker} each), ${gens} generators (${perGen} each), ${addrs.length} source addresses; connect phase ≤ ${connectTimeoutS} s, probe ≤ ${reachTimeoutS} s, idle timeout ${idleTimeoutSec} s`);
+    log(`million: ${f.members} members, ${workers} workers (~${perWorker} each), ${gens} generators (${perGen} each), ${addrs.length} source addresses; connect phase ≤ ${connectTimeoutS} s, probe ≤ ${reachTimeoutS} s, idle timeout ${idleTimeoutSec} s, idle window ${idleS} s`);
     if (perWorker > 18_000) log(`WARNING: ~${perWorker} members per worker: SO_REUSEPORT spreads unevenly and a worker over ~19k hits the 20,000 open files; keep it ≤ ${MEMBERS_PER_WORKER}`);
     const checks = await checkLimits(
       { members: f.members, perProcess: Math.max(perGen, Math.ceil(perWorker * 1.1)), processes: workers + gens + 4, addrs: addrs.length },
@@ -339,13 +359,13 @@ function runMillion() {
       redisUrl: redis.url,
       redisAlways: true, // a supervisor and Redis at every size, so the sizes of a curve compare
       admin: true, // scrapes go to the supervisor, not through a worker busy with a fan-out
-      args: ['--idle-timeout-sec', String(idleTimeoutSec), '--members-push-ms', '5000'],
+      args: ['--idle-timeout-sec', String(idleTimeoutSec), '--members-push-ms', String(MEMBERS_PUSH_MS), '--members-push-max-ms', String(MEMBERS_PUSH_MAX_MS)],
     });
     const sender = new Sender();
     await sender.start({ host: target.urls[0].host, port: target.urls[0].port, apiKey: target.apiKey, rooms: [ROOM], rate: 0, kinds: ['system'], priority: 'high' });
-    const result = { workers, idleTimeoutSec, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
-    if (f.baselineMembers > 0) result.baseline = await phase('baseline', target, redis, sender, f.baselineMembers, 1, addrs.slice(0, 2));
-    result.full = await phase('full', target, redis, sender, f.members, gens, addrs);
+    const result = { workers, idleTimeoutSec, idleS, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
+    if (f.baselineMembers > 0) result.baseline = await phase('baseline', target, redis, sender, f.baselineMembers, 1, addrs.slice(0, 2), Math.min(20, idleS));
+    result.full = await phase('full', target, redis, sender, f.members, gens, addrs, idleS);
     if (result.baseline?.steady && result.full.steady) {
       result.redisVsBaseline = {
         idle: +(result.full.idle.redis.opsPerSec / Math.max(1, result.baseline.idle.redis.opsPerSec)).toFixed(2),

@@ -345,11 +345,11 @@ function millionCurve(r) {
   const growth = (v, refV, x) => (v && refV ? +(v / refV / (x.members / ref.members)).toFixed(2) : null);
   const rows = runs.map((x) => {
     const p = x.full;
-    if (!p) return [fmt(x.members), x.workers, `no results (${x.error ?? `exit ${x.exitCode}`})`, '', '', '', '', '', '', '', '', ''];
+    if (!p) return [fmt(x.members), x.workers, `no results (${x.error ?? `exit ${x.exitCode}`})`, '', '', '', '', '', '', '', '', '', ''];
     return [
       fmt(x.members), x.workers, `${fmt(p.connect?.perSec)} /s (${fmt(p.connect?.secs)} s)${p.connect?.all ? '' : `, ${fmt(p.connect?.opened)} connected`}`,
       `${ms(server(x))} / ${ms(reach(x))}`,
-      p.idle ? `${fmt(p.idle.serverCpuPct, 1)}% / ${workerCpu(p.idle)}` : '–', p.idle ? fmt(p.idle.redis.opsPerSec, 1) : '–',
+      p.idle ? `${fmt(p.idle.serverCpuPct, 1)}% / ${workerCpu(p.idle)}` : '–', idleWindow(p), p.idle ? fmt(p.idle.redis.opsPerSec, 1) : '–',
       `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`,
       ratio(growth(reach(x), reach(ref), x)), ratio(growth(server(x), server(ref), x)), ratio(growth(p.connect?.secs, ref.full.connect?.secs, x)),
       p.tail ? (p.zeroGaps ? 'yes' : `no (${fmt(p.tail.totalMissed)})`) : 'not checked',
@@ -358,7 +358,7 @@ function millionCurve(r) {
   const commits = [...new Set(runs.map((x) => x.commit).filter(Boolean))];
   const out = [
     `Commit ${commits.join(', ') || '?'}; one results file per size (listed in the curve file above). Reach is the median of the probes, each taken after the connect phase; growth is (value(N) / value(${fmt(ref?.members)})) ÷ (N / ${fmt(ref?.members)}): 1.0 is linear in the members.\n`,
-    table(['members', 'workers', 'connect rate (time)', 'reach: server / total ms', 'idle server CPU: total / per worker', 'idle Redis ops/s', 'server RSS/member', 'generator RSS/member', 'reach growth', 'server-part growth', 'connect-time growth', 'zero gaps'], rows),
+    table(['members', 'workers', 'connect rate (time)', 'reach: server / total ms', 'idle server CPU: total / per worker', 'idle window (member-count pushes in it)', 'idle Redis ops/s', 'server RSS/member', 'generator RSS/member', 'reach growth', 'server-part growth', 'connect-time growth', 'zero gaps'], rows),
   ];
   const top = runs.filter((x) => x.full).at(-1);
   if (ref && top && top !== ref) {
@@ -372,6 +372,13 @@ function millionCurve(r) {
     ].map((l) => `- ${l}`).join('\n'));
   }
   return out.join('\n');
+}
+
+/** The idle window's length, and the member-count pushes that fell in it (older runs did not count them). */
+function idleWindow(p) {
+  if (!p.idle) return '–';
+  const pushes = p.idle.membersFrames === undefined ? '?' : fmt(p.idle.membersFrames / Math.max(1, p.connect?.opened ?? 1), 1);
+  return `${fmt(p.idle.secs, 0)} s (${pushes})`;
 }
 
 function api(r) {

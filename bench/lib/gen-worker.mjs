@@ -12,7 +12,7 @@ import net from 'node:net';
 import { encode } from '@msgpack/msgpack';
 import { Hist } from './hist.mjs';
 import { mintToken } from './token.mjs';
-import { scan, R, OP_BATCH, OP_JOINED, OP_ACK, OP_ERROR, OP_PONG, K_SYSTEM, K_GIFT, K_CHAT } from './msgpeek.mjs';
+import { scan, R, OP_BATCH, OP_JOINED, OP_ACK, OP_ERROR, OP_PONG, OP_MEMBERS, K_SYSTEM, K_GIFT, K_CHAT } from './msgpeek.mjs';
 
 let C; // config from the parent
 let N = 0;
@@ -35,7 +35,7 @@ const W = {
   acks: { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 },
   // errors without a ref: only ref-less likes get those (chat and pings carry refs)
   unrefErrors: 0,
-  errors: {}, sent: { chat: 0, like: 0, ping: 0 }, closes: {}, other: 0,
+  errors: {}, sent: { chat: 0, like: 0, ping: 0 }, closes: {}, other: 0, membersFrames: 0,
 };
 const lat = new Hist(); // per message, sampled members
 const frameLat = new Hist(); // per frame: its oldest message, every member
@@ -129,7 +129,8 @@ function onPayload(i, buf, s, e, opcode) {
       rtt.record(curNow - at);
       pingSent.delete(R.ref);
     }
-  } else W.other++;
+  } else if (op === OP_MEMBERS) W.membersFrames++;
+  else W.other++;
 }
 
 function onSio(i, buf, s, e) {
@@ -512,7 +513,7 @@ function windowStats(reset) {
   };
   if (reset) {
     windowAt = now;
-    for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other']) W[k] = 0;
+    for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other', 'membersFrames']) W[k] = 0;
     W.acks = { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 };
     W.unrefErrors = 0;
     W.errors = {};
