@@ -41,6 +41,7 @@ function runMillion() {
       steadyRate: { type: 'number', default: 0.2, help: 'API messages per second during the steady phase' },
       steadyS: { type: 'number', default: 30, help: 'steady phase seconds' },
       idleS: { type: 'number', default: 0, help: 'idle measurement seconds (server CPU, Redis ops/s); 0 = one keep-alive ping period (idle timeout - 16 s): each member is pinged once in it, at every size' },
+      redisNice: { type: 'number', default: -10, help: "redis-server's nice (negative: scheduled ahead of the ~100 server and generator processes, as on a Redis host of its own; needs root; 0 = as they are)" },
       idleTimeoutSec: { type: 'number', default: 0, help: "the server's --idle-timeout-sec (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s" },
       reachTimeoutS: { type: 'number', default: 0, help: 'longest wait for one probe to be accepted and reach everyone (0 = 60 + members/2500)' },
       connectTimeoutS: { type: 'number', default: 0, help: 'longest connect phase (0 = 600 + members/250)' },
@@ -353,7 +354,7 @@ function runMillion() {
       { members: f.members, perProcess: Math.max(perGen, Math.ceil(perWorker * 1.1)), processes: workers + gens + 4, addrs: addrs.length },
       { strict: !f.skipChecks },
     );
-    const redis = await launchRedis();
+    const redis = await launchRedis({ nice: f.redisNice });
     const target = await startTarget('roomcast', {
       workers,
       redisUrl: redis.url,
@@ -363,7 +364,7 @@ function runMillion() {
     });
     const sender = new Sender();
     await sender.start({ host: target.urls[0].host, port: target.urls[0].port, apiKey: target.apiKey, rooms: [ROOM], rate: 0, kinds: ['system'], priority: 'high' });
-    const result = { workers, idleTimeoutSec, idleS, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
+    const result = { workers, idleTimeoutSec, idleS, redisNice: redis.nice, timeouts: { connectS: connectTimeoutS, reachS: reachTimeoutS, stallS: f.stallS, askS: f.askTimeoutS }, checks };
     if (f.baselineMembers > 0) result.baseline = await phase('baseline', target, redis, sender, f.baselineMembers, 1, addrs.slice(0, 2), Math.min(20, idleS));
     result.full = await phase('full', target, redis, sender, f.members, gens, addrs, idleS);
     if (result.baseline?.steady && result.full.steady) {
