@@ -92,6 +92,32 @@ describe('RedisStreamsBus under a starved scheduler', () => {
     }
   });
 
+  it('a Redis frozen past the patient bound: member counts wait it out and log nothing', async () => {
+    const errors: BusOp[] = [];
+    // patient bound 600 ms; the connection's last resort 1,200 ms
+    const o = { commandTimeoutMs: 100, maxCommandTimeoutMs: 300 };
+    const bus = makeBus('starved4', errors, o);
+    const peer = makeBus('starved4', errors, o);
+    await bus.start(new Recorder());
+    await peer.start(new Recorder());
+    try {
+      bus.reportMembers(new Map([['r', 1]]));
+      await until(() => peer.members('r') === 1, "the peer's view of the count");
+      redis.pause();
+      try {
+        bus.reportMembers(new Map([['r', 2]])); // a count write, and heartbeats, in the freeze
+        await sleep(900);
+      } finally {
+        redis.resume();
+      }
+      await until(() => peer.members('r') === 2, "the peer's view after the freeze");
+      expect(errors).toEqual([]);
+    } finally {
+      await bus.close();
+      await peer.close();
+    }
+  });
+
   it('a frozen Redis: reads and counts wait it out, a late append fails once and is never resent', async () => {
     const errors: BusOp[] = [];
     const follower = makeBus('starved2', errors);

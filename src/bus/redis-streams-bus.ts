@@ -41,10 +41,11 @@ export interface RedisStreamsBusOptions {
   commandTimeoutMs?: number;
   /**
    * The adaptive append timeout's ceiling, and the timeout of the commands that are safe to
-   * wait out (heads, ranges, member counts, control commands), which grows to 2× with slow
-   * round trips; late timers give the lost time back (redis/patience.ts). On the command
-   * connection ioredis' own timer, which is not late-aware, only catches a connection that
-   * stopped answering: 4× this. A blocking read waits this long past its BLOCK. Default 15000.
+   * wait out (heads, ranges, control commands), which grows to 2× with slow round trips; late
+   * timers give the lost time back (redis/patience.ts). On the command connection ioredis' own
+   * timer, which is not late-aware, only catches a connection that stopped answering: 4× this,
+   * which member-count writes wait too. A blocking read waits this long past its BLOCK.
+   * Default 15000.
    */
   maxCommandTimeoutMs?: number;
   /** Cap of the jittered exponential reconnect backoff. Default 2000. */
@@ -86,8 +87,9 @@ export class RedisStreamsBus implements Bus {
     const maxTimeout = Math.max(timeout, o.maxCommandTimeoutMs ?? 15_000);
     const patience = new Patience(timeout, maxTimeout);
     const patient = new Patience(maxTimeout, 2 * maxTimeout);
+    const lastResortMs = 4 * maxTimeout;
     this.conns = new Connections(
-      { target: o.target, commandTimeoutMs: maxTimeout, lastResortMs: 4 * maxTimeout, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
+      { target: o.target, commandTimeoutMs: maxTimeout, lastResortMs, reconnectMaxMs: o.reconnectMaxMs ?? 2000, log: o.log },
       (s) => this.statusChanged(s),
       () => this.events.reconnect(),
     );
@@ -105,7 +107,10 @@ export class RedisStreamsBus implements Bus {
       heartbeatMs: o.heartbeatMs ?? 1000,
       log: o.log,
       onRoundTrip: (ms) => patience.note(ms),
-      patience: patient,
+      // A late count costs only staleness, so it waits as long as the connection's last resort:
+      // on a starved box (Redis waiting on the run queue, a worker blocked in back-to-back
+      // fan-outs) the patient bound turned slowness into logged timeouts (bench/notes/million-curve.md).
+      patience: new Patience(lastResortMs, lastResortMs),
       onError: (err) => {
         this.events.error('heartbeat');
         o.log?.warn({ err, worker: o.workerId }, 'redis bus member count update failed');

@@ -7,8 +7,9 @@
 // are (asking each worker's version apart made W × W commands a second); only a worker whose
 // mark stopped moving is looked at apart, to see whether its hash expired. Idle, Redis work
 // never grows with rooms, members or messages, and a heartbeat takes one round trip.
-// A heartbeat waits for Redis with a patient, late-aware bound (patience.ts): a worker whose
-// loop was starved reads the replies that came meanwhile instead of logging a timeout.
+// A heartbeat waits for Redis as long as the connection's last resort, with a late-aware bound
+// (patience.ts): a worker whose loop was starved reads the replies that came meanwhile, and a
+// slow Redis makes counts stale, not errors.
 import type { Logger } from 'pino';
 import type { Presence } from '../bus.js';
 import type { Keys } from './keys.js';
