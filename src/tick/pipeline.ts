@@ -50,7 +50,7 @@ const BUDGET_IDLE_MS = 10_000;
 /** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
 const MAX_APPENDS_IN_FLIGHT = 2;
 
-/** Resolves on the loop's next turn, after the microtasks queued now (and the I/O ready now). */
+/** Resolves in the loop's check phase: after the microtasks queued now and this poll phase's other I/O. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class TickPipeline {
@@ -76,10 +76,10 @@ export class TickPipeline {
 
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
-   * entries are published on the turn after it completes, once its replies are written. The tick's own work is the synchronous part:
-   * the next tick may start while this append is in flight (at most MAX_APPENDS_IN_FLIGHT;
-   * replies come back in order on the bus connection), so a slow Redis round trip never
-   * stretches the tick; settled() waits for the appends. Other workers' entries never wait
+   * entries are published just after it completes, once its replies are written. The tick's
+   * own work is the synchronous part: the next tick may start while this append is in flight
+   * (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus connection), so a
+   * slow Redis round trip never stretches the tick; settled() waits for the appends. Other workers' entries never wait
    * for it: they go out when the bus read returns them (deliverRead). Chat under review never
    * holds the tick up either: the webhook runs beside the ticks, and what it passes is
    * appended by the tick after its answer.
