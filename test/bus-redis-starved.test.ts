@@ -36,6 +36,17 @@ function makeBus(prefix: string, errors: BusOp[], extra: Partial<RedisStreamsBus
   });
 }
 
+/**
+ * Two started buses on one prefix with short timeouts: appends wait 100–300 ms, heads, ranges
+ * and controls up to 600 ms, the connection's last resort (and member counts) 1,200 ms.
+ */
+async function startShortPair(prefix: string, errors: BusOp[]): Promise<[RedisStreamsBus, RedisStreamsBus]> {
+  const o = { commandTimeoutMs: 100, maxCommandTimeoutMs: 300 };
+  const pair: [RedisStreamsBus, RedisStreamsBus] = [makeBus(prefix, errors, o), makeBus(prefix, errors, o)];
+  for (const bus of pair) await bus.start(new Recorder());
+  return pair;
+}
+
 /** Blocks this process's event loop for `ms` (a starved worker). */
 function stall(ms: number): void {
   const until = performance.now() + ms;
@@ -65,11 +76,7 @@ describe('RedisStreamsBus under a starved scheduler', () => {
 
   it('a stall longer than every timeout: the count writes, reads and appends in flight still succeed', async () => {
     const errors: BusOp[] = [];
-    const o = { commandTimeoutMs: 100, maxCommandTimeoutMs: 300 };
-    const bus = makeBus('starved3', errors, o);
-    const peer = makeBus('starved3', errors, o);
-    await bus.start(new Recorder());
-    await peer.start(new Recorder());
+    const [bus, peer] = await startShortPair('starved3', errors);
     try {
       await bus.append([{ room: 'r', entry: body() }]);
       for (let i = 1; i <= 4; i++) {
@@ -94,12 +101,7 @@ describe('RedisStreamsBus under a starved scheduler', () => {
 
   it('a Redis frozen past the patient bound: member counts wait it out and log nothing', async () => {
     const errors: BusOp[] = [];
-    // patient bound 600 ms; the connection's last resort 1,200 ms
-    const o = { commandTimeoutMs: 100, maxCommandTimeoutMs: 300 };
-    const bus = makeBus('starved4', errors, o);
-    const peer = makeBus('starved4', errors, o);
-    await bus.start(new Recorder());
-    await peer.start(new Recorder());
+    const [bus, peer] = await startShortPair('starved4', errors); // freeze: 900 ms, between 600 and 1,200
     try {
       bus.reportMembers(new Map([['r', 1]]));
       await until(() => peer.members('r') === 1, "the peer's view of the count");
