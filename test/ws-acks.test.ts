@@ -71,6 +71,33 @@ describe('acks', () => {
   });
 });
 
+describe('acks of a steady stream', () => {
+  let node: RoomcastNode;
+  beforeAll(async () => {
+    node = await startTestNode({ tickMs: 50, chatRate: 100, chatBurst: 100 });
+  });
+  afterAll(() => node.stop());
+
+  it('each ride its own batch: the wait timer of one tick never writes the next tick\'s acks alone', async () => {
+    const room = uniq('steady');
+    const { c } = await member(node, uniq('streamer'), room);
+    await sleep(100);
+    const m0 = await metrics(node);
+    // One chat per tick: each tick's acks ride while the previous tick's wait timer is still due.
+    const refs: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      refs.push(nextRef());
+      c.send({ op: 'send', room, kind: 'chat', body: `m${i}`, ref: refs[i] });
+      await sleep(50);
+    }
+    for (const ref of refs) expect(await c.reply(ref)).toMatchObject({ op: 'ack', shown: true });
+    const m1 = await metrics(node);
+    expect(metricValue(m1, 'roomcast_reply_frames_total') - metricValue(m0, 'roomcast_reply_frames_total')).toBe(40);
+    expect(metricValue(m1, 'roomcast_reply_writes_total') - metricValue(m0, 'roomcast_reply_writes_total')).toBe(0);
+    await closeAll(c);
+  });
+});
+
 describe('acks of a member of several rooms', () => {
   let node: RoomcastNode;
   beforeAll(async () => {

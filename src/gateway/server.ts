@@ -297,9 +297,17 @@ export class Gateway implements RoomPublisher {
   private rideTimer: NodeJS.Timeout | undefined;
   private readonly flushRiders = () => {
     this.rideTimer = undefined;
-    const all = this.riding;
-    this.riding = new Map();
-    for (const conns of all.values()) this.flushAll([...conns]);
+    // Written on the next turn, as an append's fan-out is (TickPipeline.tick): a fan-out due on
+    // this turn still takes them with its batch. Riders that come later start a timer of their own.
+    const due = [...this.riding].map(([room, conns]) => [room, [...conns]] as const);
+    setImmediate(() => {
+      for (const [room, conns] of due) {
+        const left = this.riding.get(room);
+        if (left) for (const c of conns) left.delete(c);
+        if (left?.size === 0) this.riding.delete(room);
+        this.flushAll(conns.filter((c) => c.waitsForBatch()));
+      }
+    });
   };
   /** Sockets uWS reported drained, answered after the callback returns (see drainLater). */
   private drainedNow = new Set<SocketConnection>();
@@ -489,6 +497,11 @@ export class Gateway implements RoomPublisher {
     const conns = this.riding.get(room);
     if (!conns) return undefined;
     this.riding.delete(room);
+    if (this.riding.size === 0 && this.rideTimer) {
+      // A timer left from riders gone would cut the wait of the next tick's riders short.
+      clearTimeout(this.rideTimer);
+      this.rideTimer = undefined;
+    }
     let found: SocketConnection[] | undefined;
     for (const c of conns) {
       if (c.ridesWith(room)) (found ??= []).push(c);
