@@ -192,6 +192,25 @@ describe('RedisStreamsBus specifics', () => {
     expect(ten.perBeat).toBeLessThan(two.perBeat + 3);
   });
 
+  it('an unchanged heartbeat only sets the TTL (no transaction); a hash gone between beats is written whole again', async () => {
+    const prefix = nextPrefix();
+    const { bus } = await started(prefix, { workerId: 'steady' });
+    bus.reportMembers(new Map([['a', 3], ['b', 1]]));
+    await until(() => bus.members('a') === 3, 'own count');
+    await sleep(HEARTBEAT_MS * 2);
+    const before = await commandStats(admin);
+    await sleep(HEARTBEAT_MS * 5);
+    const after = await commandStats(admin);
+    const calls = (cmd: string) => (after[cmd] ?? 0) - (before[cmd] ?? 0);
+    expect(calls('pexpire')).toBeGreaterThanOrEqual(4);
+    expect(calls('multi')).toBe(0);
+    expect(calls('hdel') + calls('del')).toBe(0);
+    // Its PEXPIRE answers 0: the next beat writes every count again.
+    await admin.del(`${prefix}:members:{steady}`);
+    await until(async () => (await admin.hget(`${prefix}:members:{steady}`, 'a')) === '3', 'hash written again');
+    expect(await admin.hgetall(`${prefix}:members:{steady}`)).toEqual({ a: '3', b: '1', '#v': expect.any(String) });
+  });
+
   it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
     const prefix = nextPrefix();
     const { bus } = await started(prefix, { workerId: 'solo' });

@@ -126,28 +126,42 @@ export class RedisPresence implements Presence {
     for (const [room, n] of own) if (before?.get(room) !== n) set[room] = n;
     if (before) for (const room of before.keys()) if (!own.has(room)) gone.push(room);
     const changed = before === undefined || gone.length > 0 || Object.keys(set).length > 0;
-    // The hash alone in the transaction (one slot); the shared worker set beside it.
-    const m = this.conn.multi();
-    // First: 0 when the hash vanished (Redis restarted, or the TTL lapsed in an outage).
-    m.pexpire(this.ownKey, hb * 3);
-    if (before === undefined) m.del(this.ownKey);
-    if (gone.length) m.hdel(this.ownKey, ...gone);
     if (changed) this.version++;
     const version = `${this.o.workerId}:${this.version}`;
-    if (changed) m.hset(this.ownKey, { ...set, [VERSION]: version });
-    m.pexpire(this.ownKey, hb * 3);
     const started = performance.now();
     const mark = `${version}|${++this.writes}`;
-    const [res] = await Promise.all([m.exec(), this.conn.hset(this.keys.beats, this.o.workerId, mark), this.conn.pexpire(this.keys.beats, hb * 10)]);
+    const [kept] = await Promise.all([
+      changed ? this.update(before === undefined, gone, set, version) : this.conn.pexpire(this.ownKey, hb * 3),
+      this.conn.hset(this.keys.beats, this.o.workerId, mark),
+      this.conn.pexpire(this.keys.beats, hb * 10),
+    ]);
     this.o.onRoundTrip?.(performance.now() - started);
-    if (!res) throw new Error('member count transaction aborted');
-    for (const [err] of res) if (err) throw err;
-    // The hash vanished under a partial update: write it all again.
-    if (before !== undefined && res[0]?.[1] === 0) {
+    // The hash vanished (Redis restarted, or the TTL lapsed in an outage), under a partial
+    // update or between two beats: write it all again.
+    if (before !== undefined && kept === 0) {
       this.written = undefined;
       return this.write();
     }
     this.written = own;
+  }
+
+  /**
+   * The changed counts in one transaction (the hash alone: one slot). Resolves with the first
+   * PEXPIRE's answer, 0 when the hash had vanished. An unchanged beat only sets the TTL: one
+   * command, not a transaction of four (most of an idle worker's Redis work).
+   */
+  private async update(fresh: boolean, gone: string[], set: Record<string, number>, version: string): Promise<number> {
+    const ttl = this.o.heartbeatMs * 3;
+    const m = this.conn.multi();
+    m.pexpire(this.ownKey, ttl);
+    if (fresh) m.del(this.ownKey);
+    if (gone.length) m.hdel(this.ownKey, ...gone);
+    m.hset(this.ownKey, { ...set, [VERSION]: version });
+    m.pexpire(this.ownKey, ttl);
+    const res = await m.exec();
+    if (!res) throw new Error('member count transaction aborted');
+    for (const [err] of res) if (err) throw err;
+    return res[0]![1] as number;
   }
 
   /**
