@@ -384,10 +384,15 @@ function runMillion() {
       probes: (x.probes ?? []).filter((p) => p.complete).length,
       probesOk: (x.probes ?? []).length >= 3 && x.probes.every((p) => p.complete),
       steady: !!x.steady,
+      // Every steady POST answered 202 in time, and every member still connected at the end:
+      // a member the server dropped (its pong stuck behind frames it had not read) is not a gap.
+      steadyAnswered: !!x.steady && x.steady.posts.ok === x.steady.posts.sent,
+      stillOpen: x.tail ? x.tail.notOpen === 0 : false,
       zeroGaps: !!x.zeroGaps,
       redisTimeouts: result.serverLog?.redisTimeouts ?? null,
     };
-    result.clean.ok = result.clean.allConnected && result.clean.probesOk && result.clean.steady && result.clean.zeroGaps && result.clean.redisTimeouts === 0;
+    const c = result.clean;
+    c.ok = c.allConnected && c.probesOk && c.steady && c.steadyAnswered && c.stillOpen && c.zeroGaps && c.redisTimeouts === 0;
     log(`clean run: ${JSON.stringify(result.clean)}`);
     const file = writeResult('million', { flags: f, command: commandLine('million'), result });
     log(`results: ${file}`);

@@ -324,7 +324,14 @@ function million(r) {
     out.push(table(['phase', 'probe', 'reached', '503s ridden out', 'total ms', 'server ms (post→append + append→written)', 'generator ms', 'slowest worker fan-out ms', 'µs per write (CPU / wall)', 'write bound ms', 'workers measured'], rows));
   }
   if (x.redisVsBaseline) out.push(`\nRedis ops/s, full / ${fmt(x.baseline.members)}-member case on the same ${x.workers} workers: idle ${ratio(x.redisVsBaseline.idle)}, steady ${ratio(x.redisVsBaseline.steady)}.`);
-  if (x.clean) out.push(`\nClean run: every member connected ${x.clean.allConnected ? 'yes' : 'no'}; probes reaching everyone after the connect phase ${x.clean.probes}; steady phase ${x.clean.steady ? 'yes' : 'no'}; zero seq gaps ${x.clean.zeroGaps ? 'yes' : 'no'}; Redis timeouts logged ${x.clean.redisTimeouts ?? '?'}; bus errors ${x.full?.busErrors?.total ?? '?'} → **${x.clean.ok ? 'clean' : 'not clean'}**.`);
+  if (x.clean) {
+    // Files written before the steady POSTs and the members still open were checked: derived here.
+    const posts = x.full?.steady?.posts;
+    const answered = x.clean.steadyAnswered ?? (posts ? posts.ok === posts.sent : false);
+    const dropped = x.full?.tail?.notOpen;
+    const ok = x.clean.ok && answered && dropped === 0;
+    out.push(`\nClean run: every member connected ${x.clean.allConnected ? 'yes' : 'no'}; probes reaching everyone after the connect phase ${x.clean.probes}; steady phase ${x.clean.steady ? 'yes' : 'no'}, its POSTs answered ${posts ? `${posts.ok}/${posts.sent}` : '?'}; members dropped by the end ${dropped === undefined ? '?' : fmt(dropped)}; zero seq gaps ${x.clean.zeroGaps ? 'yes' : 'no'}; Redis timeouts logged ${x.clean.redisTimeouts ?? '?'}; bus errors ${x.full?.busErrors?.total ?? '?'} → **${ok ? 'clean' : 'not clean'}**.`);
+  }
   const failed = (x.checks ?? []).filter((c) => c.level !== 'ok');
   if (failed.length) out.push(`\nLimit checks not met at run time: ${failed.map((c) => `${c.name} (${c.have})`).join('; ')}.`);
   return out.join('\n');
