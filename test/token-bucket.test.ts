@@ -35,6 +35,31 @@ describe('RateLimiter', () => {
     l.sweep();
     expect(l.take('a')).toBe(0);
   });
+
+  it('gives the whole burst at a rate that does not divide a second, at an epoch-sized clock', () => {
+    let now = 1_765_000_000_000;
+    const l = new RateLimiter({ rate: 7, burst: 3 }, () => now); // 142.857… ms per token
+    expect([l.take('u'), l.take('u'), l.take('u')]).toEqual([0, 0, 0]);
+    expect(l.take('u')).toBe(143);
+    now += 143;
+    expect([l.take('u'), l.take('u') > 0]).toEqual([0, true]);
+  });
+
+  it('holds a key only until its bucket is full again: the sweep drops it from then on', () => {
+    let now = 1_765_000_000_000;
+    const l = new RateLimiter({ rate: 1, burst: 4 }, () => now);
+    expect(l.take('once')).toBe(0); // 3 of 4 left: full again 1 s later
+    expect([l.take('twice'), l.take('twice')]).toEqual([0, 0]);
+    now += 999;
+    l.sweep();
+    expect(l.size).toBe(2);
+    now += 1;
+    l.sweep();
+    expect(l.size).toBe(1); // 'twice' lacks another second
+    now += 1000;
+    l.sweep();
+    expect(l.size).toBe(0);
+  });
 });
 
 describe('Deadlines', () => {

@@ -30,11 +30,6 @@ export class TokenBucket {
   spend(n: number): void {
     this.tokens -= n;
   }
-
-  /** ms since the last refill. */
-  idleFor(now: number): number {
-    return now - this.at;
-  }
 }
 
 export interface BucketSpec {
@@ -43,9 +38,16 @@ export interface BucketSpec {
   burst: number;
 }
 
-/** One bucket per key (user, IP, room), created full on first use. */
+/**
+ * One bucket per key (user, IP, room), full until first used. A key holds one number, not a
+ * TokenBucket: the time its bucket is full again (the tokens it lacks, drained at the rate).
+ * Every member holds a join bucket for a while after connecting, and an object with two heap
+ * numbers was ~70 bytes per member.
+ */
+const TOKEN_SLACK = 1e-6;
+
 export class RateLimiter {
-  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly fullAt = new Map<string, number>();
 
   constructor(
     private readonly spec: BucketSpec,
@@ -59,21 +61,25 @@ export class RateLimiter {
    */
   take(key: string, share = 1): number {
     const t = this.now();
+    const rate = this.spec.rate * share;
     const capacity = Math.max(1, this.spec.burst * share);
-    let b = this.buckets.get(key);
-    if (!b) this.buckets.set(key, (b = new TokenBucket(capacity, t)));
-    return b.take(t, this.spec.rate * share, capacity);
+    const full = Math.max(t, this.fullAt.get(key) ?? t);
+    const tokens = capacity - ((full - t) / 1000) * rate;
+    // The slack absorbs float error: the tokens are computed from a time difference, and the
+    // burst's last token (e.g. 3 - 3 × 333.33 ms × 3/s) must not come out a hair under one.
+    if (tokens < 1 - TOKEN_SLACK) return Math.ceil(((1 - tokens) / rate) * 1000);
+    this.fullAt.set(key, full + 1000 / rate);
+    return 0;
   }
 
   /** Keys with a bucket (not yet swept as full). */
   get size(): number {
-    return this.buckets.size;
+    return this.fullAt.size;
   }
 
   /** Drops buckets that have refilled completely; they carry no state worth keeping. */
   sweep(): void {
     const t = this.now();
-    const fullAfterMs = (this.spec.burst / this.spec.rate) * 1000;
-    for (const [k, b] of this.buckets) if (b.idleFor(t) > fullAfterMs) this.buckets.delete(k);
+    for (const [k, full] of this.fullAt) if (full <= t) this.fullAt.delete(k);
   }
 }
