@@ -16,7 +16,7 @@ import { localUsers } from '../src/engine/users.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 import { CLOSE } from '../src/protocol/errors.js';
 import type { ServerOp } from '../src/protocol/ops.js';
-import type { Connection } from '../src/rooms/connection.js';
+import type { ConnState, Connection } from '../src/rooms/connection.js';
 import { Membership } from '../src/rooms/membership.js';
 import { Moderation } from '../src/rooms/moderation.js';
 import { RoomSet } from '../src/rooms/room-set.js';
@@ -26,6 +26,7 @@ const ROOM = 'stage';
 
 class RecordingConn implements Connection {
   readonly compress = false;
+  session: ConnState | undefined = undefined;
   readonly rooms = new RoomSet();
   readonly sent: ServerOp[] = [];
   readonly closes: number[] = [];

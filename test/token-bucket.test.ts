@@ -1,7 +1,13 @@
 // The one token bucket (src/util/token-bucket.ts) and the per-worker deadline wheel, on a fake clock.
 import { describe, expect, it } from 'vitest';
 import { RateLimiter, TokenBucket } from '../src/util/token-bucket.js';
-import { Deadlines } from '../src/engine/deadlines.js';
+import { Deadlines, type SlotAccess } from '../src/engine/deadlines.js';
+
+/** The items' slots in a map, as the wheel kept them before they moved onto the connections. */
+function mapSlots(): SlotAccess<string> {
+  const m = new Map<string, number>();
+  return { get: (k) => m.get(k), set: (k, slot) => void (slot === undefined ? m.delete(k) : m.set(k, slot)) };
+}
 
 describe('TokenBucket', () => {
   it('starts with what it is given, refills at rate up to capacity, and says how long to wait', () => {
@@ -64,7 +70,7 @@ describe('RateLimiter', () => {
 
 describe('Deadlines', () => {
   it('fires each item once, on the first walk at or after its deadline; rescheduling and deleting move it', () => {
-    const d = new Deadlines<string>(250, 0);
+    const d = new Deadlines<string>(250, 0, mapSlots());
     d.set('a', 100);
     d.set('b', 600);
     d.set('c', 600);
@@ -83,7 +89,7 @@ describe('Deadlines', () => {
 
   it('gives the same answers at an epoch-sized clock (slots count from the wheel\'s start)', () => {
     const t0 = 1_765_000_000_123; // ms since the epoch: slot numbers past the small-integer range
-    const d = new Deadlines<string>(250, t0);
+    const d = new Deadlines<string>(250, t0, mapSlots());
     expect(d.nextDueMs()).toBeUndefined();
     d.set('a', t0 + 100);
     d.set('b', t0 + 600);

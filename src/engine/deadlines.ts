@@ -5,6 +5,12 @@
 /** Up to this many pending slots, the next due one is found by a scan; beyond, every slot is walked. */
 const SCAN_LIMIT = 1024;
 
+/** Where an item keeps its slot number: on the item itself, not in a map of the wheel's. */
+export interface SlotAccess<T> {
+  get(item: T): number | undefined;
+  set(item: T, slot: number | undefined): void;
+}
+
 export class Deadlines<T> {
   /**
    * Slot numbers count from the wheel's start: small integers stay unboxed in the maps, where
@@ -13,13 +19,14 @@ export class Deadlines<T> {
   private readonly origin: number;
   /** slot number -> items due in it */
   private readonly slots = new Map<number, Set<T>>();
-  private readonly slotOf = new Map<T, number>();
+  private pending = 0;
   /** The last slot walked. */
   private walked = 0;
 
   constructor(
     private readonly slotMs: number,
     now: number,
+    private readonly slotOf: SlotAccess<T>,
   ) {
     this.origin = Math.floor(now / slotMs);
   }
@@ -33,12 +40,14 @@ export class Deadlines<T> {
     if (!set) this.slots.set(slot, (set = new Set()));
     set.add(item);
     this.slotOf.set(item, slot);
+    this.pending++;
   }
 
   delete(item: T): void {
     const slot = this.slotOf.get(item);
     if (slot === undefined) return;
-    this.slotOf.delete(item);
+    this.slotOf.set(item, undefined);
+    this.pending--;
     const set = this.slots.get(slot);
     set?.delete(item);
     if (set?.size === 0) this.slots.delete(slot);
@@ -59,7 +68,7 @@ export class Deadlines<T> {
   }
 
   get size(): number {
-    return this.slotOf.size;
+    return this.pending;
   }
 
   /**
@@ -84,7 +93,8 @@ export class Deadlines<T> {
     if (!set) return;
     this.slots.delete(slot);
     for (const item of set) {
-      this.slotOf.delete(item);
+      this.slotOf.set(item, undefined);
+      this.pending--;
       out.push(item);
     }
   }

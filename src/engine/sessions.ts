@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import type { ClientOp } from '../protocol/ops.js';
-import type { Connection } from '../rooms/connection.js';
+import { ConnState, type Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { Moderation } from '../rooms/moderation.js';
 import type { Rooms } from './rooms.js';
@@ -34,16 +34,7 @@ export interface Refusal {
   message: string;
 }
 
-/** Per-connection engine state, one fixed-shape object: open or not, and the bad frames of the current window (ingress counts them). */
-export class ConnState {
-  badFrames = 0;
-  open = true;
-  constructor(public badSince: number) {}
-}
-
 export class Sessions {
-  private readonly state = new WeakMap<Connection, ConnState>();
-
   constructor(private readonly o: SessionsOptions) {}
 
   /** Refuses an upgrade before a socket exists: a banned user, or one over its connection cap. */
@@ -57,7 +48,7 @@ export class Sessions {
 
   /** A new connection: registered, counted, welcomed. */
   open(c: Connection): void {
-    this.state.set(c, new ConnState(this.o.now()));
+    c.session = new ConnState(this.o.now());
     this.o.membership.addConnection(c);
     if (!c.creds.guest) this.o.users.opened(c.creds.uid);
     this.o.expiry.schedule(c);
@@ -66,7 +57,7 @@ export class Sessions {
   }
 
   closed(c: Connection): void {
-    const st = this.state.get(c);
+    const st = c.session;
     if (!st?.open) return;
     st.open = false;
     this.o.expiry.forget(c);
@@ -78,11 +69,11 @@ export class Sessions {
 
   /** The connection's state (undefined before open). */
   stateOf(c: Connection): ConnState | undefined {
-    return this.state.get(c);
+    return c.session;
   }
 
   isOpen(c: Connection): boolean {
-    return this.state.get(c)?.open === true;
+    return c.session?.open === true;
   }
 
   /**

@@ -24,7 +24,13 @@ export class TokenExpiry {
   constructor(
     private readonly o: { graceSec: number; metrics: Metrics; now: () => number },
   ) {
-    this.deadlines = new Deadlines(SLOT_MS, o.now());
+    // The slot lives on the connection's engine state (set at open, before any schedule()).
+    this.deadlines = new Deadlines<Connection>(SLOT_MS, o.now(), {
+      get: (c) => c.session?.deadlineSlot,
+      set: (c, slot) => {
+        if (c.session) c.session.deadlineSlot = slot;
+      },
+    });
   }
 
   /** The connection's next token deadline (after open or a refresh): the hint, else the close. */

@@ -8,7 +8,7 @@ import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
-import type { Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import type { ConnState, Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { RoomSet } from '../rooms/room-set.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
@@ -96,6 +96,7 @@ class Backlog {
 
 class SocketConnection implements Connection {
   readonly rooms = new RoomSet();
+  session: ConnState | undefined = undefined;
   closed = false;
   /** Replies not written yet (one frame, or several), in order. */
   private held: Uint8Array | Uint8Array[] | undefined;

@@ -3,8 +3,23 @@ import type { Credentials } from '../auth/tokens.js';
 import type { ServerOp } from '../protocol/ops.js';
 import type { RoomSet } from './room-set.js';
 
+/**
+ * Per-connection engine state, one fixed-shape object kept on the connection itself (a WeakMap
+ * entry per socket cost ~26 bytes): open or not, the bad frames of the current window (ingress
+ * counts them), and the slot of its next token deadline (engine/deadlines.ts; a Map entry per
+ * socket cost ~46 bytes).
+ */
+export class ConnState {
+  badFrames = 0;
+  open = true;
+  deadlineSlot: number | undefined = undefined;
+  constructor(public badSince: number) {}
+}
+
 export interface Connection {
   readonly sid: string;
+  /** Set by the engine when the connection opens (Sessions). */
+  session: ConnState | undefined;
   /** Replaced by a successful `refresh`. */
   creds: Credentials;
   /** Asked for compressed (`z`) frames. */
