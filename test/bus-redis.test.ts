@@ -192,12 +192,18 @@ describe('RedisStreamsBus specifics', () => {
     expect(ten.perBeat).toBeLessThan(two.perBeat + 3);
   });
 
-  it('an unchanged heartbeat only sets the TTL (no transaction); a hash gone between beats is written whole again', async () => {
+  /** One worker that reported `counts` and has written them (two heartbeats later). */
+  async function reportedCounts(workerId: string, counts: Array<[string, number]>) {
     const prefix = nextPrefix();
-    const { bus } = await started(prefix, { workerId: 'steady' });
-    bus.reportMembers(new Map([['a', 3], ['b', 1]]));
-    await until(() => bus.members('a') === 3, 'own count');
+    const { bus } = await started(prefix, { workerId });
+    bus.reportMembers(new Map(counts));
+    await until(() => bus.members(counts[0]![0]) === counts[0]![1], 'own count');
     await sleep(HEARTBEAT_MS * 2);
+    return { prefix, bus };
+  }
+
+  it('an unchanged heartbeat only sets the TTL (no transaction); a hash gone between beats is written whole again', async () => {
+    const { prefix } = await reportedCounts('steady', [['a', 3], ['b', 1]]);
     const before = await commandStats(admin);
     await sleep(HEARTBEAT_MS * 5);
     const after = await commandStats(admin);
@@ -212,11 +218,7 @@ describe('RedisStreamsBus specifics', () => {
   });
 
   it('keeps member counts in a per-worker hash that expires without heartbeats', async () => {
-    const prefix = nextPrefix();
-    const { bus } = await started(prefix, { workerId: 'solo' });
-    bus.reportMembers(new Map([['big', 1000], ['small', 1]]));
-    await until(() => bus.members('big') === 1000, 'own count');
-    await sleep(HEARTBEAT_MS * 2);
+    const { prefix, bus } = await reportedCounts('solo', [['big', 1000], ['small', 1]]);
     expect(await admin.hgetall(`${prefix}:members:{solo}`)).toEqual({ big: '1000', small: '1', '#v': expect.any(String) });
     const ttl = await admin.pttl(`${prefix}:members:{solo}`);
     expect(ttl).toBeGreaterThan(0);

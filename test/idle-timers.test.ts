@@ -8,7 +8,7 @@ import { LAG_IDLE_STOP_MS, LoopLag } from '../src/metrics/event-loop.js';
 import { Registry } from 'prom-client';
 import { createMetrics } from '../src/metrics/metrics.js';
 import { SLOT_MS, TokenExpiry } from '../src/engine/token-expiry.js';
-import type { Connection } from '../src/rooms/connection.js';
+import { ConnState, type Connection } from '../src/rooms/connection.js';
 
 class Sock {
   reads = 0;
@@ -94,7 +94,8 @@ describe('TokenExpiry', () => {
     expiry.start();
     expect(vi.getTimerCount()).toBe(0);
     const sent: unknown[] = [];
-    const conn = { creds: { expMs: Date.now() + 3_600_000 }, send: (f: unknown) => sent.push(f), close: () => {} } as unknown as Connection;
+    // Opened: Sessions has given it its engine state, where the wheel keeps its slot.
+    const conn = { session: new ConnState(Date.now()), creds: { expMs: Date.now() + 3_600_000 }, send: (f: unknown) => sent.push(f), close: () => {} } as unknown as Connection;
     expiry.schedule(conn);
     expect(vi.getTimerCount()).toBe(1); // one timer, for the `expiring` hint 30 s before exp
     vi.advanceTimersByTime(3_600_000 - 31_000);

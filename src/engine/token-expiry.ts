@@ -27,9 +27,7 @@ export class TokenExpiry {
     // The slot lives on the connection's engine state (set at open, before any schedule()).
     this.deadlines = new Deadlines<Connection>(SLOT_MS, o.now(), {
       get: (c) => c.session?.deadlineSlot,
-      set: (c, slot) => {
-        if (c.session) c.session.deadlineSlot = slot;
-      },
+      set: (c, slot) => void (c.session!.deadlineSlot = slot),
     });
   }
 

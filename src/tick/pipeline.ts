@@ -76,11 +76,12 @@ export class TickPipeline {
 
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
-   * entries are published just after it completes, once its replies are written. The tick's
-   * own work is the synchronous part: the next tick may start while this append is in flight
-   * (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus connection), so a
-   * slow Redis round trip never stretches the tick; settled() waits for the appends. Other workers' entries never wait
-   * for it: they go out when the bus read returns them (deliverRead). Chat under review never
+   * entries are published on the loop turn after it completes, once the replies it resolved are
+   * written. The tick's own work is the synchronous part: the next tick may start while this
+   * append is in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
+   * connection), so a slow Redis round trip never stretches the tick; settled() waits for the
+   * appends. Other workers' entries never wait for it: they go out when the bus read returns
+   * them (deliverRead). Chat under review never
    * holds the tick up either: the webhook runs beside the ticks, and what it passes is
    * appended by the tick after its answer.
    * Returns true when a later tick has work: chat under review, or what the outboxes keep

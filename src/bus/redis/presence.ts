@@ -121,6 +121,7 @@ export class RedisPresence implements Presence {
     const own = this.own;
     const before = this.written;
     const hb = this.o.heartbeatMs;
+    const ttl = hb * 3;
     const set: Record<string, number> = {};
     const gone: string[] = [];
     for (const [room, n] of own) if (before?.get(room) !== n) set[room] = n;
@@ -131,7 +132,7 @@ export class RedisPresence implements Presence {
     const started = performance.now();
     const mark = `${version}|${++this.writes}`;
     const [kept] = await Promise.all([
-      changed ? this.update(before === undefined, gone, set, version) : this.conn.pexpire(this.ownKey, hb * 3),
+      changed ? this.update(before === undefined, gone, set, version, ttl) : this.conn.pexpire(this.ownKey, ttl),
       this.conn.hset(this.keys.beats, this.o.workerId, mark),
       this.conn.pexpire(this.keys.beats, hb * 10),
     ]);
@@ -150,8 +151,7 @@ export class RedisPresence implements Presence {
    * PEXPIRE's answer, 0 when the hash had vanished. An unchanged beat only sets the TTL: one
    * command, not a transaction of four (most of an idle worker's Redis work).
    */
-  private async update(fresh: boolean, gone: string[], set: Record<string, number>, version: string): Promise<number> {
-    const ttl = this.o.heartbeatMs * 3;
+  private async update(fresh: boolean, gone: string[], set: Record<string, number>, version: string, ttl: number): Promise<number> {
     const m = this.conn.multi();
     m.pexpire(this.ownKey, ttl);
     if (fresh) m.del(this.ownKey);
