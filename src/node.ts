@@ -84,6 +84,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     idleTimeoutSec: config.idleTimeoutSec,
     maxBackpressure: config.maxBackpressure,
     compressThreshold: config.compressThreshold,
+    fanoutShardMembers: config.fanoutShardMembers,
     rideMs: () => paceMs(),
     metrics,
     log,

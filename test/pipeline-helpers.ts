@@ -24,10 +24,10 @@ export async function startPipeline(bus: Bus, o: { deliverReads?: boolean } = {}
     bus,
     outboxes,
     publisher: {
-      publish: (_room, plain) => {
+      publish: (_room, plain, _z, done) => {
         const f = decode(plain) as Published;
         published.push({ from: f.from, to: f.to, msgs: f.msgs });
-        return { receivers: 1, bytes: plain.byteLength };
+        done?.({ receivers: 1, bytes: plain.byteLength });
       },
     },
     metrics: createMetrics(new Registry()),

@@ -93,6 +93,12 @@ export const configSchema = z
     history: z.number().int().min(1).default(1000).describe('log entries kept per room for recovery'),
     maxBackpressure: z.number().int().min(1024).default(65536).describe('per-socket send buffer before frames are skipped (bytes)'),
     compressThreshold: z.number().int().min(0).default(1024).describe('z frames only for encoded frames over this size (bytes)'),
+    fanoutShardMembers: z
+      .number()
+      .int()
+      .min(1)
+      .default(2000)
+      .describe("a room's local members per fan-out shard: its frame is written to one shard per event-loop turn"),
     idleTimeoutSec: z.number().int().min(8).max(960).default(120).describe('close sockets silent this long (welcome.hb); uWS pings a silent socket before'),
     membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
     membersPushMaxMs: z

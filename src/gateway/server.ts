@@ -8,7 +8,7 @@ import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
-import type { ConnState, Connection, InitialJoin, RoomPublisher } from '../rooms/connection.js';
+import type { ConnState, Connection, Delivered, InitialJoin, RoomPublisher } from '../rooms/connection.js';
 import { RoomSet } from '../rooms/room-set.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
@@ -16,6 +16,7 @@ import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
 import { SlowWatch } from './slow-watch.js';
+import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from './room-fanout.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
@@ -43,6 +44,8 @@ export interface GatewayOptions {
   idleTimeoutSec: number;
   maxBackpressure: number;
   compressThreshold: number;
+  /** Members per fan-out shard: a room's frame is written to one shard per loop turn. */
+  fanoutShardMembers: number;
   /** How long a reply sent with the next batch may wait for one: the effective tick. */
   rideMs: () => number;
   metrics: Metrics;
@@ -70,7 +73,8 @@ const connOf = (ws: WebSocket<UserData>): SocketConnection | undefined => {
   const c = ws.getUserData().c;
   return c instanceof SocketConnection ? c : undefined;
 };
-const topic = (room: string, compressed: boolean) => (compressed ? 'z' : 'p') + room;
+/** A shard's topic: shard 0 is the room's own (`p<room>`, `z<room>`); `#` never occurs in a room name. */
+const topic = (room: string, compressed: boolean, shard: number) => (compressed ? 'z' : 'p') + room + (shard === 0 ? '' : '#' + shard);
 /** Never published to; see SocketConnection.standAside. Room topics start with `p` or `z`. */
 const ANCHOR_TOPIC = '~';
 const SLOW_SWEEP_MS = 1000;
@@ -94,10 +98,17 @@ class Backlog {
   waiters: Array<{ maxBytes: number; resolve: () => void }> = [];
 }
 
-class SocketConnection implements Connection {
+class SocketConnection implements Connection, ShardMember {
   readonly rooms = new RoomSet();
   session: ConnState | undefined = undefined;
   closed = false;
+  /**
+   * Its fan-out shard in each room it is subscribed to (room-fanout.ts; -1 while it waits for a
+   * pass to end): one room in two fields, a Map only for two or more (RoomSet's reasoning).
+   */
+  private subRoom: string | undefined;
+  private subShard = 0;
+  private subMore: Map<string, number> | undefined;
   /** Replies not written yet (one frame, or several), in order. */
   private held: Uint8Array | Uint8Array[] | undefined;
   /** What the held replies wait for: nothing held, the next fan-out, or this turn's end. */
@@ -191,42 +202,93 @@ class SocketConnection implements Connection {
   }
 
   subscribe(room: string): void {
-    if (this.closed) return;
-    this.ws.subscribe(topic(room, this.compress));
+    if (this.closed || this.shardIn(room) !== undefined) return;
+    const shard = this.gw.fanoutFor(room).join(this);
+    this.setShard(room, shard);
+    if (shard >= 0) this.ws.subscribe(topic(room, this.compress, shard));
+  }
+
+  enterShard(room: string, shard: number): void {
+    this.setShard(room, shard);
+    this.ws.subscribe(topic(room, this.compress, shard));
   }
 
   unsubscribe(room: string): void {
-    if (this.closed) return;
-    this.ws.unsubscribe(topic(room, this.compress));
+    const shard = this.shardIn(room);
+    if (this.closed || shard === undefined) return;
+    this.dropShard(room);
+    if (shard < 0) return; // still waiting: the fan-out skips it
+    this.ws.unsubscribe(topic(room, this.compress, shard));
+    this.gw.fanoutFor(room).left(shard);
+  }
+
+  /** Closed: uWS took it out of its topics; the fan-outs still count it. */
+  leaveShards(): void {
+    if (this.subMore !== undefined) for (const [room, shard] of this.subMore) this.gw.fanoutFor(room).left(shard);
+    else if (this.subRoom !== undefined) this.gw.fanoutFor(this.subRoom).left(this.subShard);
+    this.subRoom = undefined;
+    this.subMore = undefined;
+  }
+
+  shardIn(room: string): number | undefined {
+    if (this.subMore !== undefined) return this.subMore.get(room);
+    return this.subRoom === room ? this.subShard : undefined;
+  }
+
+  private setShard(room: string, shard: number): void {
+    if (this.subMore !== undefined) this.subMore.set(room, shard);
+    else if (this.subRoom === undefined || this.subRoom === room) {
+      this.subRoom = room;
+      this.subShard = shard;
+    } else {
+      this.subMore = new Map([[this.subRoom, this.subShard], [room, shard]]);
+      this.subRoom = undefined;
+    }
+  }
+
+  private dropShard(room: string): void {
+    const more = this.subMore;
+    if (more === undefined) {
+      if (this.subRoom === room) this.subRoom = undefined;
+      return;
+    }
+    more.delete(room);
+    if (more.size > 1) return;
+    this.subMore = undefined;
+    for (const [r, shard] of more) {
+      this.subRoom = r;
+      this.subShard = shard;
+    }
   }
 
   /**
    * Out of the room's topic for one publish. uWS frees a socket's subscriber, and drops what
    * it had pending, when it leaves its last topic: the anchor topic keeps it meanwhile.
    */
-  standAside(room: string): void {
+  standAside(room: string, shard: number): void {
     this.ws.subscribe(ANCHOR_TOPIC);
-    this.ws.unsubscribe(topic(room, this.compress));
+    this.ws.unsubscribe(topic(room, this.compress, shard));
   }
 
-  rejoin(room: string): void {
+  rejoin(room: string, shard: number): void {
     if (this.closed) return;
-    this.ws.subscribe(topic(room, this.compress));
+    this.ws.subscribe(topic(room, this.compress, shard));
     this.ws.unsubscribe(ANCHOR_TOPIC);
   }
 
   /** Holds replies for the next fan-out, and `room`'s would be one. */
   ridesWith(room: string): boolean {
-    // Subscribed, not just in the room: a joiner gets its replay before any batch.
-    return this.waits === Wait.Batch && this.subscribed(room);
+    // In a shard, not just in the room: a joiner gets its replay before any batch.
+    return this.waits === Wait.Batch && !this.closed && (this.shardIn(room) ?? -1) >= 0;
   }
 
   waitsForBatch(): boolean {
     return this.waits === Wait.Batch && !this.closed;
   }
 
+  /** Gets the room's frames: in a shard, or waiting for one (it gets every frame not yet in hand). */
   subscribed(room: string): boolean {
-    return !this.closed && this.ws.isSubscribed(topic(room, this.compress));
+    return !this.closed && this.shardIn(room) !== undefined;
   }
 
   drained(maxBytes: number): Promise<void> {
@@ -267,7 +329,7 @@ class SocketConnection implements Connection {
   }
 }
 
-export class Gateway implements RoomPublisher {
+export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   readonly app: TemplatedApp;
   readonly metrics: Metrics;
   readonly compressThreshold: number;
@@ -275,6 +337,8 @@ export class Gateway implements RoomPublisher {
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
   private readonly sockets = new Set<SocketConnection>();
+  /** Rooms with local subscribers, or frames still being written. */
+  private readonly fanouts = new Map<string, RoomFanout<SocketConnection>>();
   /** Drop candidates: sockets seen with a backlog (at a sweep or a drain) lately. */
   private readonly slow = new SlowWatch<SocketConnection>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -374,6 +438,7 @@ export class Gateway implements RoomPublisher {
         if (!conn) return;
         this.metrics.disconnects.inc({ code: closeCodeLabel(code) });
         conn.closed = true;
+        conn.leaveShards();
         conn.onDrain();
         this.sockets.delete(conn);
         this.slow.forget(conn);
@@ -494,7 +559,7 @@ export class Gateway implements RoomPublisher {
    * Takes `room`'s riders that still hold replies and get its frames. One that holds replies
    * but no longer gets them (it left the room, or is replaying it again) writes them now.
    */
-  private takeRiders(room: string): SocketConnection[] | undefined {
+  takeRiders(room: string): SocketConnection[] | undefined {
     const conns = this.riding.get(room);
     if (!conns) return undefined;
     this.riding.delete(room);
@@ -527,28 +592,55 @@ export class Gateway implements RoomPublisher {
 
   // ---- RoomPublisher ----
 
-  publish(room: string, plain: Uint8Array, z?: Uint8Array): { receivers: number; bytes: number } {
-    const p = topic(room, false);
-    const c = topic(room, true);
+  /** Queued behind the room's frames in hand, and written one shard per loop turn (room-fanout.ts). */
+  publish(room: string, plain: Uint8Array, z?: Uint8Array, done?: (d: Delivered) => void): void {
+    const f = this.fanouts.get(room);
+    if (f) f.publish({ plain, z, done });
+    else done?.({ receivers: 0, bytes: 0 });
+  }
+
+  fanoutFor(room: string): RoomFanout<SocketConnection> {
+    let f = this.fanouts.get(room);
+    if (!f) this.fanouts.set(room, (f = new RoomFanout(room, this, this.o.fanoutShardMembers)));
+    return f;
+  }
+
+  // ---- ShardHost ----
+
+  publishShard(room: string, shard: number, frame: FanoutFrame, riders: readonly SocketConnection[] | undefined): Delivered {
+    const { plain } = frame;
+    const z = frame.z ?? plain;
+    const p = topic(room, false, shard);
+    const c = topic(room, true, shard);
     const np = this.app.numSubscribers(p);
     const nc = this.app.numSubscribers(c);
-    const [dp, dc] = this.skips(room);
-    if (np + nc > 0) this.wrote();
-    // Sockets holding acks get this frame with them in one write, kept out of the publish.
-    const riders = np + nc > 0 ? this.takeRiders(room) : undefined;
-    if (riders) for (const r of riders) r.standAside(room);
+    if (np + nc === 0) return { receivers: 0, bytes: 0 };
+    const [dp, dc] = this.skips(room, shard);
+    this.wrote();
+    // Sockets holding acks get this frame with them in one write, kept out of the publish; one
+    // that left the room since the pass began writes them now.
+    let riding: SocketConnection[] | undefined;
+    for (const r of riders ?? []) {
+      if (r.ridesWith(room)) (riding ??= []).push(r);
+      else if (r.waitsForBatch()) this.flushAll([r]);
+    }
+    if (riding) for (const r of riding) r.standAside(room, shard);
     if (np > 0) this.app.publish(p, plain, true);
-    if (nc > 0) this.app.publish(c, z ?? plain, true);
-    if (riders) {
+    if (nc > 0) this.app.publish(c, z, true);
+    if (riding) {
       let frames = 0;
-      for (const r of riders) {
-        frames += r.flushWith(r.compress ? (z ?? plain) : plain);
-        r.rejoin(room);
+      for (const r of riding) {
+        frames += r.flushWith(r.compress ? z : plain);
+        r.rejoin(room, shard);
       }
       this.metrics.replyFrames.inc(frames); // no writes of their own: they went with the batch
     }
     // What was written: uWS skipped the sockets counted in `skips`.
-    return { receivers: np - dp + nc - dc, bytes: (np - dp) * plain.byteLength + (nc - dc) * (z ?? plain).byteLength };
+    return { receivers: np - dp + nc - dc, bytes: (np - dp) * plain.byteLength + (nc - dc) * z.byteLength };
+  }
+
+  idle(room: string): void {
+    this.fanouts.delete(room);
   }
 
   /**
@@ -560,11 +652,11 @@ export class Gateway implements RoomPublisher {
    * Missed: skips of a socket never seen slow before, within the second its first backlog
    * builds up without a drain.
    */
-  private skips(room: string): [number, number] {
+  private skips(room: string, shard: number): [number, number] {
     let plain = 0;
     let compressed = 0;
     for (const s of this.slow.candidates()) {
-      if (!s.subscribed(room) || s.bufferedAmount() <= this.o.maxBackpressure) continue;
+      if (s.closed || s.shardIn(room) !== shard || s.bufferedAmount() <= this.o.maxBackpressure) continue;
       if (s.compress) compressed++;
       else plain++;
     }

@@ -44,10 +44,20 @@ export interface Connection {
   close(code: number, reason: string): void;
 }
 
-/** Fan-out of one encoded frame to every local member of a room (uWS publish). */
+/** What one frame's fan-out wrote. */
+export interface Delivered {
+  /** Sockets it was written to (uWS skips those over maxBackpressure). */
+  receivers: number;
+  bytes: number;
+}
+
+/**
+ * Fan-out of one encoded frame to every local member of a room (uWS publish). A room's frames
+ * go out in order; a big room's are written over several loop turns, so `done` may come later.
+ */
 export interface RoomPublisher {
   /** `z` is the compressed variant for members that asked for it (absent: they get `plain`). */
-  publish(room: string, plain: Uint8Array, z?: Uint8Array): { receivers: number; bytes: number };
+  publish(room: string, plain: Uint8Array, z?: Uint8Array, done?: (d: Delivered) => void): void;
 }
 
 /** The join requested in the upgrade's query string (`room`, `since`, `epoch`, `last`), unvalidated. */

@@ -2,7 +2,10 @@
 // log entry per room to the bus in one round trip, replying to senders when the append
 // resolves; (2) what the bus delivers for each followed room is spliced from the entries'
 // bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish: this
-// worker's own entries right after their append, other workers' as each bus read returns.
+// worker's own entries right after their append, other workers' as each bus read returns. A big
+// room's frame is written over several loop turns (gateway/room-fanout.ts); the room's next frame
+// waits for it and takes everything delivered meanwhile: the pass can't finish in a tick, so
+// the room's tick stretches to the pass.
 import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
@@ -46,6 +49,17 @@ interface Inbox {
   entries: LogEntry[];
 }
 
+/** Fan-out time: from a first frame handed to publish until no pass is left unwritten. */
+interface Fanning {
+  started: number;
+  cpu: NodeJS.CpuUsage;
+  /** When the first frame's entries were in hand, and the oldest entry's append. */
+  inHand: number;
+  appended: number;
+  /** Passes not written yet (plus one while a deliver step is publishing). */
+  passes: number;
+}
+
 const BUDGET_IDLE_MS = 10_000;
 /** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
 const MAX_APPENDS_IN_FLIGHT = 2;
@@ -57,6 +71,9 @@ export class TickPipeline {
   private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
   private inbox = new Map<string, Inbox>();
   private readonly delivered = new Map<string, RoomHead>();
+  /** Rooms whose last frame is still being written: their entries wait in the inbox and merge. */
+  private readonly passing = new Set<string>();
+  private fanning: Fanning | undefined;
   /** Chat waiting for the next webhook call, the call in flight, and what it let through. */
   private underReview: Candidate[] = [];
   private reviewing: Promise<void> | undefined;
@@ -114,9 +131,10 @@ export class TickPipeline {
     return ms;
   }
 
-  /** Resolves when the appends in flight have completed and their entries are published. */
+  /** Resolves when the appends in flight have completed and their entries are written. */
   async settled(): Promise<void> {
     await Promise.all(this.appending);
+    while (this.passing.size > 0) await nextTurn();
   }
 
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
@@ -321,18 +339,21 @@ export class TickPipeline {
     const inbox = this.inbox;
     this.inbox = new Map();
     const t = this.now();
-    // Timed only when something is published: an idle deliver costs no clock or rusage call.
-    let step: { started: number; cpu: NodeJS.CpuUsage; appended: number } | undefined;
+    // Held while this step publishes: its one-shard rooms are written together, timed as one.
+    let step: Fanning | undefined;
     for (const [room, box] of inbox) {
       const last = this.delivered.get(room);
       if (!last) continue;
+      if (this.passing.has(room)) {
+        this.inbox.set(room, box); // published with what comes next, once the pass in hand is done
+        continue;
+      }
       // Drop anything already delivered (a re-read after a reconnect to the bus).
       const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
-      step ??= { started: performance.now(), cpu: process.cpuUsage(), appended: Infinity };
+      step ??= this.passStarted(t, fresh[0]!.ts);
       try {
         this.publishBatch(room, box.epoch, fresh, t);
-        step.appended = Math.min(step.appended, fresh[0]!.ts);
       } catch (err) {
         // Only unencodable input gets here (the API bounds depth and size); the members see
         // the seq gap, and one room's bad entry never stops the other rooms' delivery.
@@ -342,50 +363,71 @@ export class TickPipeline {
       this.recent.add(room, box.epoch, fresh);
       this.delivered.set(room, { epoch: box.epoch, seq: fresh[fresh.length - 1]!.seq });
     }
-    if (step && step.appended !== Infinity) {
-      const { started, cpu, appended } = step;
-      setImmediate(() => this.written(started, cpu, t, appended));
-    }
+    if (step) this.passEnded(step);
     const cutoff = t - BUDGET_IDLE_MS;
     for (const [room, b] of this.budgets) if (b.used < cutoff) this.budgets.delete(room);
-  }
-
-  /**
-   * A delivery step's frames are in every local member's socket (kernel buffer, or uWS's
-   * backlog): uWS queues a publish under 16 KiB and writes it when the loop turn ends, before
-   * Node's immediates run. Timings of the step from its oldest entry's append (the reach split).
-   */
-  private written(started: number, cpu: NodeJS.CpuUsage, inHand: number, appended: number): void {
-    const m = this.o.metrics;
-    const ms = performance.now() - started;
-    this.fanoutMs += ms;
-    m.fanout.observe(ms / 1000);
-    const used = process.cpuUsage(cpu);
-    m.fanoutCpu.inc((used.user + used.system) / 1e6);
-    const at = this.now();
-    m.batchLag.set({ stage: 'read' }, Math.max(0, inHand - appended) / 1000);
-    m.batchLag.set({ stage: 'written' }, Math.max(0, at - appended) / 1000);
-    m.batchWrittenAt.set(at / 1000);
   }
 
   private publishBatch(room: string, epoch: string, entries: LogEntry[], t: number): void {
     const plain = encodeBatch(room, epoch, entries);
     const z = plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined;
-    const { receivers, bytes } = this.o.publisher.publish(room, plain, z);
+    const f = this.passStarted(t, entries[0]!.ts);
+    this.passing.add(room);
+    this.o.publisher.publish(room, plain, z, (d) => {
+      this.passing.delete(room);
+      this.passEnded(f);
+      const m = this.o.metrics;
+      m.batchesPublished.inc();
+      m.deliveries.inc(d.receivers);
+      m.deliveredBytes.inc(d.bytes);
+      // Per message, from its entry's oldest `t` (an entry's messages were accepted within one tick).
+      const handed = this.now();
+      let count = 0;
+      let first: number | undefined;
+      for (const e of entries) {
+        if (e.count === 0) continue;
+        const lag = Math.max(0, handed - e.oldest) / 1000;
+        for (let i = 0; i < e.count; i++) m.deliveryLatency.observe(lag);
+        count += e.count;
+        first ??= lag;
+      }
+      m.roomStats.delivered(room, count, first ?? 0);
+      // What came while the pass was written goes out as one frame, on the next turn: not in
+      // the turn of the pass's last shard.
+      if (this.inbox.has(room)) setImmediate(() => this.deliver());
+    });
+  }
+
+  /** Timed only when something is published: an idle deliver costs no clock or rusage call. */
+  private passStarted(inHand: number, appended: number): Fanning {
+    const f = (this.fanning ??= { started: performance.now(), cpu: process.cpuUsage(), inHand, appended, passes: 0 });
+    f.passes++;
+    f.appended = Math.min(f.appended, appended);
+    return f;
+  }
+
+  private passEnded(f: Fanning): void {
+    if (--f.passes > 0) return;
+    if (this.fanning === f) this.fanning = undefined;
+    setImmediate(() => this.written(f));
+  }
+
+  /**
+   * The frames are in every local member's socket (kernel buffer, or uWS's backlog): uWS queues a
+   * publish under 16 KiB and writes it when the loop turn ends, before Node's immediates run.
+   * Timings of the fan-out (every pass, and what the loop served between a big room's shards)
+   * from its oldest entry's append (the reach split).
+   */
+  private written(f: Fanning): void {
     const m = this.o.metrics;
-    m.batchesPublished.inc();
-    m.deliveries.inc(receivers);
-    m.deliveredBytes.inc(bytes);
-    // Per message, from its entry's oldest `t` (an entry's messages were accepted within one tick).
-    let count = 0;
-    let first: number | undefined;
-    for (const e of entries) {
-      if (e.count === 0) continue;
-      const lag = Math.max(0, t - e.oldest) / 1000;
-      for (let i = 0; i < e.count; i++) m.deliveryLatency.observe(lag);
-      count += e.count;
-      first ??= lag;
-    }
-    m.roomStats.delivered(room, count, first ?? 0);
+    const ms = performance.now() - f.started;
+    this.fanoutMs += ms;
+    m.fanout.observe(ms / 1000);
+    const used = process.cpuUsage(f.cpu);
+    m.fanoutCpu.inc((used.user + used.system) / 1e6);
+    const at = this.now();
+    m.batchLag.set({ stage: 'read' }, Math.max(0, f.inHand - f.appended) / 1000);
+    m.batchLag.set({ stage: 'written' }, Math.max(0, at - f.appended) / 1000);
+    m.batchWrittenAt.set(at / 1000);
   }
 }

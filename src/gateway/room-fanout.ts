@@ -1,0 +1,131 @@
+// One room's fan-out on this worker. Its local subscribers are spread over topic shards of at
+// most `shardSize` members, and a frame is published to one shard per event-loop turn: a socket
+// write costs ~10 µs, so one pass over 17k members held the loop for ~200 ms of CPU (seconds
+// on a starved box), and API requests, pongs and acks waited behind it. Between shards they are
+// served. Frames of a room go out in order: the next one starts once the previous one reached
+// every shard. A member that subscribes while frames are queued or being written waits for the
+// last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
+import type { Delivered } from '../rooms/connection.js';
+
+export interface FanoutFrame {
+  plain: Uint8Array;
+  /** For members that asked for compressed frames (absent: they get `plain`). */
+  z?: Uint8Array;
+  /** Called once every shard has it (synchronously when the room has one shard). */
+  done?: (d: Delivered) => void;
+}
+
+/** A subscriber, as the fan-out sees it. */
+export interface ShardMember {
+  /** Its shard of `room`: -1 while it waits for a pass to end, undefined when not subscribed. */
+  shardIn(room: string): number | undefined;
+  /** Subscribes it to `shard` of `room` (it was waiting). */
+  enterShard(room: string, shard: number): void;
+}
+
+/** What the gateway does for the fan-out: the uWS side of one shard's publish. */
+export interface ShardHost<M extends ShardMember> {
+  /** Sockets holding replies to write with this room's next frame (taken once per pass). */
+  takeRiders(room: string): M[] | undefined;
+  /** Publishes to one shard; its riders get the frame and their replies in one write. */
+  publishShard(room: string, shard: number, frame: FanoutFrame, riders: readonly M[] | undefined): Delivered;
+  /** The room has no subscriber and nothing queued: its fan-out can go. */
+  idle(room: string): void;
+}
+
+interface Pass {
+  frame: FanoutFrame;
+  /** Members that subscribed while this frame was queued or being written. */
+  joiners?: ShardMember[];
+}
+
+export class RoomFanout<M extends ShardMember> {
+  /** Subscribers per shard. */
+  private readonly sizes: number[] = [];
+  private members = 0;
+  private readonly queue: Pass[] = [];
+  /** The frame being written; `busy` also covers the turn between two queued frames. */
+  private current: Pass | undefined;
+  private busy = false;
+
+  constructor(
+    readonly room: string,
+    private readonly host: ShardHost<M>,
+    private readonly shardSize: number,
+  ) {}
+
+  get shards(): number {
+    return this.sizes.length;
+  }
+
+  /** The shard a new subscriber goes to, or -1: it waits for the frames in hand (enterShard follows). */
+  join(m: M): number {
+    if (!this.busy) return this.place();
+    const last = this.queue[this.queue.length - 1] ?? this.current!;
+    (last.joiners ??= []).push(m);
+    return -1;
+  }
+
+  /** A subscriber of `shard` left (or closed). */
+  left(shard: number): void {
+    if (shard < 0) return;
+    this.sizes[shard]!--;
+    this.members--;
+    while (this.sizes.length > 0 && this.sizes[this.sizes.length - 1] === 0) this.sizes.pop();
+    if (this.members === 0 && !this.busy) this.host.idle(this.room);
+  }
+
+  publish(frame: FanoutFrame): void {
+    this.queue.push({ frame });
+    if (!this.busy) this.next();
+  }
+
+  /** Fills the lowest shard with room: shards emptied by leaves fill up again before a new one opens. */
+  private place(): number {
+    let shard = this.sizes.findIndex((n) => n < this.shardSize);
+    if (shard === -1) shard = this.sizes.push(0) - 1;
+    this.sizes[shard]!++;
+    this.members++;
+    return shard;
+  }
+
+  private readonly next = (): void => {
+    const pass = this.queue.shift();
+    if (!pass) return;
+    this.busy = true;
+    this.current = pass;
+    const riders = this.members > 0 ? this.ridersByShard() : undefined;
+    const total: Delivered = { receivers: 0, bytes: 0 };
+    let shard = 0;
+    const step = (): void => {
+      if (shard < this.sizes.length) {
+        const d = this.host.publishShard(this.room, shard, pass.frame, riders?.get(shard));
+        total.receivers += d.receivers;
+        total.bytes += d.bytes;
+      }
+      if (++shard < this.sizes.length) return void setImmediate(step);
+      this.current = undefined;
+      for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());
+      if (this.queue.length > 0) setImmediate(this.next);
+      else {
+        this.busy = false;
+        if (this.members === 0) this.host.idle(this.room);
+      }
+      pass.frame.done?.(total);
+    };
+    step();
+  };
+
+  private ridersByShard(): Map<number, M[]> | undefined {
+    const riders = this.host.takeRiders(this.room);
+    if (!riders) return undefined;
+    const by = new Map<number, M[]>();
+    for (const r of riders) {
+      const shard = r.shardIn(this.room)!;
+      const list = by.get(shard);
+      if (list) list.push(r);
+      else by.set(shard, [r]);
+    }
+    return by;
+  }
+}

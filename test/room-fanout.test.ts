@@ -1,0 +1,130 @@
+// RoomFanout's passes: one shard per loop turn, frames in order, joiners placed after the
+// frames they joined with. The host here records instead of writing; test/ws-fanout.test.ts
+// runs the same over real uWS sockets.
+import { describe, expect, it } from 'vitest';
+import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from '../src/gateway/room-fanout.js';
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+class Member implements ShardMember {
+  shard: number | undefined;
+  shardIn(): number | undefined {
+    return this.shard;
+  }
+  enterShard(_room: string, shard: number): void {
+    this.shard = shard;
+  }
+}
+
+function setup(shardSize: number) {
+  const writes: Array<{ frame: string; shard: number }> = [];
+  let riders: Member[] | undefined;
+  const ridden: Array<{ shard: number; riders: number }> = [];
+  let idle = 0;
+  const host: ShardHost<Member> = {
+    takeRiders: () => {
+      const r = riders;
+      riders = undefined;
+      return r;
+    },
+    publishShard: (_room, shard, frame, rs) => {
+      writes.push({ frame: new TextDecoder().decode(frame.plain), shard });
+      if (rs) ridden.push({ shard, riders: rs.length });
+      return { receivers: 1, bytes: frame.plain.byteLength };
+    },
+    idle: () => void idle++,
+  };
+  const fanout = new RoomFanout('r', host, shardSize);
+  const join = () => {
+    const m = new Member();
+    m.shard = fanout.join(m);
+    return m;
+  };
+  const frame = (name: string, done?: FanoutFrame['done']): FanoutFrame => ({ plain: new TextEncoder().encode(name), done });
+  return { fanout, writes, ridden, join, frame, setRiders: (r: Member[]) => (riders = r), idle: () => idle };
+}
+
+describe('room fan-out shards', () => {
+  it('fills shards up to their size, and a frame reaches one shard per loop turn', async () => {
+    const { fanout, writes, join, frame } = setup(2);
+    const members = Array.from({ length: 5 }, join);
+    expect(members.map((m) => m.shard)).toEqual([0, 0, 1, 1, 2]);
+    let done: unknown;
+    fanout.publish(frame('a', (d) => (done = d)));
+    expect(writes).toEqual([{ frame: 'a', shard: 0 }]);
+    await turn();
+    expect(writes.map((w) => w.shard)).toEqual([0, 1]);
+    expect(done).toBeUndefined();
+    await turn();
+    expect(writes.map((w) => w.shard)).toEqual([0, 1, 2]);
+    expect(done).toEqual({ receivers: 3, bytes: 3 });
+  });
+
+  it('a room of one shard is written at once, done included', () => {
+    const { fanout, writes, join, frame } = setup(10);
+    join();
+    let done = false;
+    fanout.publish(frame('a', () => (done = true)));
+    expect(writes).toEqual([{ frame: 'a', shard: 0 }]);
+    expect(done).toBe(true);
+  });
+
+  it('a frame queued during a pass starts after it, on a later turn', async () => {
+    const { fanout, writes, join, frame } = setup(1);
+    join();
+    join();
+    fanout.publish(frame('a'));
+    fanout.publish(frame('b'));
+    for (let i = 0; i < 4; i++) await turn();
+    expect(writes).toEqual([
+      { frame: 'a', shard: 0 },
+      { frame: 'a', shard: 1 },
+      { frame: 'b', shard: 0 },
+      { frame: 'b', shard: 1 },
+    ]);
+  });
+
+  it('a member joining during a pass waits for the frames in hand and gets the next one', async () => {
+    const { fanout, writes, join, frame } = setup(1);
+    join();
+    join();
+    fanout.publish(frame('a'));
+    const late = join(); // mid-pass: its join covered 'a'
+    expect(late.shard).toBe(-1);
+    fanout.publish(frame('b')); // queued
+    const later = join(); // its join covered 'b' too
+    await turn();
+    expect(late.shard).toBe(2); // placed once 'a' reached every shard
+    expect(later.shard).toBe(-1);
+    for (let i = 0; i < 4; i++) await turn();
+    expect(later.shard).toBe(3);
+    const b = writes.filter((w) => w.frame === 'b').map((w) => w.shard);
+    expect(b).toEqual([0, 1, 2]); // 'b' reached `late`, not `later`
+    expect(writes.filter((w) => w.frame === 'a').map((w) => w.shard)).toEqual([0, 1]);
+  });
+
+  it("riders are handed to their own shard's publish", async () => {
+    const { fanout, ridden, join, frame, setRiders } = setup(2);
+    const ms = Array.from({ length: 5 }, join);
+    setRiders([ms[4]!, ms[0]!, ms[1]!]);
+    fanout.publish(frame('a'));
+    await turn();
+    await turn();
+    expect(ridden).toEqual([
+      { shard: 0, riders: 2 },
+      { shard: 2, riders: 1 },
+    ]);
+  });
+
+  it('leaves empty trailing shards, refills holes first, and reports idle once empty', () => {
+    const { fanout, join, idle } = setup(2);
+    const ms = Array.from({ length: 5 }, join);
+    fanout.left(ms[4]!.shard!);
+    expect(fanout.shards).toBe(2);
+    fanout.left(ms[0]!.shard!);
+    expect(join().shard).toBe(0);
+    for (const shard of [0, 0, 1, 1]) fanout.left(shard);
+    expect(fanout.shards).toBe(0);
+    expect(idle()).toBe(1);
+  });
+});
