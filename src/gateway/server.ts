@@ -44,7 +44,7 @@ export interface GatewayOptions {
   idleTimeoutSec: number;
   maxBackpressure: number;
   compressThreshold: number;
-  /** Members per fan-out shard: a room's frame is written to one shard per loop turn. */
+  /** Members per fan-out shard: a room's frame is written to one shard per loop turn (0: one shard). */
   fanoutShardMembers: number;
   /** How long a reply sent with the next batch may wait for one: the effective tick. */
   rideMs: () => number;
@@ -219,13 +219,13 @@ class SocketConnection implements Connection, ShardMember {
     this.dropShard(room);
     if (shard < 0) return; // still waiting: the fan-out skips it
     this.ws.unsubscribe(topic(room, this.compress, shard));
-    this.gw.fanoutFor(room).left(shard);
+    this.gw.leftShard(room, shard);
   }
 
   /** Closed: uWS took it out of its topics; the fan-outs still count it. */
   leaveShards(): void {
-    if (this.subMore !== undefined) for (const [room, shard] of this.subMore) this.gw.fanoutFor(room).left(shard);
-    else if (this.subRoom !== undefined) this.gw.fanoutFor(this.subRoom).left(this.subShard);
+    if (this.subMore !== undefined) for (const [room, shard] of this.subMore) this.gw.leftShard(room, shard);
+    else if (this.subRoom !== undefined) this.gw.leftShard(this.subRoom, this.subShard);
     this.subRoom = undefined;
     this.subMore = undefined;
   }
@@ -601,8 +601,13 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
 
   fanoutFor(room: string): RoomFanout<SocketConnection> {
     let f = this.fanouts.get(room);
-    if (!f) this.fanouts.set(room, (f = new RoomFanout(room, this, this.o.fanoutShardMembers)));
+    if (!f) this.fanouts.set(room, (f = new RoomFanout(room, this, this.o.fanoutShardMembers || Infinity)));
     return f;
+  }
+
+  /** A subscriber left its shard (-1: it was still waiting for one). */
+  leftShard(room: string, shard: number): void {
+    this.fanouts.get(room)?.left(shard);
   }
 
   // ---- ShardHost ----
