@@ -2,10 +2,10 @@
 // log entry per room to the bus in one round trip, replying to senders when the append
 // resolves; (2) what the bus delivers for each followed room is spliced from the entries'
 // bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish: this
-// worker's own entries right after their append, other workers' as each bus read returns. A big
-// room's frame is written over several loop turns (gateway/room-fanout.ts); the room's next frame
-// waits for it and takes everything delivered meanwhile: the pass can't finish in a tick, so
-// the room's tick stretches to the pass.
+// worker's own entries right after their append, other workers' as each bus read returns. With
+// fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
+// (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
+// meanwhile: a pass that can't finish in a tick stretches the room's tick to the pass.
 import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
