@@ -21,6 +21,8 @@ function setup(shardSize: number) {
   let riders: Member[] | undefined;
   const ridden: Array<{ shard: number; riders: number }> = [];
   let idle = 0;
+  const failures: unknown[] = [];
+  let failOn: number | undefined;
   const host: ShardHost<Member> = {
     takeRiders: () => {
       const r = riders;
@@ -28,11 +30,13 @@ function setup(shardSize: number) {
       return r;
     },
     publishShard: (_room, shard, frame, rs) => {
+      if (shard === failOn) throw new Error(`shard ${shard} failed`);
       writes.push({ frame: new TextDecoder().decode(frame.plain), shard });
       if (rs) ridden.push({ shard, riders: rs.length });
       return { receivers: 1, bytes: frame.plain.byteLength };
     },
     idle: () => void idle++,
+    failed: (_room, err) => void failures.push(err),
   };
   const fanout = new RoomFanout('r', host, shardSize);
   const join = () => {
@@ -41,7 +45,7 @@ function setup(shardSize: number) {
     return m;
   };
   const frame = (name: string, done?: FanoutFrame['done']): FanoutFrame => ({ plain: new TextEncoder().encode(name), done });
-  return { fanout, writes, ridden, join, frame, setRiders: (r: Member[]) => (riders = r), idle: () => idle };
+  return { fanout, writes, ridden, join, frame, setRiders: (r: Member[]) => (riders = r), idle: () => idle, failures, failOn: (shard?: number) => (failOn = shard) };
 }
 
 describe('room fan-out shards', () => {
@@ -126,5 +130,24 @@ describe('room fan-out shards', () => {
     for (const shard of [0, 0, 1, 1]) fanout.left(shard);
     expect(fanout.shards).toBe(0);
     expect(idle()).toBe(1);
+  });
+
+  it('a shard whose publish throws is reported; the pass ends and the next frame still goes out', async () => {
+    const { fanout, writes, join, frame, failures, failOn } = setup(1);
+    join();
+    join();
+    let done = false;
+    failOn(0);
+    fanout.publish(frame('a', () => (done = true)));
+    failOn(undefined);
+    fanout.publish(frame('b'));
+    for (let i = 0; i < 4; i++) await turn();
+    expect(failures).toHaveLength(1);
+    expect(done).toBe(true);
+    expect(writes).toEqual([
+      { frame: 'a', shard: 1 },
+      { frame: 'b', shard: 0 },
+      { frame: 'b', shard: 1 },
+    ]);
   });
 });

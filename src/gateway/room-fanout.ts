@@ -32,6 +32,8 @@ export interface ShardHost<M extends ShardMember> {
   publishShard(room: string, shard: number, frame: FanoutFrame, riders: readonly M[] | undefined): Delivered;
   /** The room has no subscriber and nothing queued: its fan-out can go. */
   idle(room: string): void;
+  /** A shard's publish threw: reported, and the pass goes on (a stuck pass would hold the room's frames for good). */
+  failed(room: string, err: unknown): void;
 }
 
 interface Pass {
@@ -100,9 +102,13 @@ export class RoomFanout<M extends ShardMember> {
     let shard = 0;
     const step = (): void => {
       if (shard < this.sizes.length) {
-        const d = this.host.publishShard(this.room, shard, pass.frame, riders?.get(shard));
-        total.receivers += d.receivers;
-        total.bytes += d.bytes;
+        try {
+          const d = this.host.publishShard(this.room, shard, pass.frame, riders?.get(shard));
+          total.receivers += d.receivers;
+          total.bytes += d.bytes;
+        } catch (err) {
+          this.host.failed(this.room, err);
+        }
       }
       if (++shard < this.sizes.length) return void setImmediate(step);
       this.current = undefined;

@@ -648,6 +648,10 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     this.fanouts.delete(room);
   }
 
+  failed(room: string, err: unknown): void {
+    this.o.log.error({ err, room }, 'fan-out of a frame failed; its members recover the gap with since');
+  }
+
   /**
    * uWS publish skips a socket whose send buffer is over maxBackpressure and reports
    * nothing; the same test, made just before the publish, counts each skip (plain and
