@@ -259,7 +259,15 @@ function runMillion() {
         // member-count frames the members got in the window (0: nothing moved)
         membersFrames: w1.membersFrames - w0.membersFrames,
       };
-      log(`${name}: idle Redis ${out.idle.redis.opsPerSec} ops/s, server CPU ${out.idle.serverCpuPct}% (supervisor ${supervisorCpuPct}%, per worker ${out.idle.workerCpuPct.mean}% mean, ${out.idle.workerCpuPct.max}% max), generators ${out.idle.genCpuPct}%; ${out.idle.membersFrames} member-count frames`);
+      // RSS again once the workers idled: connect-time garbage is collected and handed back by
+      // then (200k: 2.35 KiB/member 5 s after connecting, 1.23 KiB 30 s after; bench/notes/storm.md).
+      const rssIdle = totalRss(target.pids());
+      out.serverRssAfterIdle = {
+        secsAfterConnect: Math.round((Date.now() - connectedAt) / 1000),
+        mib: +(rssIdle / 2 ** 20).toFixed(0),
+        perMemberKiB: +((rssIdle - rssBefore) / 1024 / Math.max(1, conn.opened)).toFixed(2),
+      };
+      log(`${name}: idle Redis ${out.idle.redis.opsPerSec} ops/s, server CPU ${out.idle.serverCpuPct}% (supervisor ${supervisorCpuPct}%, per worker ${out.idle.workerCpuPct.mean}% mean, ${out.idle.workerCpuPct.max}% max), generators ${out.idle.genCpuPct}%; ${out.idle.membersFrames} member-count frames; server RSS ${out.serverRssAfterIdle.perMemberKiB} KiB/member ${out.serverRssAfterIdle.secsAfterConnect} s after connecting`);
 
       // single-batch reach probes, the set of members fixed (the connect phase is over)
       out.probes = [];

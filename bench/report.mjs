@@ -294,7 +294,8 @@ function million(r) {
     const reach = probes.map((q) => q.reachAllMs).sort((a, b) => a - b);
     return [
       fmt(p.members), `${fmt(p.connect?.opened)} (${fmt(p.connect?.failed)} failed)${p.connect?.stopped ? `; connect phase ${p.connect.stopped}` : ''}`, `${fmt(p.connect?.perSec)} /s (${fmt(p.connect?.secs)} s)`,
-      `${fmt(p.serverRssPerMemberKiB, 2)} KiB`, `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
+      `${fmt(p.serverRssPerMemberKiB, 2)} KiB${p.serverRssAfterIdle ? `; ${fmt(p.serverRssAfterIdle.perMemberKiB, 2)} KiB ${p.serverRssAfterIdle.secsAfterConnect} s after connecting` : ''}`,
+      `${fmt(p.genRssPerMemberKiB, 2)} KiB`, p.systemMemPerMemberKiB === undefined ? '–' : `${fmt(p.systemMemPerMemberKiB, 2)} KiB`,
       reach.length ? `${ms(reach[Math.floor(reach.length / 2)])} ms (${reach.map(ms).join(', ')})` : '–',
       probes.some((q) => q.split) ? `${ms(probeMedian(p, (q) => q.split?.serverMs))} / ${ms(probeMedian(p, (q) => q.split?.generatorMs))} ms` : '–',
       p.idle ? fmt(p.idle.redis.opsPerSec) : '–', p.steady ? fmt(p.steady.redis.opsPerSec) : '–', `${p.idle ? fmt(p.idle.serverCpuPct) : '–'}% / ${p.steady ? fmt(p.steady.serverCpuPct) : '–'}%`,
@@ -375,7 +376,7 @@ function millionCurve(r) {
       `reach grows ${ratio(growth(reach(top), reach(ref), top))} faster than the members (target ≤ ×1.3: reach(${fmt(top.members)}) ≤ ${fmt((1.3 * reach(ref) * top.members) / ref.members)} ms; measured ${ms(reach(top))} ms)`,
       `connect time grows ${ratio(growth(p.connect?.secs, ref.full.connect?.secs, top))} faster than the members (target ≤ ×1.3)`,
       `idle server CPU per worker at ${fmt(top.members)}: ${workerCpu(p.idle)} (target ≤ 0.3%)`,
-      `server RSS per member at ${fmt(top.members)}: ${fmt(p.serverRssPerMemberKiB, 2)} KiB (target ≤ 1.5 KiB)`,
+      `server RSS per member at ${fmt(top.members)}: ${fmt(p.serverRssPerMemberKiB, 2)} KiB ~3 s after connecting${p.serverRssAfterIdle ? `, ${fmt(p.serverRssAfterIdle.perMemberKiB, 2)} KiB after the idle window (${p.serverRssAfterIdle.secsAfterConnect} s)` : ''} (target ≤ 1.5 KiB)`,
     ].map((l) => `- ${l}`).join('\n'));
   }
   return out.join('\n');

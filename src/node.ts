@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { Gauge, Registry } from 'prom-client';
 import { createVerifier } from './auth/tokens.js';
-import type { Bus } from './bus/bus.js';
+import type { Bus, Presence } from './bus/bus.js';
 import { createBus } from './bus/create.js';
 import type { Config } from './config/schema.js';
 import { listenHost } from './config/load.js';
@@ -28,6 +28,8 @@ export interface RoomcastNode {
   readonly adminPort?: number;
   readonly config: Config;
   readonly engine: Engine;
+  /** This worker's member-count writer, and how to drop a dead sibling's counts at once. */
+  readonly presence: Pick<Presence, 'presenceId' | 'forgetWorkers'>;
   readonly registry: Registry;
   /** The secret tokens are verified with (generated in dev mode). */
   readonly secret: string;
@@ -135,6 +137,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     adminPort: admin?.port,
     config,
     engine,
+    presence: bus,
     registry,
     secret,
     devMode,

@@ -2,6 +2,10 @@
 // was stalled still gets the append reply that arrived meanwhile, and a frozen Redis costs
 // reads and member counts nothing but time, while an append that waited too long is answered
 // with an Error (UNAVAILABLE) and is never sent twice.
+import { spawn } from 'node:child_process';
+import { Redis } from 'ioredis';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BusOp, RoomHead } from '../src/bus/bus.js';
 import { RedisStreamsBus, type RedisStreamsBusOptions } from '../src/bus/redis-streams-bus.js';
@@ -10,11 +14,14 @@ import { RedisServer } from './redis-server.js';
 import { Patience } from '../src/bus/redis/patience.js';
 
 let redis: RedisServer;
+let admin: Redis;
 beforeAll(async () => {
   redis = await RedisServer.launch();
+  admin = new Redis(redis.url);
 });
 afterAll(async () => {
   redis?.resume();
+  await admin?.quit();
   await redis?.close();
 });
 
@@ -171,5 +178,98 @@ describe('Patience', () => {
     expect(p.timeoutMs).toBe(15_000);
     t += 80_000; // 8 half-lives: 60 s → ~234 ms
     expect(p.timeoutMs).toBe(2000);
+  });
+
+});
+
+/** A worker process (starved-worker.mjs) that reported `count` members of `room`; SIGKILL it to kill it. */
+async function peerProcess(prefix: string, workerId: string, room: string, count: number) {
+  const script = fileURLToPath(new URL('./starved-worker.mjs', import.meta.url));
+  const proc = spawn(process.execPath, [script, redis.url, prefix, workerId, room, String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: proc.stdout! });
+  const said = (what: string) => new Promise<void>((resolve) => lines.on('line', (l) => l === what && resolve()));
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  await said('ready');
+  return {
+    proc,
+    said,
+    async stop() {
+      proc.stdin!.end();
+      await exited;
+    },
+    async kill() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+describe('member counts of a starved or dead peer', () => {
+  it('a peer process stalled for 20 heartbeats is still counted: its member hash outlives the stall', async () => {
+    const errors: BusOp[] = [];
+    const bus = makeBus('starved-peer', errors);
+    await bus.start(new Recorder());
+    bus.reportMembers(new Map([['live', 100]]));
+    const peer = await peerProcess('starved-peer', 'stalling', 'live', 500);
+    try {
+      await until(() => bus.members('live') === 600, 'both workers counted');
+      // The peer's loop stalls for 2 s while this worker beats every 100 ms: with a hash TTL of
+      // 3 beats, this worker counted the peer's 500 members gone after ~0.3 s.
+      let least = Infinity;
+      const sampler = setInterval(() => (least = Math.min(least, bus.members('live'))), 20);
+      const stalled = peer.said('stalled');
+      peer.proc.stdin!.write('stall 2000\n');
+      await stalled;
+      await sleep(500); // its first heartbeats after the stall
+      clearInterval(sampler);
+      expect(least).toBe(600);
+      expect(errors).toEqual([]);
+    } finally {
+      await peer.stop();
+      await bus.close();
+    }
+  });
+
+  it('a killed peer named by forgetWorkers stops counting at once; one nobody names, when its TTL lapses', async () => {
+    const errors: BusOp[] = [];
+    const bus = makeBus('dead-peer', errors);
+    await bus.start(new Recorder());
+    bus.reportMembers(new Map([['live', 100]]));
+    const named = await peerProcess('dead-peer', 'named', 'live', 300);
+    const unnamed = await peerProcess('dead-peer', 'unnamed', 'live', 500);
+    try {
+      await until(() => bus.members('live') === 900, 'three workers counted');
+      await named.kill();
+      await unnamed.kill();
+      const killedAt = performance.now();
+      await bus.forgetWorkers(['named']);
+      expect(bus.members('live')).toBe(600);
+      expect(await admin.exists('dead-peer:members:{named}')).toBe(0);
+      expect(await admin.hexists('dead-peer:beats', 'named')).toBe(0);
+      // The unnamed one counts until its hash's TTL (30 beats of 100 ms) lapses.
+      await sleep(1500);
+      expect(bus.members('live')).toBe(600);
+      await until(() => bus.members('live') === 100, 'the unnamed dead peer dropped', 6000);
+      expect(performance.now() - killedAt).toBeGreaterThan(2900);
+      expect(errors).toEqual([]);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('a worker that stops cleanly takes its counts and mark away at once', async () => {
+    const bus = makeBus('leaving-peer', []);
+    await bus.start(new Recorder());
+    bus.reportMembers(new Map([['live', 100]]));
+    const peer = await peerProcess('leaving-peer', 'leaving', 'live', 500);
+    await until(() => bus.members('live') === 600, 'both workers counted');
+    await peer.stop();
+    try {
+      expect(await admin.exists('leaving-peer:members:{leaving}')).toBe(0);
+      expect(await admin.hexists('leaving-peer:beats', 'leaving')).toBe(0);
+      await until(() => bus.members('live') === 100, 'the stopped peer dropped', 1000);
+    } finally {
+      await bus.close();
+    }
   });
 });

@@ -99,6 +99,14 @@ export interface Presence {
   members(room: string): number;
   /** Largest rooms cluster-wide. */
   topRooms(n: number): Array<[string, number]>;
+  /** This worker's name among the count writers (what forgetWorkers takes). */
+  readonly presenceId: string;
+  /**
+   * Workers known dead (their process exited): their counts stop now, not when their counts'
+   * TTL lapses, which is long so that a starved live worker keeps counting. Never rejects: a
+   * failure is reported as a heartbeat error, and the TTL still covers it.
+   */
+  forgetWorkers(ids: readonly string[]): Promise<void>;
 }
 
 /** Moderation commands, seen by every worker in one order. */

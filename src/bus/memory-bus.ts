@@ -21,6 +21,7 @@ export interface MemoryBusOptions {
 
 export class MemoryBus implements Bus {
   readonly kind = 'memory' as const;
+  readonly presenceId = 'memory';
   private readonly logs = new Map<string, RoomLog>();
   private readonly followed = new Set<string>();
   private counts: ReadonlyMap<string, number> = new Map();
@@ -101,6 +102,9 @@ export class MemoryBus implements Bus {
   topRooms(n: number): Array<[string, number]> {
     return [...this.counts].sort((a, b) => b[1] - a[1]).slice(0, n);
   }
+
+  /** One process holds every count: there is no other writer to forget. */
+  async forgetWorkers(): Promise<void> {}
 
   async control(cmd: ControlCommand): Promise<void> {
     this.handler?.onControl(cmd);

@@ -27,7 +27,7 @@ export interface RedisStreamsBusOptions {
   prefix?: string;
   /** Unique per worker process (names its member-count hash). */
   workerId: string;
-  /** Member-count heartbeat and aggregation period; counts expire after 3×. Default 1000. */
+  /** Member-count heartbeat and aggregation period; counts expire after 30× (presence.ts). Default 1000. */
   heartbeatMs?: number;
   /** XREAD BLOCK timeout of an idle reader. Default 5000. */
   blockMs?: number;
@@ -157,7 +157,7 @@ export class RedisStreamsBus implements Bus {
       return;
     }
     this.running = false;
-    this.presence.stop();
+    await this.presence.stop();
     this.feed.close();
     await this.stopReaders();
     this.events.status('closed');
@@ -312,6 +312,14 @@ export class RedisStreamsBus implements Bus {
 
   topRooms(n: number): Array<[string, number]> {
     return this.presence.topRooms(n);
+  }
+
+  get presenceId(): string {
+    return this.presence.presenceId;
+  }
+
+  forgetWorkers(ids: readonly string[]): Promise<void> {
+    return this.presence.forgetWorkers(ids);
   }
 
   async control(cmd: ControlCommand): Promise<void> {

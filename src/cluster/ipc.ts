@@ -12,10 +12,13 @@ export type ToWorker =
   /** Readiness for the supervisor's --admin-port /readyz. */
   | { type: 'probe'; id: number }
   | { type: 'metrics'; id: number; text: string }
+  /** Sibling workers that exited: their member counts are dropped now, not at their TTL. */
+  | { type: 'forget'; presenceIds: string[] }
   | UserOthers;
 
 export type ToSupervisor =
-  | { type: 'ready'; port: number }
+  /** `presenceId` names the worker's member counts in the bus (Presence.presenceId). */
+  | { type: 'ready'; port: number; presenceId: string }
   | { type: 'collected'; id: number; metrics: MetricJson[] }
   | { type: 'probed'; id: number; ready: boolean }
   /** A worker serving GET /metrics asks for the node-wide aggregate. */

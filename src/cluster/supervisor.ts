@@ -38,6 +38,8 @@ interface Slot {
   restartTimer?: NodeJS.Timeout;
   /** The worker's last metrics: reported in its place while it does not answer in time. */
   last?: MetricJson[];
+  /** Names the running worker's member counts in the bus (from its `ready`). */
+  presenceId?: string;
 }
 
 export interface Supervisor {
@@ -92,6 +94,17 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
   // (seen with a metrics scrape racing a stop). Whatever it owed, its deadline answers for it.
   const send = (child: ChildProcess | undefined, msg: ToWorker) => {
     if (child?.connected) child.send(msg, () => undefined);
+  };
+  /**
+   * Workers that exited, whose member counts a running worker has not been told to drop. Their
+   * counts' TTL is long (a starved worker must keep counting), so a death is passed on at once.
+   */
+  let dead: string[] = [];
+  const forgetDead = () => {
+    const to = slots.find((s) => s.presenceId && s.child?.connected);
+    if (!to || dead.length === 0) return;
+    send(to.child, { type: 'forget', presenceIds: dead });
+    dead = [];
   };
   const users = new UserCountsHub(
     Math.min(2, config.maxConnsPerUser),
@@ -171,6 +184,8 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
     child.on('message', (m: ToSupervisor) => {
       if (m.type === 'ready') {
         log.info({ worker: slot.id, pid: child.pid }, 'worker ready');
+        slot.presenceId = m.presenceId;
+        forgetDead();
         if (--readyLeft === 0) markReady();
       } else if (m.type === 'collected' || m.type === 'probed') {
         // A late answer still refreshes the worker's last metrics.
@@ -186,7 +201,10 @@ export async function startSupervisor(config: Config, log: Logger): Promise<Supe
       slot.child = undefined;
       slot.last = undefined;
       users.dropWorker(slot.id);
+      if (slot.presenceId) dead.push(slot.presenceId);
+      slot.presenceId = undefined;
       if (stopping) return;
+      forgetDead();
       if (Date.now() - slot.startedAt > STABLE_MS) slot.attempts = 0;
       const delay = backoffMs(slot.attempts++, RESTART_BACKOFF);
       restarts.inc();

@@ -40,7 +40,7 @@ process.on('message', (m: ToWorker) => {
       void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true, users }).then(
         (n) => {
           node = n;
-          send({ type: 'ready', port: n.port });
+          send({ type: 'ready', port: n.port, presenceId: n.presence.presenceId });
         },
         (err: unknown) => {
           log.fatal({ err }, 'worker failed to start');
@@ -61,6 +61,9 @@ process.on('message', (m: ToWorker) => {
     case 'metrics':
       waiting.get(m.id)?.(m.text);
       waiting.delete(m.id);
+      return;
+    case 'forget':
+      void node?.presence.forgetWorkers(m.presenceIds);
       return;
     case 'user-others':
       users.others(m);

@@ -11,8 +11,9 @@
 //   <p>:{p<n>}:u          partition nudge stream: r=<room>, one entry per urgent append, MAXLEN ~ NUDGE_MAXLEN,
 //                         PEXPIRE historyTtl (each urgent append); paced readers block on it between reads
 //   <p>:control           moderation commands, MAXLEN ~ CONTROL_MAXLEN, PEXPIRE historyTtl (each command)
-//   <p>:members:{<id>}    hash room → count of one worker, PEXPIRE 3 × heartbeat
-//   <p>:beats             hash worker id → "<version>|<writes>", a mark each heartbeat moves, PEXPIRE 10 × heartbeat
+//   <p>:members:{<id>}    hash room → count of one worker, PEXPIRE 30 × heartbeat (presence.ts TTL_BEATS);
+//                         deleted by a clean stop, or by a sibling told of the worker's death
+//   <p>:beats             hash worker id → "<version>|<writes>", a mark each heartbeat moves, PEXPIRE 60 × heartbeat
 //   <p>:partitions        S, set once; a node configured with another S refuses to start (no TTL: one key)
 
 /** Entries kept per partition stream: the live feed's slack; a reader further behind fills from room logs. */

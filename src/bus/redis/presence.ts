@@ -1,5 +1,10 @@
 // Cluster-wide member counts: each worker writes its own counts into a hash that expires
 // unless its heartbeat refreshes it, so a dead worker's members stop counting by themselves.
+// The TTL is long (TTL_BEATS): a live worker whose loop is starved for seconds, as one fanning
+// out to a million members is, keeps counting; a count that flapped made every worker push a
+// `members` frame to all its members (bench/notes/million-curve.md). A worker known dead is
+// forgotten at once instead: its supervisor saw it exit and names it (forgetWorkers), and a
+// worker that stops cleanly removes its own counts.
 // Only changes travel: a report writes the rooms whose count changed, and a heartbeat reads
 // another worker's whole hash only when that worker's version moved. Every worker's version
 // and a mark its every write moves sit in one shared hash, read with one command per
@@ -31,6 +36,12 @@ export interface RedisPresenceOptions {
 const VERSION = '#v';
 /** Heartbeats without a move of a worker's mark before its hash is checked for expiry. */
 const STALE_BEATS = 3;
+/** A worker's counts outlive its last heartbeat by this many periods (30 s by default). */
+export const TTL_BEATS = 30;
+/** The shared marks outlive every worker's last heartbeat by this many periods. */
+export const MARKS_TTL_BEATS = 2 * TTL_BEATS;
+/** How long a stopping worker waits for Redis to take its counts away (its TTL covers a miss). */
+const LEAVE_TIMEOUT_MS = 2000;
 
 export class RedisPresence implements Presence {
   private own = new Map<string, number>();
@@ -58,15 +69,50 @@ export class RedisPresence implements Presence {
     this.ownKey = keys.members(o.workerId);
   }
 
+  get presenceId(): string {
+    return this.o.workerId;
+  }
+
   start(): void {
     this.running = true;
     this.schedule();
   }
 
-  stop(): void {
-    // The member hash is left to its TTL, the same path as a crash: one mechanism to trust.
+  /** Stops the heartbeats and takes this worker's counts away (after a write in flight). */
+  async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
+    const leave = async () => {
+      await this.writing?.catch(() => undefined);
+      await this.remove([this.o.workerId]);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, LEAVE_TIMEOUT_MS)));
+    try {
+      await Promise.race([leave(), late]);
+    } catch (err) {
+      this.o.onError(err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async forgetWorkers(ids: readonly string[]): Promise<void> {
+    const dead = ids.filter((id) => id !== this.o.workerId);
+    if (dead.length === 0) return;
+    try {
+      await this.o.patience.bound(this.remove(dead));
+    } catch (err) {
+      return this.o.onError(err);
+    }
+    // Others see the marks gone on their next heartbeat; this worker counts without them now.
+    for (const id of dead) this.seen.delete(id);
+    this.sumOthers();
+  }
+
+  /** Deletes workers' counts and marks: one command per hash (each is its own Cluster slot). */
+  private async remove(ids: readonly string[]): Promise<void> {
+    await Promise.all([this.conn.hdel(this.keys.beats, ...ids), ...ids.map((id) => this.conn.del(this.keys.members(id)))]);
   }
 
   reportMembers(counts: ReadonlyMap<string, number>): void {
@@ -121,7 +167,7 @@ export class RedisPresence implements Presence {
     const own = this.own;
     const before = this.written;
     const hb = this.o.heartbeatMs;
-    const ttl = hb * 3;
+    const ttl = hb * TTL_BEATS;
     const set: Record<string, number> = {};
     const gone: string[] = [];
     for (const [room, n] of own) if (before?.get(room) !== n) set[room] = n;
@@ -134,7 +180,7 @@ export class RedisPresence implements Presence {
     const [kept] = await Promise.all([
       changed ? this.update(before === undefined, gone, set, version, ttl) : this.conn.pexpire(this.ownKey, ttl),
       this.conn.hset(this.keys.beats, this.o.workerId, mark),
-      this.conn.pexpire(this.keys.beats, hb * 10),
+      this.conn.pexpire(this.keys.beats, hb * MARKS_TTL_BEATS),
     ]);
     this.o.onRoundTrip?.(performance.now() - started);
     // The hash vanished (Redis restarted, or the TTL lapsed in an outage), under a partial
@@ -198,9 +244,13 @@ export class RedisPresence implements Presence {
     // A live worker writes its mark again on its next heartbeat, so a prune racing its write costs at most one period.
     if (gone.length) await this.conn.hdel(this.keys.beats, ...gone);
     if (refresh !== this.refreshes) return;
-    const others = new Map<string, number>();
-    for (const { counts } of seen.values()) for (const [room, n] of counts) others.set(room, (others.get(room) ?? 0) + n);
     this.seen = seen;
+    this.sumOthers();
+  }
+
+  private sumOthers(): void {
+    const others = new Map<string, number>();
+    for (const { counts } of this.seen.values()) for (const [room, n] of counts) others.set(room, (others.get(room) ?? 0) + n);
     this.others = others;
     this.top = undefined;
   }
