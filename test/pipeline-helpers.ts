@@ -11,13 +11,16 @@ export interface Published {
   from: number;
   to: number;
   msgs: Msg[];
+  /** When publish was called (performance.now()). */
+  at: number;
 }
 
 /**
  * Starts `bus` with a pipeline whose frames land in `published`. `deliverReads`: entries read
  * from the bus go out when the read completes (as in a worker), not only on the next tick.
+ * `passMs`: each pass ends this long after publish (a fan-out written over loop turns).
  */
-export async function startPipeline(bus: Bus, o: { deliverReads?: boolean } = {}) {
+export async function startPipeline(bus: Bus, o: { deliverReads?: boolean; passMs?: number; restAfterMs?: number } = {}) {
   const outboxes = new Outboxes();
   const published: Published[] = [];
   const pipeline = new TickPipeline({
@@ -26,10 +29,13 @@ export async function startPipeline(bus: Bus, o: { deliverReads?: boolean } = {}
     publisher: {
       publish: (_room, plain, _z, done) => {
         const f = decode(plain) as Published;
-        published.push({ from: f.from, to: f.to, msgs: f.msgs });
-        done?.({ receivers: 1, bytes: plain.byteLength });
+        published.push({ from: f.from, to: f.to, msgs: f.msgs, at: performance.now() });
+        const end = () => done?.({ receivers: 1, bytes: plain.byteLength });
+        if (o.passMs === undefined) end();
+        else setTimeout(end, o.passMs);
       },
     },
+    restAfterMs: o.restAfterMs,
     metrics: createMetrics(new Registry()),
     roomChatBudget: 1000,
     compressThreshold: 1 << 20,

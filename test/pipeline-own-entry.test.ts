@@ -39,7 +39,7 @@ describe('a worker publishes its own entries in the tick that appended them', ()
       a.pipeline.tick();
       await a.pipeline.settled();
       expect(await acked).toEqual({ shown: true, seq: 1 });
-      expect(a.published).toEqual([{ from: 1, to: 1, msgs: [expect.objectContaining({ b: 'one' })] }]);
+      expect(a.published).toEqual([{ from: 1, to: 1, msgs: [expect.objectContaining({ b: 'one' })], at: expect.any(Number) }]);
 
       // The bus reads it back; the next ticks do not publish it again.
       await sleep(200);

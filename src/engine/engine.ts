@@ -86,6 +86,7 @@ export class Engine {
       review: o.review,
       events: o.events,
       onError: (err) => o.log.error({ err }, 'batch not delivered'),
+      restAfterMs: c.maxTickMs,
       now: this.now,
     });
     this.rooms = new Rooms({

@@ -5,7 +5,9 @@
 // worker's own entries right after their append, other workers' as each bus read returns. With
 // fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
 // (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
-// meanwhile: a pass that can't finish in a tick stretches the room's tick to the pass.
+// meanwhile: a pass that can't finish in a tick stretches the room's tick to the pass. A pass
+// longer than the longest tick (`maxTickMs`) is followed by a rest of half its length, with or
+// without shards, so an overloaded worker merges more per frame instead of passing back to back.
 import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
@@ -16,6 +18,7 @@ import { encodeBatch } from './batch.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
+import { TICK_SHARE } from './ticker.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import { RateMeter } from './rate-meter.js';
 import { RecentEntries } from './recent.js';
@@ -36,6 +39,12 @@ export interface PipelineOptions {
   /** Told of every entry this worker logged (business events); must not block. */
   events?: { appended(room: string, head: RoomHead, entry: EntryBody): void };
   onError?: (err: unknown) => void;
+  /**
+   * A pass (one frame written to every local member of a room) that took longer than this,
+   * the longest tick, is followed by a rest before the room's next frame (REST_PER_PASS_MS).
+   * Default: no rest.
+   */
+  restAfterMs?: number;
   now?: () => number;
 }
 
@@ -64,6 +73,16 @@ const BUDGET_IDLE_MS = 10_000;
 /** Tick appends that may overlap: enough to ride out one slow round trip without queueing more. */
 const MAX_APPENDS_IN_FLIGHT = 2;
 
+/**
+ * The rest after a pass longer than the longest tick, per ms of the pass: the pass then takes
+ * TICK_SHARE of the room's frame interval, as a tick's work and fan-out do (ticker.ts). A worker
+ * that cannot write a frame to all its members within a tick would otherwise pass back to
+ * back; resting, it merges what comes meanwhile into the next frame and leaves a third of its
+ * loop (and of the box) to API requests, acks, pongs and the members' own reading
+ * (bench/notes/million-curve.md, session 10).
+ */
+const REST_PER_PASS_MS = 1 / TICK_SHARE - 1;
+
 /** Resolves in the loop's check phase: after the microtasks queued now and this poll phase's other I/O. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -71,8 +90,10 @@ export class TickPipeline {
   private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
   private inbox = new Map<string, Inbox>();
   private readonly delivered = new Map<string, RoomHead>();
-  /** Rooms whose last frame is still being written: their entries wait in the inbox and merge. */
+  /** Rooms whose last frame is still being written, or resting after it: their entries wait in the inbox and merge. */
   private readonly passing = new Set<string>();
+  /** The rests in progress, by room: settled() ends them early. */
+  private readonly resting = new Map<string, { timer: NodeJS.Timeout; end: () => void }>();
   private fanning: Fanning | undefined;
   /** Chat waiting for the next webhook call, the call in flight, and what it let through. */
   private underReview: Candidate[] = [];
@@ -134,6 +155,10 @@ export class TickPipeline {
   /** Resolves when the appends in flight have completed and their entries are written. */
   async settled(): Promise<void> {
     await Promise.all(this.appending);
+    for (const { timer, end } of this.resting.values()) {
+      clearTimeout(timer);
+      end();
+    }
     while (this.passing.size > 0) await nextTurn();
   }
 
@@ -373,9 +398,11 @@ export class TickPipeline {
     const z = plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined;
     const f = this.passStarted(t, entries[0]!.ts);
     this.passing.add(room);
+    const started = this.now();
     this.o.publisher.publish(room, plain, z, (d) => {
-      this.passing.delete(room);
       this.passEnded(f);
+      const took = this.now() - started;
+      this.rest(room, took > (this.o.restAfterMs ?? Infinity) ? took * REST_PER_PASS_MS : 0);
       const m = this.o.metrics;
       m.batchesPublished.inc();
       m.deliveries.inc(d.receivers);
@@ -392,10 +419,20 @@ export class TickPipeline {
         first ??= lag;
       }
       m.roomStats.delivered(room, count, first ?? 0);
-      // What came while the pass was written goes out as one frame, on the next turn: not in
-      // the turn of the pass's last shard.
-      if (this.inbox.has(room)) setImmediate(() => this.deliver());
     });
+  }
+
+  /** Ends a room's pass after `ms` of rest (none: now). */
+  private rest(room: string, ms: number): void {
+    const end = () => {
+      this.resting.delete(room);
+      this.passing.delete(room);
+      // What came meanwhile goes out as one frame, on the next turn: not in the turn of the
+      // pass's last shard.
+      if (this.inbox.has(room)) setImmediate(() => this.deliver());
+    };
+    if (ms <= 0) return end();
+    this.resting.set(room, { timer: setTimeout(end, ms), end });
   }
 
   /** Timed only when something is published: an idle deliver costs no clock or rusage call. */

@@ -31,7 +31,7 @@ export interface TickerOptions {
  * Share of the loop the tick's work and fan-out may take, with nothing else running: the
  * rest is kept for ingress and socket writes.
  */
-const TICK_SHARE = 2 / 3;
+export const TICK_SHARE = 2 / 3;
 /** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway). */
 const MIN_TICK_SHARE = 0.1;
 
