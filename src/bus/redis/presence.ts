@@ -37,9 +37,9 @@ const VERSION = '#v';
 /** Heartbeats without a move of a worker's mark before its hash is checked for expiry. */
 const STALE_BEATS = 3;
 /** A worker's counts outlive its last heartbeat by this many periods (30 s by default). */
-export const TTL_BEATS = 30;
+const TTL_BEATS = 30;
 /** The shared marks outlive every worker's last heartbeat by this many periods. */
-export const MARKS_TTL_BEATS = 2 * TTL_BEATS;
+const MARKS_TTL_BEATS = 2 * TTL_BEATS;
 /** How long a stopping worker waits for Redis to take its counts away (its TTL covers a miss). */
 const LEAVE_TIMEOUT_MS = 2000;
 
@@ -86,15 +86,13 @@ export class RedisPresence implements Presence {
       await this.writing?.catch(() => undefined);
       await this.remove([this.o.workerId]);
     };
+    // Caught here, not after the race: a removal that fails once the race is over (the bus
+    // closed its connection meanwhile) must not become an unhandled rejection.
+    const left = leave().catch((err: unknown) => this.o.onError(err));
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, LEAVE_TIMEOUT_MS)));
-    try {
-      await Promise.race([leave(), late]);
-    } catch (err) {
-      this.o.onError(err);
-    } finally {
-      clearTimeout(timer);
-    }
+    await Promise.race([left, late]);
+    clearTimeout(timer);
   }
 
   async forgetWorkers(ids: readonly string[]): Promise<void> {
