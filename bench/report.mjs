@@ -37,14 +37,18 @@ function load() {
     if (r.scenario === 'idle') (latest.idleRuns ??= []).push(r);
     // many-rooms on a Redis Cluster is its own table beside the single-Redis one
     const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
-    // a full-size run beats a smoke run; then the newest wins
+    // a full-size run beats a smoke run, then a run with the default settings beats a variant
+    // (ROOMCAST_* in its environment); then the newest wins
     const cur = latest[key];
-    const full = FULL[r.scenario](r);
-    const curFull = cur && FULL[r.scenario](cur);
-    if (!cur || (full && !curFull) || (full === curFull && r.date > cur.date)) latest[key] = r;
+    const rank = (x) => [FULL[x.scenario](x) ? 1 : 0, variant(x) ? 0 : 1];
+    const [a, b] = [rank(r), cur ? rank(cur) : [-1, -1]];
+    if (a[0] !== b[0] ? a[0] > b[0] : a[1] !== b[1] ? a[1] > b[1] : r.date > cur.date) latest[key] = r;
   }
   return latest;
 }
+
+/** The ROOMCAST_* settings a run's servers had beyond the defaults (none recorded: none). */
+const variant = (r) => Object.keys(r.serverEnv ?? {}).length > 0;
 
 const ms = (v) => (v === null || v === undefined ? '–' : fmt(v));
 const table = (head, rows) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
@@ -55,7 +59,8 @@ function header(r) {
   const size = FULL[r.scenario](r) ? 'full-size run' : '**smoke run (reduced size; not the published numbers)**';
   return [
     `Run ${r.date} — ${size}. Command: \`${r.command}\``,
-    `Results file: \`${r.file}\`. Load average at start/end: ${m.loadavgAtStart?.join(' / ') ?? '?'} → ${m.loadavg?.join(' / ') ?? '?'}${r.flags.label ? `. Note: ${r.flags.label}` : ''}`,
+    `Results file: \`${r.file}\`. Load average at start/end: ${m.loadavgAtStart?.join(' / ') ?? '?'} → ${m.loadavg?.join(' / ') ?? '?'}${r.flags.label ? `. Note: ${r.flags.label}` : ''}` +
+      (variant(r) ? `. Server settings beyond the defaults: ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(', ')}` : ''),
   ].join('\n\n');
 }
 

@@ -113,12 +113,20 @@ export function gitCommit() {
   }
 }
 
+/**
+ * The ROOMCAST_* settings in the bench's environment: servers the bench spawns inherit them,
+ * so a run with any is a variant, not the defaults (report.mjs publishes default runs first).
+ */
+export function serverEnv() {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('ROOMCAST_')));
+}
+
 /** Writes bench/results/<scenario>-<stamp>.json and returns its path. */
 export function writeResult(scenario, data) {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const date = new Date().toISOString();
   const file = join(RESULTS_DIR, `${scenario}-${date.replace(/[:.]/g, '-')}.json`);
-  const out = { scenario, date, startedAt, commit: gitCommit(), machine: { ...machine(), loadavgAtStart: loadAtStart }, ...data };
+  const out = { scenario, date, startedAt, commit: gitCommit(), machine: { ...machine(), loadavgAtStart: loadAtStart }, serverEnv: serverEnv(), ...data };
   writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
   return file;
 }
