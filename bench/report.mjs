@@ -37,17 +37,24 @@ function load() {
     if (r.scenario === 'idle') (latest.idleRuns ??= []).push(r);
     // many-rooms on a Redis Cluster is its own table beside the single-Redis one
     const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
-    // a full-size run beats a smoke run, then a run with the default settings beats a variant
-    // (ROOMCAST_* in its environment); then the newest wins
+    // a full-size run beats a smoke run, a clean million run an unclean one, then a run with
+    // the default settings beats a variant (ROOMCAST_* in its environment); then the newest wins
     const cur = latest[key];
-    const rank = (x) => [FULL[x.scenario](x) ? 1 : 0, variant(x) ? 0 : 1];
-    const [a, b] = [rank(r), cur ? rank(cur) : [-1, -1]];
-    if (a[0] !== b[0] ? a[0] > b[0] : a[1] !== b[1] ? a[1] > b[1] : r.date > cur.date) latest[key] = r;
+    const rank = (x) => [FULL[x.scenario](x) ? 1 : 0, clean(x) ? 1 : 0, variant(x) ? 0 : 1];
+    const [a, b] = [rank(r), cur ? rank(cur) : [-1, -1, -1]];
+    const i = a.findIndex((v, k) => v !== b[k]);
+    if (i >= 0 ? a[i] > b[i] : r.date > cur.date) latest[key] = r;
   }
   return latest;
 }
 
-/** The ROOMCAST_* settings a run's servers had beyond the defaults (none recorded: none). */
+/**
+ * A million run clean by today's check: before session 9 `ok` did not require the steady
+ * phase's POSTs answered and every member still connected.
+ */
+const clean = (r) => r.result?.clean?.ok === true && r.result.clean.steadyAnswered === true && r.result.clean.stillOpen === true;
+
+/** Whether the run's servers had ROOMCAST_* settings from the environment (none recorded: none). */
 const variant = (r) => Object.keys(r.serverEnv ?? {}).length > 0;
 
 const ms = (v) => (v === null || v === undefined ? '–' : fmt(v));
@@ -60,7 +67,7 @@ function header(r) {
   return [
     `Run ${r.date} — ${size}. Command: \`${r.command}\``,
     `Results file: \`${r.file}\`. Load average at start/end: ${m.loadavgAtStart?.join(' / ') ?? '?'} → ${m.loadavg?.join(' / ') ?? '?'}${r.flags.label ? `. Note: ${r.flags.label}` : ''}` +
-      (variant(r) ? `. Server settings beyond the defaults: ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(', ')}` : ''),
+      (variant(r) ? `. Server settings from the environment (ROOMCAST_*): ${Object.entries(r.serverEnv).map(([k, v]) => `${k}=${v}`).join(', ')}` : ''),
   ].join('\n\n');
 }
 
