@@ -66,4 +66,18 @@ describe('the rest after a long pass', () => {
       await long.bus.close();
     }
   });
+
+  it('settled() does not wait out the rest of a pass that ends while it waits', async () => {
+    const { bus, pipeline, published, say } = await room({ passMs: 1000, restAfterMs: 50 });
+    try {
+      say('one');
+      await sleep(50);
+      expect(seqsOf(published)).toEqual([1]);
+      const t0 = performance.now();
+      await pipeline.settled(); // the pass ends ~950 ms from now; its rest would last ~500 ms more
+      expect(performance.now() - t0).toBeLessThan(1350);
+    } finally {
+      await bus.close();
+    }
+  });
 });

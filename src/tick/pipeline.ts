@@ -155,11 +155,15 @@ export class TickPipeline {
   /** Resolves when the appends in flight have completed and their entries are written. */
   async settled(): Promise<void> {
     await Promise.all(this.appending);
-    for (const { timer, end } of this.resting.values()) {
-      clearTimeout(timer);
-      end();
+    // Rests end at once, also those of passes that end while this waits (a drain must not wait them out).
+    for (;;) {
+      for (const { timer, end } of this.resting.values()) {
+        clearTimeout(timer);
+        end();
+      }
+      if (this.passing.size === 0) return;
+      await nextTurn();
     }
-    while (this.passing.size > 0) await nextTurn();
   }
 
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
