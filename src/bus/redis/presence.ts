@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import type { Presence } from '../bus.js';
 import type { Keys } from './keys.js';
-import type { Patience } from './patience.js';
+import { Patience } from './patience.js';
 import type { Client } from './scripts.js';
 
 export interface RedisPresenceOptions {
@@ -86,13 +86,8 @@ export class RedisPresence implements Presence {
       await this.writing?.catch(() => undefined);
       await this.remove([this.o.workerId]);
     };
-    // Caught here, not after the race: a removal that fails once the race is over (the bus
-    // closed its connection meanwhile) must not become an unhandled rejection.
-    const left = leave().catch((err: unknown) => this.o.onError(err));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, LEAVE_TIMEOUT_MS)));
-    await Promise.race([left, late]);
-    clearTimeout(timer);
+    // Bounded (late-aware) and reported: a removal that fails or times out is left to the TTL.
+    await new Patience(LEAVE_TIMEOUT_MS, LEAVE_TIMEOUT_MS).bound(leave()).catch((err: unknown) => this.o.onError(err));
   }
 
   async forgetWorkers(ids: readonly string[]): Promise<void> {
