@@ -40,6 +40,11 @@ const STALE_BEATS = 3;
 const TTL_BEATS = 30;
 /** The shared marks outlive every worker's last heartbeat by this many periods. */
 const MARKS_TTL_BEATS = 2 * TTL_BEATS;
+/**
+ * An unchanged heartbeat refreshes the TTLs only every this many beats (they are many beats
+ * long): idle, a beat is then the mark's HSET and the marks' HGETALL, not four commands.
+ */
+const TTL_REFRESH_BEATS = 5;
 /** How long a stopping worker waits for Redis to take its counts away (its TTL covers a miss). */
 const LEAVE_TIMEOUT_MS = 2000;
 
@@ -170,15 +175,18 @@ export class RedisPresence implements Presence {
     const version = `${this.o.workerId}:${this.version}`;
     const started = performance.now();
     const mark = `${version}|${++this.writes}`;
-    const [kept] = await Promise.all([
-      changed ? this.update(before === undefined, gone, set, version, ttl) : this.conn.pexpire(this.ownKey, ttl),
+    const refreshTtl = changed || this.writes % TTL_REFRESH_BEATS === 0;
+    const [kept, added] = await Promise.all([
+      changed ? this.update(before === undefined, gone, set, version, ttl) : refreshTtl ? this.conn.pexpire(this.ownKey, ttl) : undefined,
       this.conn.hset(this.keys.beats, this.o.workerId, mark),
-      this.conn.pexpire(this.keys.beats, hb * MARKS_TTL_BEATS),
+      refreshTtl ? this.conn.pexpire(this.keys.beats, hb * MARKS_TTL_BEATS) : undefined,
     ]);
     this.o.onRoundTrip?.(performance.now() - started);
-    // The hash vanished (Redis restarted, or the TTL lapsed in an outage), under a partial
-    // update or between two beats: write it all again.
-    if (before !== undefined && kept === 0) {
+    // The hash vanished (Redis restarted, the TTL lapsed in an outage, or a sibling took this
+    // worker for dead), under a partial update or between two beats: write it all again. The
+    // mark's HSET tells at once (its field was new: the marks were lost or pruned with the
+    // hash); a PEXPIRE answering 0 tells of a hash that lapsed alone.
+    if (before !== undefined && (kept === 0 || added === 1)) {
       this.written = undefined;
       return this.write();
     }
@@ -187,7 +195,7 @@ export class RedisPresence implements Presence {
 
   /**
    * The changed counts in one transaction (the hash alone: one slot). Resolves with the first
-   * PEXPIRE's answer, 0 when the hash had vanished. An unchanged beat only sets the TTL: one
+   * PEXPIRE's answer, 0 when the hash had vanished. An unchanged beat at most sets the TTL: one
    * command, not a transaction of four (most of an idle worker's Redis work).
    */
   private async update(fresh: boolean, gone: string[], set: Record<string, number>, version: string, ttl: number): Promise<number> {
