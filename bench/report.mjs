@@ -275,7 +275,7 @@ function storm(r) {
         ['shed unread (chat / likes)', `${fmt(x.engine.shed.chat)} / ${fmt(x.engine.shed.like)}`],
       ] : []),
       ...(x.generatorCpuPct !== undefined ? [['generator CPU %', `${x.generatorCpuPct}%`]] : []),
-      ...(x.cpuPerInbound ? [['server CPU per inbound message', `${x.cpuPerInbound.serverCpuUsPerMsg} µs (${fmt(x.cpuPerInbound.inboundMsgs)} inbound)`]] : []),
+      ...(x.cpuPerInbound ? [['server CPU per inbound message', `${x.cpuPerInbound.serverCpuUsPerMsg} µs (${fmt(x.cpuPerInbound.inboundMsgs)} inbound${x.cpuPerInbound.inboundFrames !== undefined ? ` in ${fmt(x.cpuPerInbound.inboundFrames)} frames, ${x.cpuPerInbound.likesPerFrame} likes per like frame: ${x.cpuPerInbound.serverCpuUsPerFrame} µs per frame` : ''})`]] : []),
       ['Redis ops/s', x.redis ? fmt(x.redis.opsPerSec) : '–'],
       ['server CPU per inbound message: events off → on', x.eventsCost ? `${x.eventsCost.off.serverCpuUsPerMsg} → ${x.eventsCost.on.serverCpuUsPerMsg} µs (${fmt(x.eventsCost.events.events)} events in ${fmt(x.eventsCost.events.batches)} batches)` : '– (run with --events both)'],
     ],

@@ -28,6 +28,7 @@ const f = parseFlags(
     chatPerSender: { type: 'number', default: 1, help: 'chat messages per second per sender (the per-user limit is 1/s, burst 3)' },
     likesPerSender: { type: 'number', default: 2, help: 'likes per second per sender (limit 10/s)' },
     likeRef: { type: 'boolean', default: false, help: 'likes carry a ref and are acked one by one (before issue 16); default: no ref, as the SDK sends them' },
+    likeBatchMs: { type: 'number', default: 1000, help: "the SDK's likeBatchMs: a like frame holds a sender's likes of this long (count, at most 10); 0 = a frame per like (as before the SDK summed taps)" },
     hiRate: { type: 'number', default: 4, help: 'system + gift API posts per second (alternating)' },
     durationS: { type: 'number', default: 30, help: 'storm seconds' },
     idleS: { type: 'number', default: 5, help: 'responsiveness baseline seconds before the storm' },
@@ -41,6 +42,9 @@ const f = parseFlags(
   undefined,
   'npm run bench:storm -- [flags]',
 );
+
+// Likes per like frame, as the SDK sends them (src/client/like-batch.ts); acked likes go one by one.
+const likeCount = f.likeRef || f.likeBatchMs <= 0 ? 1 : Math.max(1, Math.min(10, Math.round((f.likesPerSender * f.likeBatchMs) / 1000)));
 
 const pcts = (b0, b1) => ({ p50: histPctMs(b0, b1, 50), p99: histPctMs(b0, b1, 99) });
 
@@ -140,7 +144,7 @@ async function storm(withEvents, redis) {
   const idleProbe = probe.window();
 
   // the storm
-  log(`storm: ${f.senders} senders × (${f.chatPerSender} chat + ${f.likesPerSender} likes)/s, ${f.hiRate} system/gift/s, ${f.durationS} s`);
+  log(`storm: ${f.senders} senders × (${f.chatPerSender} chat + ${f.likesPerSender} likes)/s, ${likeCount} likes per like frame, ${f.hiRate} system/gift/s, ${f.durationS} s`);
   const m0 = await metricsSnapshot(target);
   const mAt0 = performance.now();
   const pids = target.pids();
@@ -148,7 +152,7 @@ async function storm(withEvents, redis) {
   const r0 = redis ? await redis.counters() : null;
   await sender.window(true);
   const t0 = performance.now();
-  await fleet.send({ chatPerSec: f.chatPerSender, likesPerSec: f.likesPerSender, likeRef: f.likeRef, sendMaxMs: f.durationS * 1000 + 2000 });
+  await fleet.send({ chatPerSec: f.chatPerSender, likesPerSec: f.likesPerSender, likeRef: f.likeRef, likeCount, sendMaxMs: f.durationS * 1000 + 2000 });
   await sender.rate({ rate: f.hiRate, rooms: [room], kinds: ['system', 'gift'], priority: 'high' });
   const stormHttp = new Hist();
   const probing = probeLoop(`${target.apiBase}/healthz`, stormHttp, Date.now() + f.durationS * 1000);
@@ -181,16 +185,22 @@ async function storm(withEvents, redis) {
   const genCpu = cpu.each.filter((e) => genPids.includes(e.pid)).reduce((a, e) => a + e.cpuPct, 0);
   // Likes sent without a ref that were shed under lag get no reply: the server counts them.
   const shedLikes = m0 && m1 ? m1.shed.like - m0.shed.like : 0;
-  const likesLogged = f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors - shedLikes;
+  // A refused like frame (an error without a ref) refuses its whole count.
+  const likesLogged = f.likeRef ? w.acks.likeShown : w.sent.like - w.unrefErrors * likeCount - shedLikes;
   const ticks = m0 && mStorm ? mStorm.tickCount - m0.tickCount : 0;
   const inbound = w.sent.chat + w.sent.like + snd.sent;
+  const inboundFrames = w.sent.chat + w.sent.likeFrames + snd.sent;
+  const cpuUs = (serverCpu / 100) * secs * 1e6; // CPU % over the storm window × its length
   const result = {
     eventsMode: withEvents ? 'on' : 'off',
     cpuPerInbound: {
       inboundMsgs: inbound,
+      // Frames and API posts: a like frame may hold several likes (likeCount).
+      inboundFrames,
+      likesPerFrame: likeCount,
       serverCpuPct: +serverCpu.toFixed(1),
-      // CPU % over the storm window × its length = CPU seconds spent by the server processes.
-      serverCpuUsPerMsg: inbound > 0 ? +(((serverCpu / 100) * secs * 1e6) / inbound).toFixed(2) : null,
+      serverCpuUsPerMsg: inbound > 0 ? +(cpuUs / inbound).toFixed(2) : null,
+      serverCpuUsPerFrame: inboundFrames > 0 ? +(cpuUs / inboundFrames).toFixed(2) : null,
     },
     members, senders: f.senders, listeners: f.listeners, workers: f.workers,
     connect: { opened: conn.opened, failed: conn.failed, closed: conn.closed, secs: +conn.secs.toFixed(1), perSec: Math.round(conn.perSec) },

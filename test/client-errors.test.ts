@@ -25,18 +25,45 @@ async function joined(opts: Partial<ConnectOptions> = {}) {
 }
 
 describe('requests', () => {
-  it('like goes without ref and resolves once written; a refusal of it is an error event', async () => {
-    const { s, rc } = await joined();
+  it('likes go without ref, a second of taps in one frame, and resolve once written; a refusal of them is an error event', async () => {
+    const { s, rc, clock } = await joined();
     const errors: unknown[] = [];
     rc.on('error', (e) => errors.push(e));
-    await expect(rc.like('r1')).resolves.toBeUndefined();
-    expect(s.ops('send')).toEqual([{ op: 'send', room: 'r1', kind: 'like' }]);
+    const taps = [rc.like('r1'), rc.like('r1'), rc.like('r1')];
+    await flush();
+    expect(s.ops('send')).toEqual([]);
+    await clock.advance(1000);
+    await expect(Promise.all(taps)).resolves.toEqual([undefined, undefined, undefined]);
+    expect(s.ops('send')).toEqual([{ op: 'send', room: 'r1', kind: 'like', count: 3 }]);
+    // One tap is a plain like; ten (the server's default burst) go at once; a close sends what waits.
+    const one = rc.like('r1');
+    await clock.advance(1000);
+    await one;
+    const ten = Array.from({ length: 10 }, () => rc.like('r1'));
+    await Promise.all(ten);
+    expect(s.ops('send').slice(1)).toEqual([
+      { op: 'send', room: 'r1', kind: 'like' },
+      { op: 'send', room: 'r1', kind: 'like', count: 10 },
+    ]);
     s.push({ op: 'error', code: 'RATE_LIMITED', message: 'too many like messages', retryMs: 100 });
     await flush();
     expect(errors).toMatchObject([{ code: 'RATE_LIMITED' }]);
     await expect(rc.like('nowhere')).rejects.toMatchObject({ code: 'NOT_JOINED' });
+    const last = rc.like('r1');
     await rc.close();
+    await last;
+    expect(s.ops('send').at(-1)).toEqual({ op: 'send', room: 'r1', kind: 'like' });
     await expect(rc.like('r1')).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+
+  it('likeBatchMs 0 sends a frame per like', async () => {
+    const { s, rc } = await joined({ likeBatchMs: 0 });
+    await Promise.all([rc.like('r1'), rc.like('r1')]);
+    expect(s.ops('send')).toEqual([
+      { op: 'send', room: 'r1', kind: 'like' },
+      { op: 'send', room: 'r1', kind: 'like' },
+    ]);
+    await rc.close();
   });
 
   it('send and like {ack: true} resolve with the ack matched by ref', async () => {

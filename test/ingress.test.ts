@@ -218,6 +218,34 @@ describe('ingress decision order', () => {
     expect(c.last()).toMatchObject({ op: 'error', code: 'BAD_TOKEN', ref: 5 }); // refresh reached the session
   });
 
+  it('a like frame with count is that many likes: counted, rate-limited whole, bounded', async () => {
+    const w = worker({ likeRate: 10, likeBurst: 10 });
+    const c = w.connect();
+    c.rooms.add(ROOM);
+    w.frame(c, { op: 'send', room: ROOM, kind: 'like', count: 6 });
+    w.frame(c, { op: 'send', room: ROOM, kind: 'like', count: 3, ref: 9 });
+    expect(c.sent).toEqual([]);
+    // 1 left in the bucket: a frame of 2 is refused whole, and counted as 2 likes refused.
+    w.frame(c, { op: 'send', room: ROOM, kind: 'like', count: 2, ref: 10 });
+    expect(c.last()).toMatchObject({ op: 'error', code: 'RATE_LIMITED', ref: 10, retryMs: 100 });
+    expect(await w.counted('rate_limited')).toBe(2);
+    w.frame(c, { op: 'send', room: ROOM, kind: 'like', count: 11, ref: 11 });
+    const never = c.last();
+    expect(never).toMatchObject({ op: 'error', code: 'RATE_LIMITED', ref: 11 });
+    expect((never as { retryMs?: unknown }).retryMs).toBeUndefined();
+    for (const count of [0, 101, -1, 1.5, '2']) {
+      w.frame(c, { op: 'send', room: ROOM, kind: 'like', count, ref: 12 });
+      expect(c.last()).toMatchObject({ op: 'error', code: 'BAD_FRAME', ref: 12 });
+    }
+    const box = w.outboxes.take().get(ROOM)!;
+    expect(box.likes).toBe(9);
+    expect(box.likeReplies).toHaveLength(1);
+    // Shed unread, a like frame's count is still what the shed counter counts.
+    w.lag.ms = 1000;
+    w.frame(c, { op: 'send', room: ROOM, kind: 'like', count: 4 });
+    expect((await w.metrics.shed.get()).values.find((v) => v.labels.kind === 'like')?.value).toBe(4);
+  });
+
   it('the reply owed to a queued message goes out only while its connection is open', () => {
     const w = worker({ likeBurst: 10 });
     const c = w.connect();

@@ -51,6 +51,19 @@ describe('RateLimiter', () => {
     expect([l.take('u'), l.take('u') > 0]).toEqual([0, true]);
   });
 
+  it('takes several tokens at once, all or none; more than the burst never passes', () => {
+    let now = 0;
+    const l = new RateLimiter({ rate: 10, burst: 10 }, () => now);
+    expect(l.take('u', 1, 6)).toBe(0);
+    expect(l.take('u', 1, 6)).toBe(200); // 4 left: 2 more come in 200 ms, none is taken meanwhile
+    expect(l.take('u', 1, 4)).toBe(0);
+    now += 200;
+    expect(l.take('u', 1, 2)).toBe(0);
+    expect(l.take('v', 1, 11)).toBe(Infinity);
+    expect(l.take('v', 0.5, 6)).toBe(Infinity); // half of a shared burst of 10
+    expect(l.take('v', 1, 10)).toBe(0);
+  });
+
   it('holds a key only until its bucket is full again: the sweep drops it from then on', () => {
     let now = 1_765_000_000_000;
     const l = new RateLimiter({ rate: 1, burst: 4 }, () => now);

@@ -36,6 +36,17 @@ describe('acks', () => {
     await closeAll(a, b);
   });
 
+  it('a like frame may carry a count (the SDK sums taps): members see the sum, over the wire', async () => {
+    const room = uniq('counted');
+    const { c: a } = await member(node, uniq('tapper'), room);
+    const { c: b } = await member(node, uniq('viewer'), room);
+    a.send({ op: 'send', room, kind: 'like', count: 7 });
+    await b.waitFor((f) => f.op === 'batch' && f.likes === 7);
+    const refused = await request(a, { op: 'send', room, kind: 'like', count: 0 });
+    expect(refused).toMatchObject({ op: 'error', code: 'BAD_FRAME' });
+    await closeAll(a, b);
+  });
+
   it('a like without ref that is refused still gets its error, without ref', async () => {
     const c = await user(node, uniq('outsider'));
     c.send({ op: 'send', room: uniq('elsewhere'), kind: 'like' });

@@ -35,7 +35,7 @@ const W = {
   acks: { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 },
   // errors without a ref: only ref-less likes get those (chat and pings carry refs)
   unrefErrors: 0,
-  errors: {}, sent: { chat: 0, like: 0, ping: 0 }, closes: {}, other: 0, membersFrames: 0,
+  errors: {}, sent: { chat: 0, like: 0, likeFrames: 0, ping: 0 }, closes: {}, other: 0, membersFrames: 0,
 };
 const lat = new Hist(); // per message, sampled members
 const frameLat = new Hist(); // per frame: its oldest message, every member
@@ -466,11 +466,14 @@ function startSending() {
         const i = chatPtr++ % S;
         if (sendOp(i, { op: 'send', ref: ++refSeq * 2, room: room(i), kind: 'chat', body: `c${refSeq} ${bodyPad}` })) W.sent.chat++;
       }
-      for (let k = Math.floor(likeCredit); k > 0; k--, likeCredit--) {
+      // A frame of `likeCount` likes (the SDK sums a second of a member's taps into one).
+      const per = C.likeCount ?? 1;
+      for (; likeCredit >= per; likeCredit -= per) {
         const i = likePtr++ % S;
         // Without ref (as the SDK's like() sends them) the server sends no ack; --like-ref acks each.
         const like = C.likeRef ? { op: 'send', ref: ++refSeq * 2 + 1, room: room(i), kind: 'like' } : { op: 'send', room: room(i), kind: 'like' };
-        if (sendOp(i, like)) W.sent.like++;
+        if (per > 1) like.count = per;
+        if (sendOp(i, like)) (W.sent.like += per), W.sent.likeFrames++;
       }
     }
   }, 50);
@@ -517,7 +520,7 @@ function windowStats(reset) {
     W.acks = { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 };
     W.unrefErrors = 0;
     W.errors = {};
-    W.sent = { chat: 0, like: 0, ping: 0 };
+    W.sent = { chat: 0, like: 0, likeFrames: 0, ping: 0 };
     W.closes = {};
     lat.reset(); frameLat.reset(); hiLat.reset(); rtt.reset();
   }

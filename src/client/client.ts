@@ -12,6 +12,7 @@ import { Emitter } from './emitter.js';
 import { RoomcastError, errorFromFrame, type RoomcastErrorCode } from './errors.js';
 import { Heartbeat } from './heartbeat.js';
 import { defaultInflate, loadZlib, type Inflate } from './inflate.js';
+import { LikeBatcher } from './like-batch.js';
 import { Link, safeClose } from './link.js';
 import { RequestTable } from './requests.js';
 import { newRoom, num, RoomSeq, str, type JoinReason, type RoomState } from './room-seq.js';
@@ -61,6 +62,8 @@ export interface ConnectOptions {
   recoveryStallMs?: number;
   /** Join the first room through the URL query on reconnect (saves a round trip). */
   joinInUrl?: boolean;
+  /** Sum a room's likes (sent without ack) over this long into one frame, at most 10 per frame (0: a frame per like). */
+  likeBatchMs?: number;
 }
 
 
@@ -74,6 +77,7 @@ const DEFAULTS = {
   pongTimeoutMs: 10_000,
   maxQueuedBatches: 1_000,
   recoveryStallMs: 3_000,
+  likeBatchMs: 1_000,
 };
 /** Errors without a ref that answer the join requested in the URL query. */
 const URL_JOIN_ERRORS = new Set(['BAD_ROOM', 'BAD_FRAME', 'FORBIDDEN', 'KICKED', 'TOO_MANY_ROOMS', 'RATE_LIMITED', 'UNAVAILABLE']);
@@ -97,6 +101,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   private readonly heartbeat: Heartbeat;
   private readonly tokens: TokenSession;
   private readonly seq: RoomSeq;
+  private readonly likes: LikeBatcher;
 
   private current: ConnectionState = 'connecting';
   private closed = false;
@@ -128,6 +133,9 @@ export class RoomcastClient extends Emitter<ClientEvents> {
     // WebSocket constructors take subprotocols, so the token stays out of URLs (and proxy logs).
     this.tokenInHeader = options.transport === undefined;
     this.inflater = options.inflate ?? defaultInflate;
+    this.likes = new LikeBatcher(this.clock, this.opt.likeBatchMs, (room, count) =>
+      this.notify(count > 1 ? { op: 'send', room, kind: 'like', count } : { op: 'send', room, kind: 'like' }, room),
+    );
     this.requests = new RequestTable(this.clock);
     this.heartbeat = new Heartbeat(this.clock);
     this.tokens = new TokenSession({
@@ -250,16 +258,18 @@ export class RoomcastClient extends Emitter<ClientEvents> {
 
   /**
    * Sends a like (likes are delivered as counts, in `Batch.likes`). By default it goes without
-   * `ref`, which the server does not ack (docs/protocol.md §8): the promise resolves once the
-   * like is written, and a refusal (RATE_LIMITED, MUTED, ...) arrives as an `error` event.
-   * With `{ack: true}` it is a request like `send` and resolves with the ack.
+   * `ref`, which the server does not ack (docs/protocol.md §8), summed with the room's other
+   * likes of the next `likeBatchMs` into one frame (`count`): the promise resolves once that
+   * frame is written, and a refusal (RATE_LIMITED, MUTED, ...) arrives as an `error` event.
+   * With `{ack: true}` it is a request like `send`, sent at once, and resolves with the ack.
    */
   like(room: string): Promise<void>;
   like(room: string, options: { ack: true }): Promise<Ack>;
   async like(room: string, options?: { ack?: boolean }): Promise<Ack | void> {
-    const frame = { op: 'send', room, kind: 'like' };
-    if (options?.ack) return toAck(await this.request(frame, room));
-    return this.notify(frame, room);
+    if (options?.ack) return toAck(await this.request({ op: 'send', room, kind: 'like' }, room));
+    const refused = this.unsendable(room);
+    if (refused) throw refused;
+    return this.likes.add(room);
   }
 
   /** Moderators: kicks `uid` out of the room (and bans rejoining for `seconds`). */
@@ -281,6 +291,7 @@ export class RoomcastClient extends Emitter<ClientEvents> {
   /** Closes the connection for good; pending requests reject with CLOSED. */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
+    this.likes.flushAll(); // taps still pending go out before the close frame
     const c = this.conn;
     this.shutdown(new RoomcastError('CLOSED', 'client closed'));
     if (!c) return Promise.resolve();

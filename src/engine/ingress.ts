@@ -102,8 +102,8 @@ export class Ingress {
    * already queued, pings and the API. Only a sender that asked for a reply (`ref`) gets one.
    */
   private shed(c: Connection, s: SendPeek): void {
-    this.o.metrics.shed.inc({ kind: s.kind });
-    this.o.metrics.messagesReceived.inc({ kind: s.kind, result: 'rate_limited' });
+    this.o.metrics.shed.inc({ kind: s.kind }, s.count);
+    this.o.metrics.messagesReceived.inc({ kind: s.kind, result: 'rate_limited' }, s.count);
     if (s.ref !== undefined) this.replyError(c, new WireError('RATE_LIMITED', 'the server is overloaded', SHED_RETRY_MS), s.ref);
   }
 
@@ -138,26 +138,29 @@ export class Ingress {
 
   private send(c: Connection, op: Extract<ClientOp, { op: 'send' }>): void {
     const kind = op.kind;
+    // A like frame may carry several likes (`count`): each is counted and rate-limited.
+    const n = op.kind === 'like' ? (op.count ?? 1) : 1;
     const refuse = (e: WireError, result: MessageResult) => {
-      this.o.metrics.messagesReceived.inc({ kind, result });
-      this.o.metrics.roomStats.count(op.room, 'refused');
+      this.o.metrics.messagesReceived.inc({ kind, result }, n);
+      this.o.metrics.roomStats.count(op.room, 'refused', n);
       throw e;
     };
     if (c.creds.guest) refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
     if (!c.rooms.has(op.room)) refuse(new WireError('NOT_JOINED'), 'invalid');
     const muted = this.o.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
     if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');
-    const wait = this.limits[kind].take(c.creds.uid, this.o.users.share(c.creds.uid));
+    const wait = this.limits[kind].take(c.creds.uid, this.o.users.share(c.creds.uid), n);
+    if (wait === Infinity) refuse(new WireError('RATE_LIMITED', `more likes in one frame than the like burst allows`), 'rate_limited');
     if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
     if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
     // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.
-    if (op.kind === 'like' && op.ref === undefined) return this.o.outboxes.addLike(op.room);
+    if (op.kind === 'like' && op.ref === undefined) return this.o.outboxes.addLike(op.room, n);
     const reply = (o: Outcome) => {
       if (!this.o.sessions.isOpen(c)) return;
       if ('error' in o) return this.replyError(c, o.error, op.ref);
       c.sendWithBatch(o.shown ? { op: 'ack', ref: op.ref, shown: true, seq: o.seq } : { op: 'ack', ref: op.ref, shown: false }, op.room);
     };
-    if (op.kind === 'like') return this.o.outboxes.addLike(op.room, reply);
+    if (op.kind === 'like') return this.o.outboxes.addLike(op.room, n, reply);
     if (this.o.prefilter && !this.o.prefilter(op.room, op.body)) refuse(new WireError('REJECTED'), 'rejected');
     const msg: Msg = { u: c.creds.uid, k: 'chat', b: op.body, t: this.o.now() };
     if (c.creds.name !== undefined) msg.n = c.creds.name;

@@ -20,7 +20,7 @@ export type ClientOp =
   | { op: 'join'; ref?: number; room: string; since?: number; epoch?: string; last?: number }
   | { op: 'leave'; ref?: number; room: string }
   | { op: 'send'; ref?: number; room: string; kind: 'chat'; body: string }
-  | { op: 'send'; ref?: number; room: string; kind: 'like' }
+  | { op: 'send'; ref?: number; room: string; kind: 'like'; count?: number }
   | { op: 'kick'; ref?: number; room: string; uid: string; reason?: string; seconds?: number }
   | { op: 'mute'; ref?: number; room: string; uid?: string; seconds?: number }
   | { op: 'ping'; ref?: number }
@@ -56,6 +56,13 @@ export const ROOM_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** Most log entries a `join` may ask for with `last` (PROTOCOL §9). */
 export const MAX_LAST = 100;
+
+/**
+ * Most likes one `like` frame may carry (`count`, an extension: an SDK sums a user's taps into
+ * one frame). The per-user like rate still applies to each like: `likeBurst` (default 10) is
+ * the most one frame can pass.
+ */
+export const MAX_LIKE_COUNT = 100;
 
 /**
  * The token may travel in `Sec-WebSocket-Protocol` instead of the query string (which proxy

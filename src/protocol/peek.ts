@@ -3,14 +3,19 @@
 // are strings, unsigned ints, nil or booleans (what clients send); anything else is left to
 // the full decode and validation, which judge every frame that is not shed.
 
+import { MAX_LIKE_COUNT } from './ops.js';
+
 export interface SendPeek {
   kind: 'chat' | 'like';
   ref: number | undefined;
+  /** Likes in the frame: a like's `count`, 1 when absent or out of range (a shed frame is not validated). */
+  count: number;
 }
 
 const OP = [0x6f, 0x70]; // "op"
 const KIND = [0x6b, 0x69, 0x6e, 0x64]; // "kind"
 const REF = [0x72, 0x65, 0x66]; // "ref"
+const COUNT = [0x63, 0x6f, 0x75, 0x6e, 0x74]; // "count"
 const SEND = [0x73, 0x65, 0x6e, 0x64];
 const CHAT = [0x63, 0x68, 0x61, 0x74];
 const LIKE = [0x6c, 0x69, 0x6b, 0x65];
@@ -35,6 +40,7 @@ export function peekSend(b: Uint8Array): SendPeek | undefined {
   let op = false;
   let kind: SendPeek['kind'] | undefined;
   let ref: number | undefined;
+  let count = 1;
   for (let i = 0; i < n; i++) {
     const kh = u8(p);
     if ((kh & 0xe0) !== 0xa0) return undefined; // keys are short strings
@@ -63,6 +69,7 @@ export function peekSend(b: Uint8Array): SendPeek | undefined {
       kind = num === undefined && same(b, v, vlen, CHAT) ? 'chat' : num === undefined && same(b, v, vlen, LIKE) ? 'like' : undefined;
       if (!kind) return undefined;
     } else if (same(b, k, klen, REF) && num !== undefined && num >= 0) ref = num;
+    else if (same(b, k, klen, COUNT) && num !== undefined && num >= 1 && num <= MAX_LIKE_COUNT) count = num;
   }
-  return op && kind && p === b.byteLength ? { kind, ref } : undefined;
+  return op && kind && p === b.byteLength ? { kind, ref, count: kind === 'like' ? count : 1 } : undefined;
 }

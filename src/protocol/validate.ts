@@ -4,7 +4,7 @@
 // decoded once with string values left as bytes (codec.ts): a field becomes a string only
 // here, with its UTF-8 checked, so a chat body is never decoded twice.
 import { WireError } from './errors.js';
-import { isUid, MAX_LAST, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
+import { isUid, MAX_LAST, MAX_LIKE_COUNT, ROOM_RE, UID_MAX, type ClientOp } from './ops.js';
 
 export interface ValidateLimits {
   maxBodyBytes: number;
@@ -177,7 +177,12 @@ export function validateClientOp(decoded: unknown, bytes: Uint8Array, limits: Va
     case 'send': {
       const r = room(f);
       const kind = reqStr(f, 'kind');
-      if (kind === 'like') return { op, ref, room: r, kind };
+      if (kind === 'like') {
+        const count = optUint(decoded, 'count');
+        if (count === undefined) return { op, ref, room: r, kind };
+        if (count < 1 || count > MAX_LIKE_COUNT) throw new WireError('BAD_FRAME', `count must be an integer 1-${MAX_LIKE_COUNT}`);
+        return { op, ref, room: r, kind, count };
+      }
       if (kind !== 'chat') throw new WireError('FORBIDDEN', `clients may send only chat and like, not ${kind.slice(0, 32)}`);
       const raw = optBytes(f, 'body');
       if (raw === undefined) throw new WireError('BAD_FRAME', 'body is required');

@@ -52,9 +52,9 @@ export class Outboxes {
     this.of(room).normal.push(p);
   }
 
-  addLike(room: string, reply?: (o: Outcome) => void): void {
+  addLike(room: string, count = 1, reply?: (o: Outcome) => void): void {
     const o = this.of(room);
-    o.likes++;
+    o.likes += count;
     if (reply) o.likeReplies.push(reply);
   }
 

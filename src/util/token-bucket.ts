@@ -55,20 +55,22 @@ export class RateLimiter {
   ) {}
 
   /**
-   * Takes one token for `key`; returns 0 when allowed, else the ms until one is available.
+   * Takes `cost` tokens (all or none) for `key`; returns 0 when allowed, else the ms until
+   * they are there, or Infinity when `cost` is over the burst (it never will be).
    * `share` (0..1] scales rate and burst: this process's part of a limit shared with others.
    * The burst never drops below one token, so every share can still act, at its share of the rate.
    */
-  take(key: string, share = 1): number {
+  take(key: string, share = 1, cost = 1): number {
     const t = this.now();
     const rate = this.spec.rate * share;
     const capacity = Math.max(1, this.spec.burst * share);
+    if (cost > capacity + TOKEN_SLACK) return Infinity;
     const full = Math.max(t, this.fullAt.get(key) ?? t);
     const tokens = capacity - ((full - t) / 1000) * rate;
     // The slack absorbs float error: the tokens are computed from a time difference, and the
     // burst's last token (e.g. 3 - 3 × 333.33 ms × 3/s) must not come out a hair under one.
-    if (tokens < 1 - TOKEN_SLACK) return Math.ceil(((1 - tokens) / rate) * 1000);
-    this.fullAt.set(key, full + 1000 / rate);
+    if (tokens < cost - TOKEN_SLACK) return Math.ceil(((cost - tokens) / rate) * 1000);
+    this.fullAt.set(key, full + (cost * 1000) / rate);
     return 0;
   }
 
