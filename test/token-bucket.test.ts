@@ -51,7 +51,7 @@ describe('RateLimiter', () => {
     expect([l.take('u'), l.take('u') > 0]).toEqual([0, true]);
   });
 
-  it('takes several tokens at once, all or none; more than the burst never passes', () => {
+  it('takes several tokens at once, all or none; more than the burst never passes; a share still passes a cost up to the burst', () => {
     let now = 0;
     const l = new RateLimiter({ rate: 10, burst: 10 }, () => now);
     expect(l.take('u', 1, 6)).toBe(0);
@@ -60,8 +60,12 @@ describe('RateLimiter', () => {
     now += 200;
     expect(l.take('u', 1, 2)).toBe(0);
     expect(l.take('v', 1, 11)).toBe(Infinity);
-    expect(l.take('v', 0.5, 6)).toBe(Infinity); // half of a shared burst of 10
     expect(l.take('v', 1, 10)).toBe(0);
+    // Half of a shared burst of 10 still passes a frame of 6, at half the rate.
+    expect(l.take('w', 0.5, 6)).toBe(0);
+    expect(l.take('w', 0.5, 6)).toBe(1200);
+    now += 1200;
+    expect(l.take('w', 0.5, 6)).toBe(0);
   });
 
   it('holds a key only until its bucket is full again: the sweep drops it from then on', () => {

@@ -150,7 +150,7 @@ export class Ingress {
     const muted = this.o.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
     if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');
     const wait = this.limits[kind].take(c.creds.uid, this.o.users.share(c.creds.uid), n);
-    if (wait === Infinity) refuse(new WireError('RATE_LIMITED', `more likes in one frame than the like burst allows`), 'rate_limited');
+    if (wait === Infinity) refuse(new WireError('RATE_LIMITED', 'more likes in one frame than the like burst allows'), 'rate_limited');
     if (wait > 0) refuse(new WireError('RATE_LIMITED', `too many ${kind} messages`, wait), 'rate_limited');
     if (!this.o.bus.available()) refuse(new WireError('UNAVAILABLE'), 'unavailable');
     // A like without `ref` asks for no outcome (docs/protocol.md §8): no ack, no reply owed.

@@ -56,15 +56,16 @@ export class RateLimiter {
 
   /**
    * Takes `cost` tokens (all or none) for `key`; returns 0 when allowed, else the ms until
-   * they are there, or Infinity when `cost` is over the burst (it never will be).
+   * they are there, or Infinity when `cost` is over the whole burst (it never will be).
    * `share` (0..1] scales rate and burst: this process's part of a limit shared with others.
-   * The burst never drops below one token, so every share can still act, at its share of the rate.
+   * The burst never drops below one token nor below the cost asked, so every share can still
+   * act (a frame of several likes included), at its share of the rate.
    */
   take(key: string, share = 1, cost = 1): number {
+    if (cost > Math.max(1, this.spec.burst) + TOKEN_SLACK) return Infinity;
     const t = this.now();
     const rate = this.spec.rate * share;
-    const capacity = Math.max(1, this.spec.burst * share);
-    if (cost > capacity + TOKEN_SLACK) return Infinity;
+    const capacity = Math.max(1, cost, this.spec.burst * share);
     const full = Math.max(t, this.fullAt.get(key) ?? t);
     const tokens = capacity - ((full - t) / 1000) * rate;
     // The slack absorbs float error: the tokens are computed from a time difference, and the
