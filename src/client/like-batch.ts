@@ -8,7 +8,7 @@ import type { Clock, TimerHandle } from './clock.js';
  * Most likes per frame: the server's default like burst (`likeBurst`). A frame is refused whole
  * when the user's like bucket holds fewer, so a bigger one would never pass at the defaults.
  */
-export const LIKES_PER_FRAME = 10;
+const LIKES_PER_FRAME = 10;
 
 interface Pending {
   count: number;
