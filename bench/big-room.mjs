@@ -31,7 +31,7 @@ const f = parseFlags(
     senderProcs: { type: 'number', default: 2, help: 'API sender processes (the rate is split over them)' },
     poster: { type: 'string', default: 'raw', help: 'senders\' HTTP client: raw (lean keep-alive client, lib/raw-http.mjs) or http (node:http)' },
     senderInflight: { type: 'number', default: 0, help: 'posts in flight at most, all senders (one keep-alive connection each; 0 = what fits beside the members under the open-file cap, ≤ 4096)' },
-    rssSettleS: { type: 'number', default: 5, help: 'idle seconds before each server RSS reading (empty, then connected)' },
+    rssSettleS: { type: 'number', default: 0, help: 'idle seconds before each server RSS reading (empty, then connected); 0 = 60 with --rss-only (a fresh worker sheds its start-up garbage over ~60 s), 5 otherwise' },
     rssOnly: { type: 'boolean', default: false, help: 'connect --members, read server RSS per member over the empty baseline, disconnect; no traffic' },
     members: { type: 'number', default: 200_000, help: '--rss-only: members in total (spread over --workers)' },
     gens: { type: 'number', default: 0, help: 'generator processes (0 = max(2, members/18000))' },
@@ -62,7 +62,7 @@ function common(members, workers, redis) {
   return {
     workers, redis, members, rooms: ['big'], gens: f.gens || Math.max(2, Math.ceil(members / 18_000)), addrs: addrsFor(members),
     stepS: f.stepS, warmupS: f.warmupS, firstWarmupS: f.firstWarmupS, client: f.client, latencySample: f.latencySample, connectRate: f.connectRate,
-    senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, client: f.poster }, targetOpts: targetOpts(), rssSettleMs: f.rssSettleS * 1000, maxMs: 3_600_000,
+    senderConfig: { kinds: ['chat'], bodyBytes: f.bodyBytes, client: f.poster }, targetOpts: targetOpts(), rssSettleMs: (f.rssSettleS || (f.rssOnly ? 60 : 5)) * 1000, maxMs: 3_600_000,
   };
 }
 
