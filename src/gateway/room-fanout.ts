@@ -1,9 +1,8 @@
 // One room's fan-out on this worker. Its local subscribers are spread over topic shards of at
 // most `shardSize` members (`fanoutShardMembers`, 2,000 by default; 0 = one shard), and a
-// frame is published to one shard per event-loop turn: a socket
-// write costs ~10 µs, so one pass over 17k members held the loop for ~200 ms of CPU (seconds
-// on a starved box), and API requests, pongs and acks waited behind it. Between shards they are
-// served. Frames of a room go out in order: the next one starts once the previous one reached
+// frame is published to one shard per event-loop turn: a socket write costs ~10 µs, so one
+// pass over 17k members held the loop for ~200 ms of CPU (seconds on a starved box), and API
+// requests, pongs and acks waited behind it. Between shards they are served. Frames of a room go out in order: the next one starts once the previous one reached
 // every shard. A member that subscribes while frames are queued or being written waits for the
 // last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
 import type { Delivered } from '../rooms/connection.js';
