@@ -20,7 +20,7 @@ import { json, type Route } from './gateway/http.js';
 import { startAdminServer, type AdminServer } from './gateway/admin.js';
 import { createLogger } from './log.js';
 import { busEvents, createMetrics } from './metrics/metrics.js';
-import type { UserPresence } from './engine/users.js';
+import type { UserPresenceFactory } from './engine/users.js';
 
 export interface RoomcastNode {
   readonly port: number;
@@ -49,7 +49,7 @@ export interface NodeDeps {
   /** A cluster worker: with --admin-port, the supervisor serves the ops routes, not this worker. */
   supervised?: boolean;
   /** Node-wide sockets per user (a supervised worker's view); default: this worker alone. */
-  users?: UserPresence;
+  users?: UserPresenceFactory;
 }
 
 const HTTP_BODY_LIMIT = 64 * 1024;

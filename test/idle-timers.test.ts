@@ -94,8 +94,8 @@ describe('TokenExpiry', () => {
     expiry.start();
     expect(vi.getTimerCount()).toBe(0);
     const sent: unknown[] = [];
-    // Opened: Sessions has given it its engine state, where the wheel keeps its slot.
-    const conn = { session: new ConnState(Date.now()), creds: { expMs: Date.now() + 3_600_000 }, send: (f: unknown) => sent.push(f), close: () => {} } as unknown as Connection;
+    // A connection: its engine state (ConnState) is where the wheel keeps its slot.
+    const conn = Object.assign(new ConnState(), { creds: { exp: Date.now() / 1000 + 3_600 }, send: (f: unknown) => sent.push(f), close: () => {} }) as unknown as Connection;
     expiry.schedule(conn);
     expect(vi.getTimerCount()).toBe(1); // one timer, for the `expiring` hint 30 s before exp
     vi.advanceTimersByTime(3_600_000 - 31_000);

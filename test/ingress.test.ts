@@ -16,24 +16,23 @@ import { localUsers } from '../src/engine/users.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 import { CLOSE } from '../src/protocol/errors.js';
 import type { ServerOp } from '../src/protocol/ops.js';
-import type { ConnState, Connection } from '../src/rooms/connection.js';
+import { ConnState, type Connection } from '../src/rooms/connection.js';
 import { Membership } from '../src/rooms/membership.js';
 import { Moderation } from '../src/rooms/moderation.js';
-import { RoomSet } from '../src/rooms/room-set.js';
 import { Outboxes } from '../src/tick/outbox.js';
 
 const ROOM = 'stage';
 
-class RecordingConn implements Connection {
+class RecordingConn extends ConnState implements Connection {
   readonly compress = false;
-  session: ConnState | undefined = undefined;
-  readonly rooms = new RoomSet();
   readonly sent: ServerOp[] = [];
   readonly closes: number[] = [];
   constructor(
     public creds: Credentials,
     readonly sid = 'sid-1',
-  ) {}
+  ) {
+    super();
+  }
   send(op: ServerOp): void {
     this.sent.push(op);
   }
@@ -65,7 +64,7 @@ function worker(config: Record<string, unknown> = {}) {
   const metrics = createMetrics(new Registry(), { defaultMetrics: false });
   const membership = new Membership();
   const moderation = new Moderation(now, 100);
-  const users = localUsers(membership);
+  const users = localUsers((uid) => membership.countOf(uid));
   const outboxes = new Outboxes();
   const lag = { ms: 0 };
   const bus = { up: true, available: () => bus.up };
@@ -101,7 +100,7 @@ function worker(config: Record<string, unknown> = {}) {
     now,
   });
   const connect = (over: Partial<Credentials> = {}) => {
-    const c = new RecordingConn({ uid: 'u1', role: 'viewer', guest: false, expMs: clock.t + 3_600_000, ...over });
+    const c = new RecordingConn({ uid: 'u1', role: 'viewer', guest: false, exp: clock.t / 1000 + 3_600, ...over });
     sessions.open(c);
     c.sent.length = 0; // the welcome
     return c;
@@ -203,7 +202,7 @@ describe('ingress decision order', () => {
 
   it('an expired token refuses every op but refresh, ping and leave', async () => {
     const w = worker();
-    const c = w.connect({ expMs: w.clock.t });
+    const c = w.connect({ exp: w.clock.t / 1000 });
     c.rooms.add(ROOM);
     w.frame(c, { op: 'send', room: ROOM, kind: 'chat', body: 'hi', ref: 1 });
     expect(c.last()).toMatchObject({ op: 'error', code: 'BAD_TOKEN', ref: 1 });

@@ -9,7 +9,7 @@ import type { Connection } from '../src/rooms/connection.js';
 
 let sids = 0;
 const conn = (uid: string): Connection => {
-  const creds: Credentials = { uid, role: 'viewer', guest: false, expMs: Infinity };
+  const creds: Credentials = { uid, role: 'viewer', guest: false, exp: Infinity };
   return { sid: `s${++sids}`, creds, compress: false, rooms: new RoomSet() } as unknown as Connection;
 };
 

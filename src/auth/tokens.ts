@@ -12,8 +12,11 @@ export interface Credentials {
   rooms?: readonly string[];
   role: Role;
   guest: boolean;
-  /** Token expiry, ms since epoch (Infinity for guests). */
-  expMs: number;
+  /**
+   * Token expiry, the `exp` claim: seconds since epoch (Infinity for guests). Seconds stay a
+   * small integer in the object, where milliseconds would be a 16-byte heap number per member.
+   */
+  exp: number;
 }
 
 export type AuthFailure = 'missing' | 'expired' | 'signature' | 'malformed' | 'claims';
@@ -70,7 +73,7 @@ function toCredentials(p: Record<string, unknown>): Credentials {
     rooms: rooms === undefined ? undefined : sharedRooms(rooms as string[]),
     role: (role as Role | undefined) ?? 'viewer',
     guest: false,
-    expMs: exp * 1000,
+    exp,
   };
 }
 
@@ -93,7 +96,7 @@ function sharedRooms(rooms: string[]): readonly string[] {
 
 /** A read-only guest, limited to `rooms` (the deployment's guestRooms, in the rooms claim syntax). */
 export function guestCredentials(sid: string, rooms: readonly string[]): Credentials {
-  return { uid: `guest:${sid}`, rooms, role: 'viewer', guest: true, expMs: Infinity };
+  return { uid: `guest:${sid}`, rooms, role: 'viewer', guest: true, exp: Infinity };
 }
 
 /** Whether a token's `rooms` claim lets it join `room`. */

@@ -4,7 +4,7 @@
 // on the node, so the common single-socket user costs no IPC beyond its own open and close.
 // A worker then checks --max-conns-per-user against the node-wide count and gives the user
 // its share of the chat, like and join limits: its part of the user's sockets.
-import type { UserPresence } from '../engine/users.js';
+import type { LocalCount, UserPresence } from '../engine/users.js';
 
 /** Worker -> supervisor: socket count changes per user since the last flush. */
 export interface UserDeltas {
@@ -22,12 +22,15 @@ const FLUSH_MS = 20;
 
 /** A worker's view: its own sockets exactly, the others' as last told by the supervisor. */
 export class WorkerUsers implements UserPresence {
-  private readonly local = new Map<string, number>();
   private readonly remote = new Map<string, number>();
   private pending = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly send: (m: UserDeltas) => void) {}
+  /** `local`: the engine's own count of the user's sockets here (a map of our own was ~54 bytes per member). */
+  constructor(
+    private readonly send: (m: UserDeltas) => void,
+    private readonly local: LocalCount,
+  ) {}
 
   opened(uid: string): void {
     this.change(uid, 1);
@@ -38,11 +41,11 @@ export class WorkerUsers implements UserPresence {
   }
 
   count(uid: string): number {
-    return (this.local.get(uid) ?? 0) + (this.remote.get(uid) ?? 0);
+    return this.local(uid) + (this.remote.get(uid) ?? 0);
   }
 
   share(uid: string): number {
-    const own = this.local.get(uid) ?? 0;
+    const own = this.local(uid);
     const others = this.remote.get(uid) ?? 0;
     return others === 0 || own === 0 ? 1 : own / (own + others);
   }
@@ -56,9 +59,6 @@ export class WorkerUsers implements UserPresence {
   }
 
   private change(uid: string, delta: number): void {
-    const n = (this.local.get(uid) ?? 0) + delta;
-    if (n > 0) this.local.set(uid, n);
-    else this.local.delete(uid);
     this.pending.set(uid, (this.pending.get(uid) ?? 0) + delta);
     this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
@@ -71,10 +71,20 @@ export class WorkerUsers implements UserPresence {
   }
 }
 
+/**
+ * One user's sockets on one worker, packed in a number (worker slot × SOCKETS_SPAN + sockets):
+ * nearly every user is on one worker, and a Map per user held ~240 bytes per member in the
+ * supervisor, ~240 MB at a million. A number stays a small integer up to 2,047 worker slots.
+ */
+const SOCKETS_SPAN = 1 << 20;
+
 /** The supervisor's side: every worker's sockets per user. */
 export class UserCountsHub {
-  /** uid -> worker -> sockets */
-  private readonly counts = new Map<string, Map<string, number>>();
+  /** uid -> its sockets per worker: one worker's packed in a number, several in a Map (worker -> sockets) */
+  private readonly counts = new Map<string, number | Map<string, number>>();
+  /** Worker id -> its slot in the packed numbers, and back. */
+  private readonly slotOf = new Map<string, number>();
+  private readonly slotIds: string[] = [];
   /** uid -> worker -> the `others` it was last told (absent = 0) */
   private readonly told = new Map<string, Map<string, number>>();
 
@@ -89,40 +99,77 @@ export class UserCountsHub {
   ) {}
 
   apply(worker: string, m: UserDeltas): void {
-    for (const [uid, d] of m.deltas) {
-      let per = this.counts.get(uid);
-      if (!per) this.counts.set(uid, (per = new Map()));
-      const n = (per.get(worker) ?? 0) + d;
-      if (n > 0) per.set(worker, n);
-      else per.delete(worker);
-      if (per.size === 0) this.counts.delete(uid);
-    }
+    for (const [uid, d] of m.deltas) this.set(uid, worker, this.socketsOn(uid, worker) + d);
     this.tell(m.deltas.map(([uid]) => uid));
   }
 
   /** A worker exited: its sockets are gone. */
   dropWorker(worker: string): void {
     const touched: string[] = [];
-    for (const [uid, per] of this.counts) {
-      if (!per.delete(worker)) continue;
+    for (const uid of this.counts.keys()) {
+      if (this.socketsOn(uid, worker) === 0) continue;
       touched.push(uid);
-      if (per.size === 0) this.counts.delete(uid);
+      this.set(uid, worker, 0);
     }
     for (const told of this.told.values()) told.delete(worker);
     this.tell(touched);
+  }
+
+  private socketsOn(uid: string, worker: string): number {
+    const had = this.counts.get(uid);
+    if (had === undefined) return 0;
+    if (typeof had !== 'number') return had.get(worker) ?? 0;
+    return this.workerOf(had) === worker ? had % SOCKETS_SPAN : 0;
+  }
+
+  private total(uid: string): number {
+    const had = this.counts.get(uid);
+    if (had === undefined) return 0;
+    if (typeof had === 'number') return had % SOCKETS_SPAN;
+    let n = 0;
+    for (const c of had.values()) n += c;
+    return n;
+  }
+
+  /** Sets the user's sockets on `worker` (≤ 0: none), packed again once one worker is left. */
+  private set(uid: string, worker: string, sockets: number): void {
+    const had = this.counts.get(uid);
+    if (had === undefined || (typeof had === 'number' && this.workerOf(had) === worker)) {
+      if (sockets > 0) this.counts.set(uid, this.pack(worker, sockets));
+      else this.counts.delete(uid);
+      return;
+    }
+    const per = typeof had === 'number' ? new Map([[this.workerOf(had), had % SOCKETS_SPAN]]) : had;
+    if (sockets > 0) per.set(worker, sockets);
+    else per.delete(worker);
+    if (per.size > 1) return void this.counts.set(uid, per);
+    const only = per.entries().next().value;
+    if (only === undefined) this.counts.delete(uid);
+    else this.counts.set(uid, this.pack(only[0], only[1]));
+  }
+
+  private workerOf(packed: number): string {
+    return this.slotIds[Math.floor(packed / SOCKETS_SPAN)]!;
+  }
+
+  private pack(worker: string, sockets: number): number {
+    let slot = this.slotOf.get(worker);
+    if (slot === undefined) {
+      slot = this.slotIds.push(worker) - 1;
+      this.slotOf.set(worker, slot);
+    }
+    return slot * SOCKETS_SPAN + Math.min(sockets, SOCKETS_SPAN - 1);
   }
 
   private tell(uids: readonly string[]): void {
     const out = new Map<string, Array<[string, number]>>();
     const workers = this.workers();
     for (const uid of new Set(uids)) {
-      const per = this.counts.get(uid);
-      let total = 0;
-      for (const n of per?.values() ?? []) total += n;
+      const total = this.total(uid);
       let told = this.told.get(uid);
       if (total < this.shareFrom && !told) continue; // nobody was told about it: nothing to take back
       for (const w of workers) {
-        const others = total >= this.shareFrom ? total - (per?.get(w) ?? 0) : 0;
+        const others = total >= this.shareFrom ? total - this.socketsOn(uid, w) : 0;
         if (others === (told?.get(w) ?? 0)) continue;
         if (!told) this.told.set(uid, (told = new Map()));
         if (others === 0) told.delete(w);

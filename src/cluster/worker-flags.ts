@@ -2,6 +2,7 @@
 // defaults it grows to 32 MiB once traffic has filled it, ~1.9 KiB per member at 17k members
 // per worker, more than a member's own state. Workers get 8 MiB semi-spaces (16 MiB in all),
 // unless the node flags (the supervisor's own, or NODE_OPTIONS, which workers inherit) set a size.
+// `npm start` runs a single process with the same flag, and so does the bench.
 
 export const WORKER_SEMI_SPACE_MB = 8;
 

@@ -6,14 +6,16 @@ import { createLogger } from '../log.js';
 import { startNode, type RoomcastNode } from '../node.js';
 import type { ToSupervisor, ToWorker } from './ipc.js';
 import { WorkerUsers } from './user-counts.js';
+import type { LocalCount } from '../engine/users.js';
 
 const send = (m: ToSupervisor) => process.send?.(m);
 let node: RoomcastNode | undefined;
 let seq = 0;
 const waiting = new Map<number, (text: string) => void>();
-/** This worker's sockets per user, shared with the node's other workers via the supervisor. */
+/** This worker's sockets per user, shared with the node's other workers via the supervisor (made with the node). */
+let users: WorkerUsers | undefined;
 // Counts still change while an orphaned worker drains: nobody to tell then.
-const users = new WorkerUsers((m) => void (process.connected && send(m)));
+const userPresence = (local: LocalCount) => (users = new WorkerUsers((m) => void (process.connected && send(m)), local));
 
 /** GET /metrics on any worker answers with the node-wide aggregate from the supervisor. */
 function nodeMetrics(): Promise<string> {
@@ -37,7 +39,7 @@ process.on('message', (m: ToWorker) => {
       registry.setDefaultLabels({ worker: m.workerId });
       // welcome.node names the worker too, so a member knows which process serves it.
       const config = Object.freeze({ ...m.config, nodeId: `${m.config.nodeId ?? hostname()}/${m.workerId}` });
-      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true, users }).then(
+      void startNode(config, { log, registry, metricsText: nodeMetrics, devSecret: m.devSecret, supervised: true, users: userPresence }).then(
         (n) => {
           node = n;
           send({ type: 'ready', port: n.port, presenceId: n.presence.presenceId });
@@ -66,7 +68,7 @@ process.on('message', (m: ToWorker) => {
       void node?.presence.forgetWorkers(m.presenceIds);
       return;
     case 'user-others':
-      users.others(m);
+      users?.others(m);
       return;
   }
 });

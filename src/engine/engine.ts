@@ -26,7 +26,7 @@ import { MemberCounts } from './member-counts.js';
 import { Rooms } from './rooms.js';
 import { Sessions, type Refusal } from './sessions.js';
 import { TokenExpiry } from './token-expiry.js';
-import { localUsers, type UserPresence } from './users.js';
+import { localUsers, type UserPresence, type UserPresenceFactory } from './users.js';
 
 export interface EngineOptions {
   config: Config;
@@ -43,7 +43,7 @@ export interface EngineOptions {
   /** Verifies the tokens of `refresh` ops. */
   verifier: TokenVerifier;
   /** Node-wide socket counts per user (per-user limits and the connection cap); default: this worker's. */
-  users?: UserPresence;
+  users?: UserPresenceFactory;
   now?: () => number;
 }
 
@@ -74,7 +74,8 @@ export class Engine {
     this.membership = new Membership(o.events);
     this.moderation = new Moderation(this.now, c.maxModerationEntries);
     this.expiry = new TokenExpiry({ graceSec: c.tokenGraceSec, metrics: o.metrics, now: this.now });
-    this.users = o.users ?? localUsers(this.membership);
+    const local = (uid: string) => this.membership.countOf(uid);
+    this.users = o.users?.(local) ?? localUsers(local);
     this.pipeline = new TickPipeline({
       bus: o.bus,
       outboxes: this.outboxes,

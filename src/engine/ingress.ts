@@ -34,7 +34,7 @@ export interface IngressOptions {
   bus: Pick<Bus, 'available'>;
   moderation: Pick<Moderation, 'mutedFor'>;
   users: Pick<UserPresence, 'share'>;
-  sessions: Pick<Sessions, 'stateOf' | 'isOpen' | 'refresh'>;
+  sessions: Pick<Sessions, 'isOpen' | 'refresh'>;
   joins: Pick<Joins, 'join' | 'leave'>;
   controls: Pick<ControlActions, 'moderate'>;
   /** Chat that fails review before it is queued (blocklist); the webhook runs per tick. */
@@ -42,6 +42,7 @@ export interface IngressOptions {
   now: () => number;
 }
 
+/** Bad frames are counted per clock minute (fixed windows: the window number stays a small integer). */
 const BAD_FRAME_WINDOW_MS = 60_000;
 /** retryMs of a shed message: long enough for a lagging loop to catch up. */
 const SHED_RETRY_MS = 1000;
@@ -109,7 +110,7 @@ export class Ingress {
 
   private async handle(c: Connection, op: ClientOp): Promise<void> {
     try {
-      if (c.creds.expMs <= this.o.now() && !WHILE_EXPIRED.has(op.op)) {
+      if (c.creds.exp * 1000 <= this.o.now() && !WHILE_EXPIRED.has(op.op)) {
         if (op.op === 'send') this.o.metrics.messagesReceived.inc({ kind: op.kind, result: 'forbidden' });
         throw new WireError('BAD_TOKEN', 'token expired; send refresh with a fresh token');
       }
@@ -171,15 +172,14 @@ export class Ingress {
 
   private badFrame(c: Connection, e: WireError, ref?: number): void {
     this.o.metrics.badFrames.inc({ code: e.code });
-    const st = this.o.sessions.stateOf(c);
-    if (!st) return;
-    const t = this.o.now();
-    if (t - st.badSince > BAD_FRAME_WINDOW_MS) {
-      st.badSince = t;
-      st.badFrames = 0;
+    if (!c.open) return;
+    const w = Math.floor(this.o.now() / BAD_FRAME_WINDOW_MS);
+    if (w !== c.badWindow) {
+      c.badWindow = w;
+      c.badFrames = 0;
     }
     this.replyError(c, e, ref);
-    if (++st.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
+    if (++c.badFrames > this.o.config.badFrameLimit) c.close(CLOSE.BAD_FRAMES, 'too many bad frames');
   }
 
   private countSend(kind: string | undefined, result: MessageResult): void {

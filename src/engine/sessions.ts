@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import type { ClientOp } from '../protocol/ops.js';
-import { ConnState, type Connection } from '../rooms/connection.js';
+import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { Moderation } from '../rooms/moderation.js';
 import type { Rooms } from './rooms.js';
@@ -48,7 +48,7 @@ export class Sessions {
 
   /** A new connection: registered, counted, welcomed. */
   open(c: Connection): void {
-    c.session = new ConnState(this.o.now());
+    c.open = true;
     this.o.membership.addConnection(c);
     if (!c.creds.guest) this.o.users.opened(c.creds.uid);
     this.o.expiry.schedule(c);
@@ -57,9 +57,8 @@ export class Sessions {
   }
 
   closed(c: Connection): void {
-    const st = c.session;
-    if (!st?.open) return;
-    st.open = false;
+    if (!c.open) return;
+    c.open = false;
     this.o.expiry.forget(c);
     if (!c.creds.guest) this.o.users.closed(c.creds.uid);
     this.o.rooms.dropped(c);
@@ -67,13 +66,8 @@ export class Sessions {
     this.o.metrics.rooms.set(this.o.membership.roomCount);
   }
 
-  /** The connection's state (undefined before open). */
-  stateOf(c: Connection): ConnState | undefined {
-    return c.session;
-  }
-
   isOpen(c: Connection): boolean {
-    return c.session?.open === true;
+    return c.open;
   }
 
   /**
@@ -101,7 +95,7 @@ export class Sessions {
     this.o.metrics.rooms.set(this.o.membership.roomCount);
     this.o.expiry.schedule(c);
     this.o.metrics.tokenRefreshes.inc({ result: 'ok' });
-    c.send({ op: 'refreshed', ref: op.ref, exp: Math.floor(creds.expMs / 1000) });
+    c.send({ op: 'refreshed', ref: op.ref, exp: Math.floor(creds.exp) });
   }
 
   /** Draining: `bye` with a jittered reconnect delay to everyone. */

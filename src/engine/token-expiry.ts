@@ -24,17 +24,17 @@ export class TokenExpiry {
   constructor(
     private readonly o: { graceSec: number; metrics: Metrics; now: () => number },
   ) {
-    // The slot lives on the connection's engine state (set at open, before any schedule()).
+    // The slot lives on the connection's engine state.
     this.deadlines = new Deadlines<Connection>(SLOT_MS, o.now(), {
-      get: (c) => c.session?.deadlineSlot,
-      set: (c, slot) => void (c.session!.deadlineSlot = slot),
+      get: (c) => c.deadlineSlot,
+      set: (c, slot) => void (c.deadlineSlot = slot),
     });
   }
 
   /** The connection's next token deadline (after open or a refresh): the hint, else the close. */
   schedule(c: Connection): void {
     this.hinted.delete(c);
-    const exp = c.creds.expMs;
+    const exp = c.creds.exp * 1000;
     if (!Number.isFinite(exp)) return this.deadlines.delete(c);
     const now = this.o.now();
     const hintAt = exp - Math.min(EXPIRING_HINT_MS, (exp - now) / 2);
@@ -79,7 +79,7 @@ export class TokenExpiry {
   private walk(): void {
     const now = this.o.now();
     for (const c of this.deadlines.due(now)) {
-      const exp = c.creds.expMs;
+      const exp = c.creds.exp * 1000;
       if (now < exp && !this.hinted.has(c)) {
         this.hinted.add(c);
         c.send({ op: 'expiring', in: Math.max(0, Math.round(exp - now)) });
@@ -98,6 +98,6 @@ export class TokenExpiry {
    * wheel's resolution (walk interval plus slot rounding), so the close is never later.
    */
   private closeAt(c: Connection): number {
-    return c.creds.expMs + Math.max(0, this.o.graceSec * 1000 - 2 * SLOT_MS);
+    return c.creds.exp * 1000 + Math.max(0, this.o.graceSec * 1000 - 2 * SLOT_MS);
   }
 }

@@ -1,8 +1,6 @@
 // How many sockets a user has on this node, and this worker's share of the user's per-user
 // limits. A single process counts its own sockets; the workers of a supervised node learn
 // the node-wide counts from the supervisor (src/cluster/user-counts.ts).
-import type { Membership } from '../rooms/membership.js';
-
 export interface UserPresence {
   opened(uid: string): void;
   closed(uid: string): void;
@@ -12,12 +10,18 @@ export interface UserPresence {
   share(uid: string): number;
 }
 
+/** The user's sockets on this worker (Membership counts them). */
+export type LocalCount = (uid: string) => number;
+
+/** Builds a worker's presence on the engine's own count of local sockets (no second map per user). */
+export type UserPresenceFactory = (local: LocalCount) => UserPresence;
+
 /** One worker is the whole node. */
-export function localUsers(membership: Membership): UserPresence {
+export function localUsers(local: LocalCount): UserPresence {
   return {
     opened: () => undefined,
     closed: () => undefined,
-    count: (uid) => membership.connectionsOf(uid).length,
+    count: local,
     share: () => 1,
   };
 }

@@ -8,14 +8,14 @@ import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
-import type { ConnState, Connection, Delivered, InitialJoin, RoomPublisher } from '../rooms/connection.js';
-import { RoomSet } from '../rooms/room-set.js';
+import { ConnState, type Connection, type Delivered, type InitialJoin, type RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
 import { SlowWatch } from './slow-watch.js';
+import { SocketList, type Linked } from './socket-list.js';
 import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from './room-fanout.js';
 
 /** What the gateway calls into (the engine). */
@@ -98,13 +98,16 @@ class Backlog {
   waiters: Array<{ maxBytes: number; resolve: () => void }> = [];
 }
 
-class SocketConnection implements Connection, ShardMember {
-  readonly rooms = new RoomSet();
-  session: ConnState | undefined = undefined;
+/** The engine's state and room set are this object's own fields (ConnState): no objects of their own. */
+class SocketConnection extends ConnState implements Connection, ShardMember, Linked<SocketConnection> {
   closed = false;
+  /** Its neighbours in the gateway's list of open sockets. */
+  prev: SocketConnection | undefined = undefined;
+  next: SocketConnection | undefined = undefined;
   /**
    * Its fan-out shard in each room it is subscribed to (room-fanout.ts; -1 while it waits for a
    * pass to end): one room in two fields, a Map only for two or more (RoomSet's reasoning).
+   * The room's name is the fan-out's string, one shared by every member.
    */
   private subRoom: string | undefined;
   private subShard = 0;
@@ -122,7 +125,9 @@ class SocketConnection implements Connection, ShardMember {
     readonly sid: string,
     public creds: Credentials,
     readonly compress: boolean,
-  ) {}
+  ) {
+    super();
+  }
 
   send(op: ServerOp): void {
     if (this.closed) return;
@@ -203,8 +208,9 @@ class SocketConnection implements Connection, ShardMember {
 
   subscribe(room: string): void {
     if (this.closed || this.shardIn(room) !== undefined) return;
-    const shard = this.gw.fanoutFor(room).join(this);
-    this.setShard(room, shard);
+    const fanout = this.gw.fanoutFor(room);
+    const shard = fanout.join(this);
+    this.setShard(fanout.room, shard);
     if (shard >= 0) this.ws.subscribe(topic(room, this.compress, shard));
   }
 
@@ -336,7 +342,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   readonly maxBackpressure: number;
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
-  private readonly sockets = new Set<SocketConnection>();
+  private readonly sockets = new SocketList<SocketConnection>();
   /** Rooms with local subscribers, or frames still being written. */
   private readonly fanouts = new Map<string, RoomFanout<SocketConnection>>();
   /** Drop candidates: sockets seen with a backlog (at a sweep or a drain) lately. */

@@ -1,31 +1,37 @@
 // The neutral connection type the engine works with; the gateway adapts uWS sockets to it.
 import type { Credentials } from '../auth/tokens.js';
 import type { ServerOp } from '../protocol/ops.js';
-import type { RoomSet } from './room-set.js';
+import { RoomSet } from './room-set.js';
 
 /**
- * Per-connection engine state, one fixed-shape object kept on the connection itself (a WeakMap
- * entry per socket cost ~26 bytes): open or not, the bad frames of the current window (ingress
- * counts them), and the slot of its next token deadline (engine/deadlines.ts; a Map entry per
- * socket cost ~46 bytes).
+ * The engine's per-connection state, as fields of the connection object itself: a connection
+ * class extends it, and it is the connection's own room set. Objects of their own (this state,
+ * the room set, a boxed timestamp) cost ~140 bytes per member, a quarter of the JS heap a
+ * member holds (bench/notes/big-room.md).
  */
-export class ConnState {
+export class ConnState extends RoomSet {
+  /** Set by the engine when the connection opens (Sessions), cleared when it closes. */
+  open = false;
+  /** Bad frames in the window `badWindow` (ingress counts them). */
   badFrames = 0;
-  open = true;
+  /** The fixed window those frames fell in: a window number stays a small integer, where a
+   * timestamp would be a 16-byte heap number per connection. */
+  badWindow = 0;
+  /** The slot of its next token deadline (engine/deadlines.ts; a Map entry per socket cost ~46 bytes). */
   deadlineSlot: number | undefined = undefined;
-  constructor(public badSince: number) {}
+
+  /** Rooms this connection is in (Membership adds and deletes them). */
+  get rooms(): RoomSet {
+    return this;
+  }
 }
 
-export interface Connection {
+export interface Connection extends ConnState {
   readonly sid: string;
-  /** Set by the engine when the connection opens (Sessions). */
-  session: ConnState | undefined;
   /** Replaced by a successful `refresh`. */
   creds: Credentials;
   /** Asked for compressed (`z`) frames. */
   readonly compress: boolean;
-  /** Rooms this connection is in (Membership adds and deletes them). */
-  readonly rooms: RoomSet;
   /** Encodes and sends one frame to this connection only. */
   send(op: ServerOp): void;
   /** Sends an already encoded frame to this connection only. */

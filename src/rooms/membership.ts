@@ -76,6 +76,12 @@ export class Membership {
     return this.byRoom.get(room)?.members ?? 0;
   }
 
+  /** The user's connections on this worker. */
+  countOf(uid: string): number {
+    const had = this.byUid.get(uid);
+    return had === undefined ? 0 : had instanceof Set ? had.size : 1;
+  }
+
   connectionsOf(uid: string): readonly Connection[] {
     const had = this.byUid.get(uid);
     return had === undefined ? [] : had instanceof Set ? [...had] : [had];
