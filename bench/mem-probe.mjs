@@ -76,9 +76,15 @@ class Inspector {
     return this.evaluate('gc(), gc(), process.memoryUsage().heapUsed');
   }
 
-  /** Resident bytes of V8's young generation (new space) now, without a GC. */
-  youngResident() {
-    return this.evaluate("process.getBuiltinModule('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').physical_space_size");
+  /** Resident bytes of each V8 heap space, and the bytes outside the heap V8 knows of, now (no GC). */
+  residency() {
+    return this.evaluate(`(() => {
+      const out = {};
+      for (const s of process.getBuiltinModule('v8').getHeapSpaceStatistics()) out[s.space_name] = s.physical_space_size;
+      const m = process.memoryUsage();
+      out.external = m.external;
+      return out;
+    })()`);
   }
 
   /** Takes a heap snapshot (it runs a full GC first) and returns its text. */
@@ -138,7 +144,7 @@ async function probe(kind) {
     // taken as big-room takes them.
     await sleep(f.settleS * 1000);
     const rssEmpty = totalRss(target.pids());
-    const youngEmpty = await insp.youngResident();
+    const resEmpty = await insp.residency();
     fleet = new Fleet({
       procs: f.gens, members: f.members, proto: target.proto, client: f.client, urls: target.urls, rooms: ['big'],
       addrs: addrsFor(f.members), secret: target.secret, uidPrefix: 'm', tokenTtlSec: 7200, latencySample: 8,
@@ -149,17 +155,25 @@ async function probe(kind) {
     const n = conn.opened;
     await sleep(f.settleS * 1000);
     const rssConnected = totalRss(target.pids());
-    const youngConnected = await insp.youngResident();
+    const resConnected = await insp.residency();
     const heapConnected = await insp.heapUsed();
+    // The RSS growth split: each V8 space's resident growth, external memory, and the rest
+    // (native: uWS's sockets and subscriptions, malloc arenas).
+    const growth = {};
+    for (const k of Object.keys(resConnected)) growth[k] = kib(resConnected[k] - (resEmpty[k] ?? 0), n);
+    const v8Growth = Object.keys(resConnected).filter((k) => k !== 'external').reduce((a, k) => a + resConnected[k] - (resEmpty[k] ?? 0), 0);
+    growth.native = kib(rssConnected - rssEmpty - v8Growth, n);
     const out = {
       kind, label: target.label, members: n,
       rssMiB: { empty: mib(rssEmpty), connected: mib(rssConnected) },
       rssPerMemberKiB: kib(rssConnected - rssEmpty, n),
-      youngResidentMiB: { empty: mib(youngEmpty), connected: mib(youngConnected) },
+      youngResidentMiB: { empty: mib(resEmpty.new_space), connected: mib(resConnected.new_space) },
+      growthPerMemberKiB: growth,
       heapUsedMiB: { connected: mib(heapConnected) },
     };
     log(`${target.label}, ${n} members: RSS ${out.rssMiB.empty} → ${out.rssMiB.connected} MiB = ${out.rssPerMemberKiB} KiB/member, ` +
       `of which V8's young generation ${out.youngResidentMiB.empty} → ${out.youngResidentMiB.connected} MiB; JS heap after GC ${out.heapUsedMiB.connected} MiB`);
+    log(`  RSS growth per member by part (KiB; native = RSS growth less V8's resident spaces): ${Object.entries(growth).filter(([, v]) => Math.abs(v) >= 0.005).map(([k, v]) => `${k} ${v}`).join(', ')}`);
     if (f.snapshot) {
       const text = await insp.snapshot();
       if (f.snapshotFile && kind === 'roomcast') writeFileSync(f.snapshotFile, text);
