@@ -119,4 +119,23 @@ describe('Deadlines', () => {
     expect(d.due(t0 + 5000)).toEqual(['b']);
     expect(d.nextDueMs()).toBeUndefined();
   });
+
+  it("an item deleted and set again in the same slot fires once, and the slot's list stays bounded", () => {
+    const d = new Deadlines<string>(250, 0, mapSlots());
+    d.set('keep', 600);
+    for (let i = 0; i < 10_000; i++) {
+      d.set('a', 600);
+      d.set('a', 600); // the same slot again: nothing to do
+      d.delete('a');
+      d.set('a', 600); // listed twice now, until a compaction
+      d.delete('a');
+    }
+    d.set('a', 600);
+    expect(d.size).toBe(2);
+    // A list per slot, compacted as items leave it: not one entry per set() ever made.
+    const slots = (d as unknown as { slots: Map<number, { items: string[] }> }).slots;
+    expect([...slots.values()][0]!.items.length).toBeLessThan(40);
+    expect(d.due(750).sort()).toEqual(['a', 'keep']);
+    expect(d.size).toBe(0);
+  });
 });

@@ -4,6 +4,18 @@
 
 /** Up to this many pending slots, the next due one is found by a scan; beyond, every slot is walked. */
 const SCAN_LIMIT = 1024;
+/** A slot's list is compacted once it holds more than twice its live items plus this. */
+const COMPACT_SLACK = 16;
+
+/**
+ * One slot's items: a list, not a Set (a Set's table held ~40 bytes per connection, the list
+ * 8–12). A deleted item stays in the list until the slot is walked or compacted: an entry
+ * counts only while the item's slot number is this slot's.
+ */
+interface Slot<T> {
+  items: T[];
+  live: number;
+}
 
 /** Where an item keeps its slot number: on the item itself, not in a map of the wheel's. */
 export interface SlotAccess<T> {
@@ -18,7 +30,7 @@ export class Deadlines<T> {
    */
   private readonly origin: number;
   /** slot number -> items due in it */
-  private readonly slots = new Map<number, Set<T>>();
+  private readonly slots = new Map<number, Slot<T>>();
   private pending = 0;
   /** The last slot walked. */
   private walked = 0;
@@ -33,12 +45,14 @@ export class Deadlines<T> {
 
   /** (Re)schedules `item` for `dueMs`; it fires on the first walk at or after that time. */
   set(item: T, dueMs: number): void {
-    this.delete(item);
     // A deadline already passed fires on the next walk.
     const slot = this.slotTime(dueMs) / this.slotMs - this.origin;
-    let set = this.slots.get(slot);
-    if (!set) this.slots.set(slot, (set = new Set()));
-    set.add(item);
+    if (this.slotOf.get(item) === slot) return;
+    this.delete(item);
+    let s = this.slots.get(slot);
+    if (!s) this.slots.set(slot, (s = { items: [], live: 0 }));
+    s.items.push(item);
+    s.live++;
     this.slotOf.set(item, slot);
     this.pending++;
   }
@@ -48,9 +62,17 @@ export class Deadlines<T> {
     if (slot === undefined) return;
     this.slotOf.set(item, undefined);
     this.pending--;
-    const set = this.slots.get(slot);
-    set?.delete(item);
-    if (set?.size === 0) this.slots.delete(slot);
+    const s = this.slots.get(slot);
+    if (!s) return;
+    if (--s.live === 0) this.slots.delete(slot);
+    else if (s.items.length > 2 * s.live + COMPACT_SLACK) this.compact(slot, s);
+  }
+
+  /** Keeps the slot's live items, once each (an item deleted and set again is in the list twice). */
+  private compact(slot: number, s: Slot<T>): void {
+    const kept = new Set<T>();
+    for (const item of s.items) if (this.slotOf.get(item) === slot) kept.add(item);
+    s.items = [...kept];
   }
 
   /** Removes and returns the items whose slot is due at `now`. */
@@ -89,10 +111,11 @@ export class Deadlines<T> {
   }
 
   private take(slot: number, out: T[]): void {
-    const set = this.slots.get(slot);
-    if (!set) return;
+    const s = this.slots.get(slot);
+    if (!s) return;
     this.slots.delete(slot);
-    for (const item of set) {
+    for (const item of s.items) {
+      if (this.slotOf.get(item) !== slot) continue; // deleted, or already taken (listed twice)
       this.slotOf.set(item, undefined);
       this.pending--;
       out.push(item);
