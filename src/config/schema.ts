@@ -99,7 +99,7 @@ export const configSchema = z
       .min(0)
       .default(2000)
       .describe("a room's local members per fan-out shard, its frame written to one shard per event-loop turn; 0 = one shard"),
-    idleTimeoutSec: z.number().int().min(8).max(960).default(120).describe('close sockets silent this long (welcome.hb); uWS pings a silent socket before'),
+    idleTimeoutSec: z.number().int().min(8).max(960).default(240).describe('close sockets silent this long (welcome.hb); uWS pings a silent socket before'),
     membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
     membersPushMaxMs: z
       .number()
