@@ -182,10 +182,10 @@ async function rssOnly() {
     runs.push({
       workers,
       members: f.members,
-      contenders: cs.map((c) => ({ kind: c.kind, label: c.label ?? c.kind, error: c.error, connect: c.connect, serverRssMiB: c.serverRssMiB, serverRssPerMemberKiB: c.serverRssPerMemberKiB, serverRssTotalPerMemberKiB: c.serverRssTotalPerMemberKiB })),
+      contenders: cs.map((c) => ({ kind: c.kind, label: c.label ?? c.kind, error: c.error, connect: c.connect, serverRssMiB: c.serverRssMiB, serverRssEachMiB: c.serverRssEachMiB, serverRssPerMemberKiB: c.serverRssPerMemberKiB, serverRssTotalPerMemberKiB: c.serverRssTotalPerMemberKiB })),
       rss,
     });
-    for (const c of cs) log(`${c.label ?? c.kind} ×${workers}, ${c.connect?.opened ?? 0} members: server RSS ${c.error ? `failed: ${c.error}` : `${c.serverRssMiB.before} → ${c.serverRssMiB.after} MiB, ${c.serverRssPerMemberKiB} KiB/member over the empty baseline`}`);
+    for (const c of cs) log(`${c.label ?? c.kind} ×${workers}, ${c.connect?.opened ?? 0} members: server RSS ${c.error ? `failed: ${c.error}` : `${c.serverRssMiB.before} → ${c.serverRssMiB.after} MiB, ${c.serverRssPerMemberKiB} KiB/member over the empty baseline; per process ${c.serverRssEachMiB?.before.join('/')} → ${c.serverRssEachMiB?.after.join('/')} MiB`}`);
     if (rss?.ratio) log(`  roomcast ÷ raw uWS RSS/member: ×${rss.ratio}`);
   }
   const file = writeResult('big-room-rss', { flags: f, command: commandLine('big-room'), runs });

@@ -4,7 +4,7 @@ import { log, sleep } from './common.mjs';
 import { Fleet } from './gen.mjs';
 import { Sender } from './sender.mjs';
 import { startTarget } from './targets.mjs';
-import { totalRss } from './proc.mjs';
+import { rssMiBEach, totalRss } from './proc.mjs';
 import { baseline, measureStep, describeRow } from './steps.mjs';
 import { fixedPlan } from './ceiling.mjs';
 
@@ -28,6 +28,7 @@ export async function runContender(o) {
   try {
     await sleep(o.rssSettleMs ?? 500);
     const rssBefore = totalRss(target.pids());
+    const eachBefore = rssMiBEach(target.pids());
     fleet = new Fleet({
       procs: o.gens,
       members: o.members,
@@ -53,6 +54,8 @@ export async function runContender(o) {
     const rssAfter = totalRss(target.pids());
     const gen = await fleet.window(false);
     out.serverRssMiB = { before: +(rssBefore / 2 ** 20).toFixed(1), after: +(rssAfter / 2 ** 20).toFixed(1) };
+    // per process (a roomcast supervisor first, then its workers), empty and connected
+    out.serverRssEachMiB = { before: eachBefore, after: rssMiBEach(target.pids()) };
     // growth over the empty baseline, and the whole RSS, per connected member
     out.serverRssPerMemberKiB = +((rssAfter - rssBefore) / 1024 / Math.max(1, conn.opened)).toFixed(2);
     out.serverRssTotalPerMemberKiB = +(rssAfter / 1024 / Math.max(1, conn.opened)).toFixed(2);

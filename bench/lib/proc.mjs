@@ -64,6 +64,11 @@ export function diff(before, pids = Object.keys(before.per).map(Number)) {
   return { secs, cpuPct: +(cpu * 100).toFixed(1), rss, each };
 }
 
+/** Each process's RSS in MiB (0 when gone), in the order given. */
+export function rssMiBEach(pids) {
+  return pids.map((pid) => +((sample(pid)?.rss ?? 0) / 2 ** 20).toFixed(1));
+}
+
 export function totalRss(pids) {
   let rss = 0;
   for (const pid of pids) rss += sample(pid)?.rss ?? 0;
