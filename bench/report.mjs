@@ -20,6 +20,9 @@ const FULL = {
   idle: (r) => r.flags.members >= 17_000,
 };
 
+/** The sizes of the published scaling curve (100k, 200k, 400k, 700k, 1M). */
+const CURVE_SIZES = 5;
+
 function load() {
   const given = process.argv.slice(2);
   const files = given.length ? given : readdirSync(RESULTS_DIR).filter((f) => f.endsWith('.json')).map((f) => join(RESULTS_DIR, f));
@@ -35,8 +38,12 @@ function load() {
     r.file = file.slice(file.indexOf('bench/'));
     // idle runs compare builds and settings: every one is a row
     if (r.scenario === 'idle') (latest.idleRuns ??= []).push(r);
-    // many-rooms on a Redis Cluster is its own table beside the single-Redis one
-    const key = r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster' : r.scenario;
+    // many-rooms on a Redis Cluster is its own table beside the single-Redis one; a curve at
+    // fewer than the five sizes is shown beside the newest five-size one, not instead of it
+    const key =
+      r.scenario === 'many-rooms' && r.flags.redisCluster ? 'many-rooms-cluster'
+      : r.scenario === 'million-curve' && r.result.sizes.length < CURVE_SIZES ? 'million-curve-partial'
+      : r.scenario;
     // a full-size run beats a smoke run, a clean million run an unclean one, then a run with
     // the default settings beats a variant (ROOMCAST_* in its environment); then the newest wins
     const cur = latest[key];
@@ -491,7 +498,8 @@ function render() {
     out.push(`\n${text}\n`);
   };
   for (const s of SCENARIOS) {
-    const r = latest[s];
+    const partialCurve = s === 'million-curve' ? latest['million-curve-partial'] : undefined;
+    const r = latest[s] ?? partialCurve;
     out.push(`## ${TITLE[s] ?? s}\n`);
     out.push(`${INTRO[s]}\n`);
     if (!r) {
@@ -504,7 +512,12 @@ function render() {
     else if (s === 'many-rooms') out.push(platform(r) + '\n\n' + contendersSection(r, true));
     else if (s === 'storm') out.push(storm(r));
     else if (s === 'million') out.push(million(r));
-    else if (s === 'million-curve') out.push(millionCurve(r));
+    else if (s === 'million-curve') {
+      out.push(millionCurve(r));
+      if (partialCurve && partialCurve !== r && partialCurve.date > r.date) {
+        out.push('\n### A newer curve at fewer sizes\n', header(partialCurve) + '\n', millionCurve(partialCurve));
+      }
+    }
     else if (s === 'idle') out.push(idleRuns(latest.idleRuns));
     else if (s === 'api') out.push(api(r));
     else if (s === 'adaptive') out.push(adaptive(r));

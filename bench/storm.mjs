@@ -37,6 +37,7 @@ const f = parseFlags(
     connectRate: { type: 'number', default: 4000, help: 'connects per second' },
     events: { type: 'string', default: 'off', help: 'business events: off, on, or both (off then on, same run, CPU per inbound message compared)' },
     cpuProf: { type: 'string', default: '', help: 'directory for V8 CPU profiles of the roomcast processes (node --cpu-prof)' },
+    serverArgs: { type: 'list', default: [], help: 'extra roomcast flags, e.g. --server-args=--fanout-shard-members,2000' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
   undefined,
@@ -115,7 +116,7 @@ async function storm(withEvents, redis) {
   const target = await startTarget('roomcast', {
     workers: f.workers,
     redisUrl: redis?.url,
-    args: ['--room-chat-budget', String(f.budget), ...eventArgs],
+    args: ['--room-chat-budget', String(f.budget), ...eventArgs, ...f.serverArgs],
     nodeArgs: f.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${f.cpuProf}`] : [],
   });
   const room = 'storm';
