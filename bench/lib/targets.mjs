@@ -99,8 +99,9 @@ export async function startTarget(kind, o) {
     ];
     // A single process runs with the node flags a forked worker gets (its V8 young generation
     // size), as `npm start` does: the engine in it is a worker, and its memory is measured per worker.
-    const { workerExecArgv } = await import(join(ROOT, 'dist/src/cluster/worker-flags.js'));
-    const nodeArgs = useRedis ? (o.nodeArgs ?? []) : workerExecArgv(o.nodeArgs ?? [], process.env.NODE_OPTIONS);
+    const nodeArgs = useRedis
+      ? (o.nodeArgs ?? [])
+      : (await import(join(ROOT, 'dist/src/cluster/worker-flags.js'))).workerExecArgv(o.nodeArgs ?? [], process.env.NODE_OPTIONS);
     spawnLogged([...nodeArgs, ...args]);
     urls = [{ host: '127.0.0.1', port }];
   } else {
