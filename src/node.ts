@@ -20,6 +20,8 @@ import { json, type Route } from './gateway/http.js';
 import { startAdminServer, type AdminServer } from './gateway/admin.js';
 import { createLogger } from './log.js';
 import { busEvents, createMetrics } from './metrics/metrics.js';
+import { loopBusySince } from './metrics/event-loop.js';
+import { startYoungGenTrim } from './util/young-gen-trim.js';
 import type { UserPresenceFactory } from './engine/users.js';
 
 export interface RoomcastNode {
@@ -123,6 +125,10 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
 
   await engine.start();
   const port = await gateway.listen(engine);
+  const stopTrim = startYoungGenTrim({
+    busySince: loopBusySince(),
+    onTrim: (before, after) => log.debug({ beforeKiB: before >> 10, afterKiB: after >> 10 }, 'young generation given back'),
+  });
   let admin: AdminServer | undefined;
   if (config.adminPort !== null && !deps.supervised) {
     const count = (route: string, status: number) => metrics.httpRequests.inc({ route, status: String(status) });
@@ -144,6 +150,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     stop(reason = 'draining') {
       stopping ??= (async () => {
         gateway.stopListening();
+        stopTrim();
         await engine.drain(reason);
         gateway.closeAll();
         await admin?.close();

@@ -1,7 +1,7 @@
 // Starts a contender — roomcast or a peer — with N workers and gives the bench one shape:
 // where members connect, where senders post, the server pids, and each room's final seq.
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { ROOT, BENCH_DIR, RESULTS_DIR, freePort, onCleanup, sleep, waitFor } from './common.mjs';
@@ -99,9 +99,11 @@ export async function startTarget(kind, o) {
     ];
     // A single process runs with the node flags a forked worker gets (its V8 young generation
     // size), as `npm start` does: the engine in it is a worker, and its memory is measured per worker.
-    const nodeArgs = useRedis
+    // A build from before those flags existed (a "before" worktree) runs as it shipped.
+    const flags = join(ROOT, 'dist/src/cluster/worker-flags.js');
+    const nodeArgs = useRedis || !existsSync(flags)
       ? (o.nodeArgs ?? [])
-      : (await import(join(ROOT, 'dist/src/cluster/worker-flags.js'))).workerExecArgv(o.nodeArgs ?? [], process.env.NODE_OPTIONS);
+      : (await import(flags)).workerExecArgv(o.nodeArgs ?? [], process.env.NODE_OPTIONS);
     spawnLogged([...nodeArgs, ...args]);
     urls = [{ host: '127.0.0.1', port }];
   } else {
