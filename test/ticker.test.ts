@@ -2,7 +2,7 @@
 // queued, a wake runs the next tick one tick later, work left over (chat under review) or a
 // wake during a tick keeps it going at the cadence, and stretched ticks still stretch.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Ticker } from '../src/tick/ticker.js';
+import { Ticker, TICK_SHARE } from '../src/tick/ticker.js';
 
 const TICK = 50;
 
@@ -104,7 +104,7 @@ describe('Ticker', () => {
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(1000);
-    expect(t.effectiveMs).toBeGreaterThanOrEqual(300);
+    expect(t.effectiveMs).toBeGreaterThanOrEqual(200 / TICK_SHARE);
     await t.stop();
 
     const idle = ticker(async () => false);
@@ -113,6 +113,38 @@ describe('Ticker', () => {
     await vi.advanceTimersByTimeAsync(TICK);
     expect(idle.t.effectiveMs).toBe(TICK);
     await idle.t.stop();
+  });
+
+  it('keeps its cadence from when a tick was due, however late the loop got to it', async () => {
+    // The loop's clock: `lost` ms went to socket writes while a tick was due (fake timers fire
+    // every timer on time, so the lost time is added to the clock the ticker reads).
+    let lost = 0;
+    const now = () => performance.now() + lost;
+    const ticks: number[] = [];
+    let traffic = true;
+    const t = new Ticker({
+      tickMs: TICK,
+      maxTickMs: 1000,
+      now,
+      run: async () => {
+        ticks.push(now());
+        return traffic;
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK);
+    setTimeout(() => void (lost = 20), TICK - 1); // the second tick starts 20 ms late
+    await vi.advanceTimersByTimeAsync(TICK * 4);
+    traffic = false;
+    await vi.advanceTimersByTimeAsync(TICK * 2);
+    const at = ticks.map((x) => x - ticks[0]!);
+    expect(at[1]).toBe(TICK + 20); // the late one
+    expect(at.slice(2, 4)).toEqual([2 * TICK, 3 * TICK]); // no drift after it
+    await t.stop();
   });
 
   it('decays a stretched tick over a sleep', async () => {
@@ -129,7 +161,7 @@ describe('Ticker', () => {
     busy.start();
     busy.wake();
     await vi.advanceTimersByTimeAsync(TICK + 1);
-    expect(busy.effectiveMs).toBe(300);
+    expect(busy.effectiveMs).toBe(200 / TICK_SHARE);
     expect(busy.sleeping).toBe(true);
     work = 0;
     await vi.advanceTimersByTimeAsync(60_000);
@@ -150,7 +182,7 @@ describe('Ticker', () => {
     t.wake();
     fanout = 100; // an append completed and its frames were written between two ticks
     await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(150);
+    expect(t.effectiveMs).toBe(100 / TICK_SHARE);
     await t.stop();
   });
 
@@ -166,16 +198,16 @@ describe('Ticker', () => {
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
-    fanout = 40; // each tick's frames take 40 ms
+    fanout = 90; // each tick's frames take 90 ms
     await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(60); // a quiet loop: 40 ms is 2/3 of 60
-    // Ingress keeps the loop 56% busy besides: the tick's share is 2/3 - 0.56 ~ 0.1.
+    expect(t.effectiveMs).toBe(90 / TICK_SHARE); // a quiet loop: the tick's share of it
+    // Ingress keeps the loop 40% busy besides: the tick's share is 0.9 - 2 × 0.4 = 0.1.
     for (let i = 0; i < 3; i++) {
-      fanout = 40;
-      busy = 0.56 + 40 / t.effectiveMs;
+      fanout = 90;
+      busy = 0.4 + 90 / t.effectiveMs;
       await vi.advanceTimersByTimeAsync(t.effectiveMs);
     }
-    expect(t.effectiveMs).toBeGreaterThanOrEqual(350);
+    expect(t.effectiveMs).toBeGreaterThanOrEqual(800);
     await t.stop();
   });
 
@@ -185,7 +217,7 @@ describe('Ticker', () => {
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(300);
+    expect(t.effectiveMs).toBe(200 / TICK_SHARE);
     work = 0;
     const first = ticks[0]!;
     // chat: the stretched cadence holds (the next tick is due 300 ms after the first began)

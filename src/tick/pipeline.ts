@@ -18,7 +18,6 @@ import { encodeBatch } from './batch.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
-import { TICK_SHARE } from './ticker.js';
 import { TokenBucket } from '../util/token-bucket.js';
 import { RateMeter } from './rate-meter.js';
 import { RecentEntries } from './recent.js';
@@ -75,13 +74,12 @@ const MAX_APPENDS_IN_FLIGHT = 2;
 
 /**
  * The rest after a pass longer than the longest tick, per ms of the pass: the pass then takes
- * TICK_SHARE of the room's frame interval, as a tick's work and fan-out do (ticker.ts). A worker
- * that cannot write a frame to all its members within a tick would otherwise pass back to
- * back; resting, it merges what comes meanwhile into the next frame and leaves a third of its
- * loop (and of the box) to API requests, acks, pongs and the members' own reading
- * (bench/notes/million-curve.md, session 10).
+ * two thirds of the room's frame interval. A worker that cannot write a frame to all its
+ * members within a tick would otherwise pass back to back; resting, it merges what comes
+ * meanwhile into the next frame and leaves a third of its loop (and of the box) to API
+ * requests, acks, pongs and the members' own reading (bench/notes/million-curve.md, session 10).
  */
-const REST_PER_PASS_MS = 1 / TICK_SHARE - 1;
+const REST_PER_PASS_MS = 0.5;
 
 /** Resolves in the loop's check phase: after the microtasks queued now and this poll phase's other I/O. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));

@@ -28,10 +28,18 @@ export interface TickerOptions {
 }
 
 /**
- * Share of the loop the tick's work and fan-out may take, with nothing else running: the
- * rest is kept for ingress and socket writes.
+ * Share of the loop the tick's work and fan-out may take with nothing else running. Fan-out
+ * shards already let requests, acks and pongs in between (one shard per loop turn), so the
+ * reserve is small: with the loop to itself, a room gets frames at the configured tick, as
+ * from a bare uWS server (a third kept in reserve cost big-room ×2 its p99, bench/notes/big-room.md).
  */
-export const TICK_SHARE = 2 / 3;
+export const TICK_SHARE = 0.9;
+/**
+ * Each share of the loop other work took (ingress, the API) takes this much from the tick's:
+ * under heavy ingress a member gets fewer frames per second, each carrying more messages,
+ * because the socket write, not the message, is the cost (storm).
+ */
+const OTHER_WEIGHT = 2;
 /** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway). */
 const MIN_TICK_SHARE = 0.1;
 
@@ -130,14 +138,14 @@ export class Ticker {
     // Fan-out done just before this tick was due also made it late: counted once.
     const fanout = this.o.takeBusyMs?.() ?? 0;
     const busy = work + Math.max(late, fanout);
-    // The tick's work and fan-out take at most TICK_SHARE of the loop, less what else kept it
-    // busy since the last tick (a storm's ingress): under load, fewer frames per member per
-    // second instead of a lagging loop. Smoothed to avoid oscillation.
+    // The tick's work and fan-out take at most TICK_SHARE of the loop, less twice what else
+    // kept it busy since the last tick (a storm's ingress): under load, fewer frames per member
+    // per second instead of a lagging loop. Smoothed to avoid oscillation.
     const since = this.lastStart === undefined ? 0 : start - this.lastStart;
     this.lastStart = start;
     const used = this.o.loopBusy?.() ?? 0;
     const other = since > 0 ? Math.max(0, used - (work + fanout) / since) : 0;
-    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - other);
+    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - OTHER_WEIGHT * other);
     const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy / share));
     this.effective = wanted > this.effective ? wanted : this.effective * 0.8 + wanted * 0.2;
     this.o.onTick?.(work, this.effective);
@@ -147,7 +155,12 @@ export class Ticker {
     if (!again) return this.sleep();
     const hurried = this.hurried;
     this.hurried = false;
-    this.schedule(Math.max(0, Math.min(this.effective, hurried ? this.o.tickMs : Infinity) - work), this.now());
+    // The cadence is kept from when this tick was due, not from when the loop got to it: a tick
+    // late behind socket writes must not push every later one back (a bare uWS server's
+    // setInterval does not drift either; drifting cost a room of 5k a quarter of its frames).
+    const next = hurried ? start + Math.min(this.effective, this.o.tickMs) : due + this.effective;
+    const now = this.now();
+    this.schedule(Math.max(0, next - now), now);
   }
 
   /** Stops scheduling; resolves once a tick in progress has finished. */
