@@ -89,6 +89,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
     maxBackpressure: config.maxBackpressure,
     compressThreshold: config.compressThreshold,
     fanoutShardMembers: config.fanoutShardMembers,
+    fanoutSliceMs: config.fanoutSliceMs,
     rideMs: () => paceMs(),
     metrics,
     log,
@@ -100,7 +101,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const apiKey = config.apiKey ?? (devMode ? 'dev' : null);
   const members = (room: string): number => engine.membersOf(room);
   const events = createEvents(config, { node: nodeId, apiKey, metrics, log, members, othersMembers: (room) => bus.members(room) });
-  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users, events });
+  const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users, events, talking: () => gateway.talking });
   paceMs = () => engine.effectiveTickMs;
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');

@@ -1,4 +1,5 @@
-// RoomFanout's passes: one shard per loop turn, frames in order, joiners placed after the
+// RoomFanout's passes: shards over loop turns (one per turn with no time slice; as many as
+// the measured cost fits in the slice otherwise), frames in order, joiners placed after the
 // frames they joined with. The host here records instead of writing; test/ws-fanout.test.ts
 // runs the same over real uWS sockets.
 import { describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ class Member implements ShardMember {
   }
 }
 
-function setup(shardSize: number) {
+function setup(shardSize: number, sliceMs = 0, costMs = 0) {
   const writes: Array<{ frame: string; shard: number }> = [];
   let riders: Member[] | undefined;
   const ridden: Array<{ shard: number; riders: number }> = [];
@@ -31,6 +32,7 @@ function setup(shardSize: number) {
     },
     publishShard: (_room, shard, frame, rs) => {
       if (shard === failOn) throw new Error(`shard ${shard} failed`);
+      for (const until = performance.now() + costMs; performance.now() < until; ); // a costly write
       writes.push({ frame: new TextDecoder().decode(frame.plain), shard });
       if (rs) ridden.push({ shard, riders: rs.length });
       return { receivers: 1, bytes: frame.plain.byteLength };
@@ -38,7 +40,7 @@ function setup(shardSize: number) {
     idle: () => void idle++,
     failed: (_room, err) => void failures.push(err),
   };
-  const fanout = new RoomFanout('r', host, shardSize);
+  const fanout = new RoomFanout('r', host, shardSize, () => sliceMs);
   const join = () => {
     const m = new Member();
     m.shard = fanout.join(m);
@@ -62,6 +64,30 @@ describe('room fan-out shards', () => {
     await turn();
     expect(writes.map((w) => w.shard)).toEqual([0, 1, 2]);
     expect(done).toEqual({ receivers: 3, bytes: 3 });
+  });
+
+  it('once a turn was timed, writes as many shards a turn as fit in the slice', async () => {
+    // Writing is cheap: after the first turn (one shard, nothing measured yet) the rest fit in one.
+    const cheap = setup(2, 50);
+    Array.from({ length: 8 }, cheap.join);
+    cheap.fanout.publish(cheap.frame('a'));
+    expect(cheap.writes.map((w) => w.shard)).toEqual([0]);
+    await turn();
+    expect(cheap.writes.map((w) => w.shard)).toEqual([0, 1, 2, 3]);
+    // the next frame: the whole pass in its first turn
+    cheap.fanout.publish(cheap.frame('b'));
+    await turn();
+    expect(cheap.writes.filter((w) => w.frame === 'b').map((w) => w.shard)).toEqual([0, 1, 2, 3]);
+
+    // Writing costs 10 ms a shard of two (5 ms a member) against a 12 ms slice: two shards fit
+    // in no turn, so each turn writes one.
+    const costly = setup(2, 12, 10);
+    Array.from({ length: 6 }, costly.join);
+    costly.fanout.publish(costly.frame('a'));
+    await turn();
+    expect(costly.writes.map((w) => w.shard)).toEqual([0, 1]);
+    await turn();
+    expect(costly.writes.map((w) => w.shard)).toEqual([0, 1, 2]);
   });
 
   it('a room of one shard is written at once, done included', () => {

@@ -100,7 +100,8 @@ describe('Ticker', () => {
   });
 
   it('stretches a tick whose work outlasts it, and relaxes after idle', async () => {
-    const { t } = ticker(async () => true, 200);
+    let left = 3; // with the loop to itself the next tick follows at once: a few, then none
+    const { t } = ticker(async () => left-- > 0, 200);
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(1000);
@@ -186,41 +187,69 @@ describe('Ticker', () => {
     await t.stop();
   });
 
-  it('stretches further while other work (ingress) keeps the loop busy', async () => {
-    let fanout = 0;
+  it('stretches further while other work (ingress) keeps the loop busy, and further while members talk', async () => {
+    const run = async (talk: number) => {
+      let fanout = 0;
+      const take = () => {
+        const ms = fanout;
+        fanout = 0;
+        return ms;
+      };
+      let busy = 0;
+      const ticks: number[] = [];
+      const t = new Ticker({
+        tickMs: TICK,
+        maxTickMs: 1000,
+        run: async () => {
+          ticks.push(performance.now());
+          return true;
+        },
+        onError: (err) => {
+          throw err;
+        },
+        takeBusyMs: take,
+        loopBusy: () => busy,
+        talking: () => talk,
+      });
+      t.start();
+      t.wake();
+      await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
+      fanout = 90; // each tick's frames take 90 ms
+      await vi.advanceTimersByTimeAsync(TICK);
+      const quiet = t.effectiveMs;
+      // Ingress keeps the loop 40% busy besides.
+      for (let i = 0; i < 3; i++) {
+        fanout = 90;
+        busy = 0.4 + 90 / t.effectiveMs;
+        await vi.advanceTimersByTimeAsync(t.effectiveMs);
+      }
+      await t.stop();
+      return { quiet, loaded: t.effectiveMs };
+    };
+    // A listening room fed by the API: the fan-out takes what ingress leaves, 1 - 0.4 = 0.6.
+    const api = await run(0);
+    expect(api.quiet).toBe(90 / TICK_SHARE); // a quiet loop: the tick's share of it
+    expect(api.loaded).toBeGreaterThanOrEqual(90 / 0.6 - 1);
+    expect(api.loaded).toBeLessThan(200);
+    // Members storming: twice their share and a reserve, 1 - 0.1 - 2 × 0.4 = 0.1.
+    const storm = await run(1);
+    expect(storm.loaded).toBeGreaterThanOrEqual(800);
+  });
+
+  it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
+    let fanout = 300; // the first tick's frames take 300 ms after it
     const take = () => {
       const ms = fanout;
       fanout = 0;
       return ms;
     };
-    let busy = 0;
-    const { t } = ticker(async () => true, 0, take, () => busy);
-    t.start();
-    t.wake();
-    await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
-    fanout = 90; // each tick's frames take 90 ms
-    await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(90 / TICK_SHARE); // a quiet loop: the tick's share of it
-    // Ingress keeps the loop 40% busy besides: the tick's share is 0.9 - 2 × 0.4 = 0.1.
-    for (let i = 0; i < 3; i++) {
-      fanout = 90;
-      busy = 0.4 + 90 / t.effectiveMs;
-      await vi.advanceTimersByTimeAsync(t.effectiveMs);
-    }
-    expect(t.effectiveMs).toBeGreaterThanOrEqual(800);
-    await t.stop();
-  });
-
-  it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
-    let work = 200;
-    const { t, ticks } = ticker(async () => true, () => work); // traffic goes on
+    const { t, ticks } = ticker(async () => true, 0, take); // traffic goes on
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(200 / TICK_SHARE);
-    work = 0;
+    expect(t.effectiveMs).toBe(300 / TICK_SHARE);
     const first = ticks[0]!;
-    // chat: the stretched cadence holds (the next tick is due 300 ms after the first began)
+    // chat: the stretched cadence holds (the next tick is due 300 ms after the first was)
     t.wake();
     await vi.advanceTimersByTimeAsync(10);
     expect(ticks).toHaveLength(1);

@@ -1,5 +1,6 @@
 // A room's fan-out over shards of real uWS sockets (gateway/room-fanout.ts), with shards of two
-// members so that every frame takes several loop turns: every member gets every batch once and
+// members and one shard per turn (`fanoutSliceMs` 0, as in a storm) so that every frame takes
+// several loop turns: every member gets every batch once and
 // in order while others join and leave during the passes, and acks still ride their batch.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
@@ -12,7 +13,7 @@ const batches = (fs: readonly Frame[]) => fs.filter((f) => f.op === 'batch');
 describe('fan-out over shards', () => {
   let node: RoomcastNode;
   beforeAll(async () => {
-    node = await startTestNode({ apiKey: API_KEY, fanoutShardMembers: 2, tickMs: 20, joinRate: 1000, joinBurst: 1000, ...NO_FRAME_BUDGET });
+    node = await startTestNode({ apiKey: API_KEY, fanoutShardMembers: 2, fanoutSliceMs: 0, tickMs: 20, joinRate: 1000, joinBurst: 1000, ...NO_FRAME_BUDGET });
   });
   afterAll(() => node.stop());
 

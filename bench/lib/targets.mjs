@@ -45,6 +45,11 @@ export function http(method, url, { body, headers = {}, timeoutMs = 10_000 } = {
   });
 }
 
+/** Node flags for the server processes: the bench's own, else BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
+function serverNodeArgs(o) {
+  return o.nodeArgs ?? (process.env.BENCH_SERVER_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []);
+}
+
 function logFile(name) {
   const dir = join(RESULTS_DIR, 'logs');
   mkdirSync(dir, { recursive: true });
@@ -102,8 +107,8 @@ export async function startTarget(kind, o) {
     // A build from before those flags existed (a "before" worktree) runs as it shipped.
     const flags = join(ROOT, 'dist/src/cluster/worker-flags.js');
     const nodeArgs = useRedis || !existsSync(flags)
-      ? (o.nodeArgs ?? [])
-      : (await import(flags)).workerExecArgv(o.nodeArgs ?? [], process.env.NODE_OPTIONS);
+      ? serverNodeArgs(o)
+      : (await import(flags)).workerExecArgv(serverNodeArgs(o), process.env.NODE_OPTIONS);
     spawnLogged([...nodeArgs, ...args]);
     urls = [{ host: '127.0.0.1', port }];
   } else {
@@ -114,7 +119,7 @@ export async function startTarget(kind, o) {
       const port = t.samePort ? base : i === 0 ? base : await freePort();
       if (!t.samePort || i === 0) urls.push({ host: '127.0.0.1', port });
       spawnLogged([
-        ...(o.nodeArgs ?? []),
+        ...serverNodeArgs(o),
         join(BENCH_DIR, 'peers', t.script),
         '--port', String(port), '--index', String(i), '--workers', String(workers),
         '--tick-ms', String(o.tickMs ?? 50),

@@ -98,7 +98,13 @@ export const configSchema = z
       .int()
       .min(0)
       .default(2000)
-      .describe("a room's local members per fan-out shard, its frame written to one shard per event-loop turn; 0 = one shard"),
+      .describe("a room's local members per fan-out shard (the unit a frame's writes are split at between event-loop turns); 0 = one shard"),
+    fanoutSliceMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(250)
+      .describe("wall time a frame's writes may hold the event loop per turn: shards that fit at the measured cost go in one turn; 0 = one shard per turn"),
     idleTimeoutSec: z.number().int().min(8).max(960).default(240).describe('close sockets silent this long (welcome.hb); uWS pings a silent socket before'),
     membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
     membersPushMaxMs: z

@@ -44,6 +44,8 @@ export interface EngineOptions {
   verifier: TokenVerifier;
   /** Node-wide socket counts per user (per-user limits and the connection cap); default: this worker's. */
   users?: UserPresenceFactory;
+  /** How much the members are talking, 0..1 (gateway/member-talk.ts): the tick stretches more while they do. */
+  talking?: () => number;
   now?: () => number;
 }
 
@@ -158,6 +160,7 @@ export class Engine {
       run: async () => this.pipeline.tick(),
       takeBusyMs: () => this.pipeline.takeFanoutMs(),
       loopBusy: loopBusySince(),
+      talking: o.talking,
       onError: (err) => o.log.error({ err }, 'tick failed'),
       onTick: (workMs, effectiveMs) => {
         o.metrics.tickDuration.observe(workMs / 1000);

@@ -1,8 +1,14 @@
 // One room's fan-out on this worker. Its local subscribers are spread over topic shards of at
 // most `shardSize` members (`fanoutShardMembers`, 2,000 by default; 0 = one shard), and a
-// frame is published to one shard per event-loop turn: a socket write costs ~10 µs, so one
-// pass over 17k members held the loop for ~200 ms of CPU (seconds on a starved box), and API
-// requests, pongs and acks waited behind it. Between shards they are served. Frames of a room go out in order: the next one starts once the previous one reached
+// frame is written over as few event-loop turns as fit its shards in `sliceMs`
+// (`fanoutSliceMs`) each: a socket write costs ~10 µs, so a pass over 17k members holds the
+// loop for ~200 ms of CPU, and seconds on a starved box (60 workers on 2 cores at 1M), while
+// API requests, pongs and acks wait. Between turns they are served. A turn's cost is known only
+// at the next one (uWS writes a publish when the turn ends), so a room's first turn writes one
+// shard, and each later one as many as the measured wall time per member fits in the slice: on
+// a starved box one shard per turn, which kept the 1M steady phase answering POSTs, and on a
+// quiet one the whole pass in one turn, as raw uWS does (one shard per turn cost a room of 18k
+// ×1.5–2.4 its p99; bench/notes/big-room.md). Frames of a room go out in order: the next one starts once the previous one reached
 // every shard. A member that subscribes while frames are queued or being written waits for the
 // last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
 import type { Delivered } from '../rooms/connection.js';
@@ -35,6 +41,15 @@ export interface ShardHost<M extends ShardMember> {
   failed(room: string, err: unknown): void;
 }
 
+/**
+ * The wall time a turn may take: `sliceMs` while the members only listen, down to one shard per
+ * turn while they talk (member-talk.ts). Under a storm of chat and likes their pings and acks are
+ * answered between shards; a room that listens gets its frame at once, as from a bare uWS server.
+ */
+export function sliceFor(sliceMs: number, talk: number): number {
+  return sliceMs * (1 - talk);
+}
+
 interface Pass {
   frame: FanoutFrame;
   /** Members that subscribed while this frame was queued or being written. */
@@ -50,10 +65,17 @@ export class RoomFanout<M extends ShardMember> {
   private current: Pass | undefined;
   private busy = false;
 
+  /** Measured wall time per member of a turn (0: not measured yet), and the turn being timed. */
+  private msPerMember = 0;
+  private turnAt = 0;
+  private turnMembers = 0;
+
   constructor(
     readonly room: string,
     private readonly host: ShardHost<M>,
     private readonly shardSize: number,
+    /** Wall time a turn of a pass may take now (sliceFor); 0 = one shard per turn. */
+    private readonly sliceMs: () => number,
   ) {}
 
   get shards(): number {
@@ -99,17 +121,29 @@ export class RoomFanout<M extends ShardMember> {
     const riders = this.members > 0 ? this.ridersByShard() : undefined;
     const total: Delivered = { receivers: 0, bytes: 0 };
     let shard = 0;
-    const step = (): void => {
-      if (shard < this.sizes.length) {
-        try {
-          const d = this.host.publishShard(this.room, shard, pass.frame, riders?.get(shard));
-          total.receivers += d.receivers;
-          total.bytes += d.bytes;
-        } catch (err) {
-          this.host.failed(this.room, err);
+    const step = (later: boolean): void => {
+      // A later step's turn follows the one that wrote the previous shards (the first step may
+      // share its turn with the end of the previous pass, whose writes have not happened yet).
+      if (later) this.timeTurn();
+      const at = performance.now();
+      // At least one shard a turn; more while the measured cost says they fit in the slice.
+      const fit = this.msPerMember > 0 ? this.sliceMs() / this.msPerMember : 0;
+      let members = 0;
+      do {
+        if (shard < this.sizes.length) {
+          members += this.sizes[shard]!;
+          try {
+            const d = this.host.publishShard(this.room, shard, pass.frame, riders?.get(shard));
+            total.receivers += d.receivers;
+            total.bytes += d.bytes;
+          } catch (err) {
+            this.host.failed(this.room, err);
+          }
         }
-      }
-      if (++shard < this.sizes.length) return void setImmediate(step);
+      } while (++shard < this.sizes.length && members + this.sizes[shard]! <= fit);
+      if (this.sizes.length > 1) this.startTurn(at, members);
+      if (shard < this.sizes.length) return void setImmediate(step, true);
+      if (this.turnMembers > 0) setImmediate(() => this.timeTurn()); // the pass's last turn
       this.current = undefined;
       for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());
       if (this.queue.length > 0) setImmediate(this.next);
@@ -119,8 +153,21 @@ export class RoomFanout<M extends ShardMember> {
       }
       pass.frame.done?.(total);
     };
-    step();
+    step(false);
   };
+
+  private startTurn(at: number, members: number): void {
+    this.turnAt = at;
+    this.turnMembers = members;
+  }
+
+  /** Ends the turn being timed: its wall time, the writes uWS made when it ended included. */
+  private timeTurn(): void {
+    if (this.turnMembers === 0) return;
+    const perMember = (performance.now() - this.turnAt) / this.turnMembers;
+    this.msPerMember = this.msPerMember === 0 ? perMember : (this.msPerMember + perMember) / 2;
+    this.turnMembers = 0;
+  }
 
   private ridersByShard(): Map<number, M[]> | undefined {
     const riders = this.host.takeRiders(this.room);

@@ -16,7 +16,8 @@ import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
 import { SlowWatch } from './slow-watch.js';
 import { SocketList, type Linked } from './socket-list.js';
-import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from './room-fanout.js';
+import { MemberTalk } from './member-talk.js';
+import { RoomFanout, sliceFor, type FanoutFrame, type ShardHost, type ShardMember } from './room-fanout.js';
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
@@ -46,6 +47,7 @@ export interface GatewayOptions {
   compressThreshold: number;
   /** Members per fan-out shard: a room's frame is written to one shard per loop turn (0: one shard). */
   fanoutShardMembers: number;
+  fanoutSliceMs: number;
   /** How long a reply sent with the next batch may wait for one: the effective tick. */
   rideMs: () => number;
   metrics: Metrics;
@@ -345,6 +347,8 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   private readonly sockets = new SocketList<SocketConnection>();
   /** Rooms with local subscribers, or frames still being written. */
   private readonly fanouts = new Map<string, RoomFanout<SocketConnection>>();
+  private readonly talk = new MemberTalk();
+  private readonly sliceMs = (): number => sliceFor(this.o.fanoutSliceMs, this.talking);
   /** Drop candidates: sockets seen with a backlog (at a sweep or a drain) lately. */
   private readonly slow = new SlowWatch<SocketConnection>();
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -397,6 +401,11 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     this.perIp = o.connectRate > 0 ? new RateLimiter({ rate: o.connectRate, burst: o.connectBurst }) : undefined;
   }
 
+  /** How much the members are talking, 0..1 (member-talk.ts): the fan-out and the tick yield to them. */
+  get talking(): number {
+    return this.talk.level(performance.now());
+  }
+
   route(r: Route): void {
     mount(this.app, r, {
       maxBodyBytes: this.o.maxHttpBodyBytes,
@@ -430,6 +439,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       },
       message: (ws, message, isBinary) => {
         const conn = connOf(ws);
+        this.talk.frames++;
         // uWS neuters the buffer after this callback; the engine decodes synchronously.
         if (conn) this.handler?.frame(conn, new Uint8Array(message), isBinary);
       },
@@ -607,7 +617,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
 
   fanoutFor(room: string): RoomFanout<SocketConnection> {
     let f = this.fanouts.get(room);
-    if (!f) this.fanouts.set(room, (f = new RoomFanout(room, this, this.o.fanoutShardMembers || Infinity)));
+    if (!f) this.fanouts.set(room, (f = new RoomFanout(room, this, this.o.fanoutShardMembers || Infinity, this.sliceMs)));
     return f;
   }
 

@@ -24,23 +24,31 @@ export interface TickerOptions {
    * the API, the fan-out): what is not the tick's own leaves less room for its fan-out.
    */
   loopBusy?: () => number;
+  /** How much the members are talking, 0..1: other work weighs double while they storm. */
+  talking?: () => number;
   now?: () => number;
 }
 
 /**
- * Share of the loop the tick's work and fan-out may take with nothing else running. Fan-out
- * shards already let requests, acks and pongs in between (one shard per loop turn), so the
- * reserve is small: with the loop to itself, a room gets frames at the configured tick, as
- * from a bare uWS server (with a third kept in reserve a room of 5k got 13 frames per member
- * per second at 57 % CPU where a bare uWS server sent 20, bench/notes/big-room.md).
+ * Share of the loop the tick's work and fan-out may take with nothing else running: all of it,
+ * as a bare uWS server publishes back to back (with 10 % kept back a room of 18k got 2.9 frames
+ * per member per second at 74 % CPU where the bare server sent 4.5 at 96 %; with a third, a room
+ * of 5k got 13 where it sent 20, bench/notes/big-room.md). Between passes, and between a
+ * pass's turns while the members talk, the loop serves requests, acks and pongs.
  */
-export const TICK_SHARE = 0.9;
+export const TICK_SHARE = 1;
 /**
- * Each share of the loop other work took (ingress, the API) takes this much from the tick's:
- * under heavy ingress a member gets fewer frames per second, each carrying more messages,
- * because the socket write, not the message, is the cost (storm).
+ * Each share of the loop other work took (ingress, the API) takes this much from the tick's, and
+ * twice as much while the members storm (`talking` 1): under a storm of chat and likes a member
+ * gets fewer frames per second, each carrying more messages, because the socket write, not the
+ * message, is the cost, and the loop keeps time for their frames (storm: gift p99 521 ms at a
+ * 197 ms tick with the weight at 1, 381–538 ms at 229–351 ms ticks with 2). An API feeding a
+ * listening room takes only its own share: the fan-out gets the rest (a room of 5k at 2,980
+ * msgs/s: 8.4 frames per member per second with the weight at 2, 16.4 with 1).
  */
-const OTHER_WEIGHT = 2;
+const OTHER_WEIGHT = 1;
+/** While the members storm, this share of the loop is also kept back for their frames (pings, acks). */
+const STORM_RESERVE = 0.1;
 /** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway). */
 const MIN_TICK_SHARE = 0.1;
 
@@ -139,14 +147,15 @@ export class Ticker {
     // Fan-out done just before this tick was due also made it late: counted once.
     const fanout = this.o.takeBusyMs?.() ?? 0;
     const busy = work + Math.max(late, fanout);
-    // The tick's work and fan-out take at most TICK_SHARE of the loop, less twice what else
-    // kept it busy since the last tick (a storm's ingress): under load, fewer frames per member
-    // per second instead of a lagging loop. Smoothed to avoid oscillation.
+    // The tick's work and fan-out take at most TICK_SHARE of the loop, less what else kept it
+    // busy since the last tick (twice that, and a reserve, while the members storm): fewer frames
+    // per member per second instead of a lagging loop. Smoothed to avoid oscillation.
     const since = this.lastStart === undefined ? 0 : start - this.lastStart;
     this.lastStart = start;
     const used = this.o.loopBusy?.() ?? 0;
     const other = since > 0 ? Math.max(0, used - (work + fanout) / since) : 0;
-    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - OTHER_WEIGHT * other);
+    const talk = this.o.talking?.() ?? 0;
+    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - STORM_RESERVE * talk - OTHER_WEIGHT * (1 + talk) * other);
     const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy / share));
     this.effective = wanted > this.effective ? wanted : this.effective * 0.8 + wanted * 0.2;
     this.o.onTick?.(work, this.effective);
