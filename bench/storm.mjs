@@ -252,11 +252,19 @@ async function storm(withEvents, redis) {
       sampledOut: m1.received.sampledOut - m0.received.sampledOut,
       rateLimited: m1.received.rateLimited - m0.received.rateLimited,
       backpressureDrops: m1.drops - m0.drops,
+      // The cost of a message is mostly socket writes (~10 µs each): batch frames to members,
+      // and reply writes (acks, pongs, errors; a reply riding a batch is in that batch's write).
+      socketWrites: {
+        batches: mStorm.deliveries - m0.deliveries,
+        replies: mStorm.replyWrites - m0.replyWrites,
+        perInbound: inbound > 0 ? +((mStorm.deliveries - m0.deliveries + mStorm.replyWrites - m0.replyWrites) / inbound).toFixed(3) : null,
+      },
     } : null,
   };
   log(`budget: ${result.budget.deliveredChatPerSecAtMember0} chat/s delivered (budget ${f.budget}) → ${result.budget.holds ? 'holds' : 'EXCEEDED'}`);
   log(`likes (${f.likeRef ? 'with ref, acked' : 'no ref: sent less refused'}): ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
   log(`server CPU ${result.serverCpuPct}%, generators ${result.generatorCpuPct}%; storm tick ${result.engine?.stormMeanTickMs} ms; server delivery latency ${JSON.stringify(result.engine?.serverDeliveryLatencyMs)}, tick work ${JSON.stringify(result.engine?.tickWorkMs)}, bus append ${JSON.stringify(result.engine?.busAppendMs)}, read lag ${JSON.stringify(result.engine?.busReadLagMs)}`);
+  if (result.engine) log(`socket writes during the storm: ${result.engine.socketWrites.batches} batch, ${result.engine.socketWrites.replies} reply; ${result.engine.socketWrites.perInbound} per inbound message`);
   log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms (generator socket), ${result.responsiveness.storm.probePingRttMs.p99} ms (probe socket)`);
   log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
   await fleet.stop();

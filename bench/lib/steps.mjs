@@ -34,6 +34,7 @@ export async function metricsSnapshot(target) {
     return {
       drops: promSum(text, 'roomcast_backpressure_drops_total') ?? 0,
       deliveries: promSum(text, 'roomcast_deliveries_total') ?? 0,
+      replyWrites: promSum(text, 'roomcast_reply_writes_total') ?? 0,
       batches: promSum(text, 'roomcast_batches_published_total') ?? 0,
       effectiveTickMs: promValues(text, 'roomcast_effective_tick_seconds').map((v) => Math.round(v * 1000)),
       tickCount: promSum(text, 'roomcast_tick_duration_seconds_count') ?? 0,
