@@ -18,6 +18,7 @@ function ticker(
   workMs: number | (() => number) = 0,
   takeBusyMs?: () => number,
   loopBusy?: () => number,
+  talking?: () => number,
 ) {
   const ticks: number[] = [];
   const t = new Ticker({
@@ -34,6 +35,7 @@ function ticker(
     },
     takeBusyMs,
     loopBusy,
+    talking,
   });
   return { t, ticks };
 }
@@ -196,21 +198,7 @@ describe('Ticker', () => {
         return ms;
       };
       let busy = 0;
-      const ticks: number[] = [];
-      const t = new Ticker({
-        tickMs: TICK,
-        maxTickMs: 1000,
-        run: async () => {
-          ticks.push(performance.now());
-          return true;
-        },
-        onError: (err) => {
-          throw err;
-        },
-        takeBusyMs: take,
-        loopBusy: () => busy,
-        talking: () => talk,
-      });
+      const { t } = ticker(async () => true, 0, take, () => busy, () => talk);
       t.start();
       t.wake();
       await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
