@@ -4,7 +4,8 @@
 // (shorter turns, room-fanout.ts; a longer tick, tick/ticker.ts): each of their pings and acks
 // waits for the turn in progress. A listening room's SDK clients send next to nothing (they
 // ping only when no frame came for a while), and API requests are not counted: a backend's
-// POST waits behind a pass as it would on a bare uWS server.
+// POST waits behind a pass as it would on a bare uWS server. A bare counter, not the
+// tick's RateMeter: that one decays per event (a pow a call), and this runs once per frame.
 const SAMPLE_MS = 100;
 const SMOOTH_MS = 1000;
 /** Member frames per second on one worker that count as a storm (storm bench: ~10k per worker). */

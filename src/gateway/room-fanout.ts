@@ -143,7 +143,7 @@ export class RoomFanout<M extends ShardMember> {
       } while (++shard < this.sizes.length && members + this.sizes[shard]! <= fit);
       if (this.sizes.length > 1) this.startTurn(at, members);
       if (shard < this.sizes.length) return void setImmediate(step, true);
-      if (this.turnMembers > 0) setImmediate(() => this.timeTurn()); // the pass's last turn
+      if (this.turnMembers > 0) setImmediate(this.timeTurn); // the pass's last turn
       this.current = undefined;
       for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());
       if (this.queue.length > 0) setImmediate(this.next);
@@ -162,12 +162,12 @@ export class RoomFanout<M extends ShardMember> {
   }
 
   /** Ends the turn being timed: its wall time, the writes uWS made when it ended included. */
-  private timeTurn(): void {
+  private readonly timeTurn = (): void => {
     if (this.turnMembers === 0) return;
     const perMember = (performance.now() - this.turnAt) / this.turnMembers;
     this.msPerMember = this.msPerMember === 0 ? perMember : (this.msPerMember + perMember) / 2;
     this.turnMembers = 0;
-  }
+  };
 
   private ridersByShard(): Map<number, M[]> | undefined {
     const riders = this.host.takeRiders(this.room);
