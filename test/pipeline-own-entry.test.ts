@@ -1,6 +1,7 @@
 // The tick pipeline on a real Redis streams bus: a worker's own appended entry is published in
-// the same tick (not a tick later, after the bus read it back), its read copy is not published
-// again, and an entry from another worker in between still goes out in log order.
+// the same tick (not a tick later, on the bus's paced read), its read copy is not published
+// again, an entry from another worker in between still goes out in log order, and on one Redis
+// the read that brings the own entry back at once carries the other workers' too: one frame.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisStreamsBus } from '../src/bus/redis-streams-bus.js';
 import { seqsOf, startPipeline } from './pipeline-helpers.js';
@@ -16,12 +17,24 @@ afterAll(async () => {
 });
 
 let n = 0;
-async function worker(prefix: string) {
-  const bus = new RedisStreamsBus({ target: { url: redis.url }, prefix, history: 100, workerId: `p${++n}`, heartbeatMs: 1000, reconnectMaxMs: 200, commandTimeoutMs: 1000 });
-  const { pipeline, outboxes, published } = await startPipeline(bus);
+async function worker(prefix: string, o: { deliverReads?: boolean; paceMs?: number } = {}) {
+  const bus = new RedisStreamsBus({
+    target: { url: redis.url },
+    prefix,
+    history: 100,
+    workerId: `p${++n}`,
+    heartbeatMs: 1000,
+    reconnectMaxMs: 200,
+    commandTimeoutMs: 1000,
+    readPaceMs: o.paceMs === undefined ? undefined : () => o.paceMs!,
+  });
+  const { pipeline, outboxes, published } = await startPipeline(bus, { deliverReads: o.deliverReads });
   const say = (room: string, b: string) =>
     new Promise<unknown>((resolve) => outboxes.addHigh(room, { msg: { u: 'sys', k: 'system', b, t: Date.now() }, reply: resolve }));
-  return { bus, pipeline, published, say };
+  // Chat does not nudge the other workers' readers (a system message does).
+  const chat = (room: string, b: string) =>
+    new Promise<unknown>((resolve) => outboxes.addNormal(room, { msg: { u: 'u1', k: 'chat', b, t: Date.now() }, reply: resolve }));
+  return { bus, pipeline, published, say, chat };
 }
 
 describe('a worker publishes its own entries in the tick that appended them', () => {
@@ -88,6 +101,45 @@ describe('a worker publishes its own entries in the tick that appended them', ()
       expect(seqsOf(a.published)).toEqual([1]);
     } finally {
       await a.bus.close();
+    }
+  });
+
+  it("goes out with the other workers' entries of the moment: the read after the append brings both", async () => {
+    // Reads on the pace would come 4 s apart: only the read the append asks for is quick.
+    const prefix = `both${process.pid}`;
+    const a = await worker(prefix, { deliverReads: true, paceMs: 4000 });
+    const b = await worker(prefix, { deliverReads: true, paceMs: 4000 });
+    const room = 'r-both';
+    try {
+      a.pipeline.followed(room, await a.bus.follow(room));
+      b.pipeline.followed(room, await b.bus.follow(room));
+      const round = async (w: typeof a, text: string) => {
+        const acked = w.chat(room, text);
+        w.pipeline.tick();
+        await w.pipeline.settled();
+        return acked;
+      };
+      // A's first read starts its pace; B's entry then waits in Redis for A's next read.
+      expect(await round(a, 'one')).toEqual({ shown: true, seq: 1 });
+      await sleep(100);
+      expect(await round(b, 'two')).toEqual({ shown: true, seq: 2 });
+      const before = performance.now();
+      expect(await round(a, 'three')).toEqual({ shown: true, seq: 3 });
+      expect(a.published.map((p) => [p.from, p.to])).toEqual([
+        [1, 1],
+        [2, 3],
+      ]);
+      expect(a.published[1]!.at - before).toBeLessThan(1000);
+      // Alone, its own entry still goes out at once, in a frame of its own.
+      await round(a, 'four');
+      expect(a.published.map((p) => [p.from, p.to])).toEqual([
+        [1, 1],
+        [2, 3],
+        [4, 4],
+      ]);
+    } finally {
+      await a.bus.close();
+      await b.bus.close();
     }
   });
 });

@@ -135,6 +135,12 @@ export interface BusEvents {
 
 export interface Bus extends RoomLog, LiveFeed, Presence, ControlChannel {
   readonly kind: 'memory' | 'redis';
+  /**
+   * The entries this worker appends to a followed room come back through onEntries and
+   * onReadDone right after the append resolves (the bus reads at once after it): the pipeline
+   * publishes them with that read, in one frame with other workers' entries, not in their own.
+   */
+  readonly readsBack: boolean;
   start(handler: BusHandler): Promise<void>;
   status(): BusStatus;
   /** status() === 'ready': sends and API posts are refused otherwise. */

@@ -22,6 +22,8 @@ export interface MemoryBusOptions {
 export class MemoryBus implements Bus {
   readonly kind = 'memory' as const;
   readonly presenceId = 'memory';
+  /** One process: an append's entries reach onEntries at once, and nothing else is read. */
+  readonly readsBack = false;
   private readonly logs = new Map<string, RoomLog>();
   private readonly followed = new Set<string>();
   private counts: ReadonlyMap<string, number> = new Map();

@@ -73,6 +73,12 @@ export class RedisStreamsBus implements Bus {
   private handler: BusHandler | undefined;
   private started = false;
   private running = false;
+  /**
+   * On one Redis an own append wakes this worker's reader at once (CLIENT UNBLOCK breaks its
+   * pace's wait). A Cluster's readers cannot be unblocked (the command would have to reach the
+   * reader's node): there the pipeline publishes its own entries after their append.
+   */
+  readonly readsBack: boolean;
 
   constructor(private readonly o: RedisStreamsBusOptions) {
     if (!Number.isInteger(o.history) || o.history < 1) throw new Error('history must be an integer >= 1');
@@ -93,6 +99,7 @@ export class RedisStreamsBus implements Bus {
       (s) => this.statusChanged(s),
       () => this.events.reconnect(),
     );
+    this.readsBack = !this.conns.cluster;
     this.main = this.conns.main(`roomcast:${o.workerId}:main`);
     this.roomLog = new RedisRoomLog(this.main, this.keys, {
       history: o.history,
@@ -242,6 +249,7 @@ export class RedisStreamsBus implements Bus {
       },
       unblock: this.conns.cluster ? undefined : async (id) => Number(await this.main.client('UNBLOCK', id)) === 1,
       nudgeOf: (key) => this.keys.nudgeOf(key),
+      owed: this.readsBack ? () => this.feed.owed() : undefined,
       log: this.o.log,
     });
     this.readers.set(slot, reader);
@@ -278,6 +286,10 @@ export class RedisStreamsBus implements Bus {
     }
     const results = await this.roomLog.append(items);
     if (results.some((r) => r instanceof Error)) this.events.error('append');
+    if (this.readsBack) {
+      results.forEach((r, i) => r instanceof Error || this.feed.appended(items[i]!.room, r));
+      if (this.feed.owed()) this.readers.get('*')?.readSoon();
+    }
     return results;
   }
 

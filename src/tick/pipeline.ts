@@ -1,14 +1,16 @@
 // A worker's pipeline: (1) each tick applies each room's budget to its outbox and appends one
 // log entry per room to the bus in one round trip, replying to senders when the append
 // resolves; (2) what the bus delivers for each followed room is spliced from the entries'
-// bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish: this
-// worker's own entries right after their append, other workers' as each bus read returns. With
+// bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish as
+// each bus read returns. A bus that reads at once after an append (`readsBack`: one Redis) brings
+// this worker's own entries back with the other workers' of the moment, so a room gets one frame
+// per tick, not one per appending worker; otherwise its own go out right after their append. With
 // fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
 // (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
 // meanwhile: a pass that can't finish in a tick stretches the room's tick to the pass. A pass
 // longer than the longest tick (`maxTickMs`) is followed by a rest of half its length, with or
 // without shards, so an overloaded worker merges more per frame instead of passing back to back.
-import type { EntryBody, LogEntry, PackedBody, RoomHead, AppendItem, RoomLog } from '../bus/bus.js';
+import type { Bus, EntryBody, LogEntry, PackedBody, RoomHead, AppendItem } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
@@ -26,7 +28,7 @@ import { RecentEntries } from './recent.js';
 export type Reviewer = (candidates: ReadonlyArray<{ room: string; msg: Msg }>) => Promise<ReadonlySet<number>>;
 
 export interface PipelineOptions {
-  bus: Pick<RoomLog, 'append'>;
+  bus: Pick<Bus, 'append' | 'readsBack'>;
   outboxes: Outboxes;
   publisher: RoomPublisher;
   metrics: Metrics;
@@ -81,6 +83,13 @@ const MAX_APPENDS_IN_FLIGHT = 2;
  */
 const REST_PER_PASS_MS = 0.5;
 
+/**
+ * How long an append's own entries wait for the bus to read them back (readsBack) before they
+ * go out in a frame of their own: the read takes about three round trips (CLIENT UNBLOCK, the
+ * blocked wait's end, XREAD), longer when a fan-out pass holds the loop.
+ */
+const READ_BACK_MS = 100;
+
 /** Resolves in the loop's check phase: after the microtasks queued now and this poll phase's other I/O. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -98,6 +107,8 @@ export class TickPipeline {
   private reviewing: Promise<void> | undefined;
   private passedReview: Candidate[] = [];
   private readonly appending = new Set<Promise<void>>();
+  /** Appends waiting for the bus to read their own entries back: the next delivered read ends them. */
+  private readonly readingBack = new Set<() => void>();
   private fanoutMs = 0;
   private readonly now: () => number;
   /** Messages per second per room: from the log for followed rooms, else from local appends. */
@@ -112,7 +123,8 @@ export class TickPipeline {
 
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
-   * entries are published on the loop turn after it completes, once the replies it resolved are
+   * entries are published with the bus read that brings them back (readsBack, within
+   * READ_BACK_MS), or else on the loop turn after the append, once the replies it resolved are
    * written. The tick's own work is the synchronous part: the next tick may start while this
    * append is in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
    * connection), so a slow Redis round trip never stretches the tick; settled() waits for the
@@ -126,11 +138,14 @@ export class TickPipeline {
   tick(): boolean {
     if (this.appending.size < MAX_APPENDS_IN_FLIGHT) {
       const done: Promise<void> = this.append()
-        .catch((err: unknown) => this.o.onError?.(err))
-        // The fan-out waits for the next turn, so the replies the append just resolved (API
-        // 202s, acks that do not ride a batch) are written first, not after thousands of
+        .catch((err: unknown) => {
+          this.o.onError?.(err);
+          return false;
+        })
+        // The fan-out waits at least for the next turn, so the replies the append just resolved
+        // (API 202s, acks that do not ride a batch) are written first, not after thousands of
         // socket writes: a starved worker answered its POSTs only after its whole fan-out.
-        .then(nextTurn)
+        .then((followed) => (followed && this.o.bus.readsBack ? this.readBack() : nextTurn()))
         .finally(() => {
           this.appending.delete(done);
           this.deliver();
@@ -167,6 +182,20 @@ export class TickPipeline {
   /** Bus callback: a read handed over its entries; publish them now (reads come once per tick at most). */
   deliverRead(): void {
     this.deliver();
+    for (const end of [...this.readingBack]) end();
+  }
+
+  /** Resolves after the next delivered read (own entries queued before it went out with it), or READ_BACK_MS. */
+  private readBack(): Promise<void> {
+    return new Promise((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.readingBack.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, READ_BACK_MS);
+      this.readingBack.add(end);
+    });
   }
 
   /** Drains everything queued, reviews included (used when draining). */
@@ -225,11 +254,12 @@ export class TickPipeline {
 
   // ---- step 1: budget + append ----
 
-  private async append(): Promise<void> {
+  /** Returns true when an entry went into a room followed here (its members get it). */
+  private async append(): Promise<boolean> {
     const taken = this.o.outboxes.take();
     const passed = this.passedReview;
     this.passedReview = [];
-    if (taken.size === 0 && passed.length === 0) return;
+    if (taken.size === 0 && passed.length === 0) return false;
     const t = this.now();
     const plans = new Map<string, { box?: RoomOutbox; kept: Pending[] }>();
     for (const [room, box] of taken) {
@@ -261,7 +291,7 @@ export class TickPipeline {
       if (!this.delivered.has(room)) this.rates.add(room, shown.length);
       owed.push({ shown, likes, likeReplies: box?.likeReplies ?? [] });
     }
-    if (items.length === 0) return;
+    if (items.length === 0) return false;
     const started = performance.now();
     let results: Array<RoomHead | Error>;
     try {
@@ -270,8 +300,10 @@ export class TickPipeline {
       results = items.map(() => err as Error);
     }
     this.o.metrics.busAppend.observe((performance.now() - started) / 1000);
+    let followed = false;
     results.forEach((r, i) => {
       if (!(r instanceof Error)) {
+        followed ||= this.delivered.has(items[i]!.room);
         this.ownEntry(items[i]!.room, r, items[i]!.entry);
         this.o.events?.appended(items[i]!.room, r, bodies[i]!);
       }
@@ -284,6 +316,7 @@ export class TickPipeline {
       this.o.metrics.roomStats.count(items[i]!.room, result === 'accepted' ? 'accepted' : 'refused', shown.length + likes);
       for (const reply of likeReplies) reply(outcome);
     });
+    return followed;
   }
 
   /** One webhook call at a time with everything that waits for review; its passes join the next append. */
@@ -312,10 +345,10 @@ export class TickPipeline {
   }
 
   /**
-   * This worker's own appended entry goes out in the same tick when it directly follows what
-   * the room's members have or are about to get: waiting for the bus to read it back would
-   * cost a whole tick. The read copy is then skipped as already seen; an entry from another
-   * worker in between means it waits for the read as before.
+   * This worker's own appended entry is queued for the next deliver step when it directly
+   * follows what the room's members have or are about to get: a read on the bus's own pace
+   * could come a whole tick later. The read copy is then skipped as already seen; an entry from
+   * another worker in between means it waits for the read that brings both.
    */
   private ownEntry(room: string, head: RoomHead, body: PackedBody): void {
     const last = this.delivered.get(room);

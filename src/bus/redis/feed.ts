@@ -61,6 +61,8 @@ export class PartitionFeed implements LiveFeed {
   private readers: ReaderPool | undefined;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The last seq this worker appended per followed room, until it is read back. */
+  private readonly owedSeqs = new Map<string, number>();
 
   constructor(private readonly o: PartitionFeedOptions) {}
 
@@ -118,8 +120,21 @@ export class PartitionFeed implements LiveFeed {
     if (f) this.drop(room, f);
   }
 
+  /** This worker appended `head` to `room`: the reader reads at once until it comes back. */
+  appended(room: string, head: RoomHead): void {
+    const f = this.followed.get(room);
+    if (!f?.ready || head.epoch !== f.epoch || head.seq <= f.seq) return;
+    this.owedSeqs.set(room, Math.max(this.owedSeqs.get(room) ?? 0, head.seq));
+  }
+
+  /** Some own append is not read back yet. */
+  owed(): boolean {
+    return this.owedSeqs.size > 0;
+  }
+
   private drop(room: string, f: Follow): void {
     this.followed.delete(room);
+    this.owedSeqs.delete(room);
     const left = (this.perPartition.get(f.partition) ?? 1) - 1;
     if (left > 0) this.perPartition.set(f.partition, left);
     else {
@@ -217,6 +232,7 @@ export class PartitionFeed implements LiveFeed {
   private newEpoch(room: string, f: Follow, epoch: string): void {
     this.o.logger?.info({ room, from: f.epoch, to: epoch }, 'room log has a new epoch');
     retire(f, f.epoch);
+    this.owedSeqs.delete(room);
     f.epoch = epoch;
     f.seq = 0;
     this.handler?.onEpoch?.(room, epoch);
@@ -259,6 +275,7 @@ export class PartitionFeed implements LiveFeed {
   }
 
   private deliver(room: string, epoch: string, entries: LogEntry[]): void {
+    if ((this.owedSeqs.get(room) ?? Infinity) <= entries[entries.length - 1]!.seq) this.owedSeqs.delete(room);
     try {
       this.handler?.onEntries(room, epoch, entries);
     } catch (err) {

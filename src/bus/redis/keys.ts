@@ -8,7 +8,7 @@
 //                         fields d=<stored entry body, bus/entry.ts> e=<epoch>, MAXLEN ~ history
 //   <p>:{p<n>}:s          partition stream: r=<room> s=<seq> e=<epoch> d=<body>, MAXLEN ~ PART_MAXLEN,
 //                         PEXPIRE historyTtl (each append)
-//   <p>:{p<n>}:u          partition nudge stream: r=<room>, one entry per urgent append, MAXLEN ~ NUDGE_MAXLEN,
+//   <p>:{p<n>}:u          partition nudge stream: r=<room>, i=<its partition stream id>, one entry per urgent append, MAXLEN ~ NUDGE_MAXLEN,
 //                         PEXPIRE historyTtl (each urgent append); paced readers block on it between reads
 //   <p>:control           moderation commands, MAXLEN ~ CONTROL_MAXLEN, PEXPIRE historyTtl (each command)
 //   <p>:members:{<id>}    hash room → count of one worker, PEXPIRE 30 × heartbeat (presence.ts TTL_BEATS);

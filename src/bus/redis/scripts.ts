@@ -16,12 +16,12 @@ if not epoch then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], seq .. '-1', 'd', ARGV[2], 'e', epoch)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'r', ARGV[6], 's', seq, 'e', epoch, 'd', ARGV[2])
+local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'r', ARGV[6], 's', seq, 'e', epoch, 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 if ARGV[7] == '1' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'r', ARGV[6])
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'r', ARGV[6], 'i', id)
   redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 return {epoch, seq}

@@ -3,7 +3,9 @@
 // message than a read woken by every append, and the pipeline delivers on the tick anyway.
 // Idle, it blocks server-side and costs one command per BLOCK period. Between paced reads it
 // blocks on the streams' nudge streams, where appends of high-priority messages (gifts,
-// system notices) leave a mark: those are read at once, not a tick later.
+// system notices) leave a mark: those are read at once, not a tick later. While an append of this
+// worker's own is not read back (`owed`), it reads at once too: the entry then goes out in one
+// frame with what the other workers appended, not in a frame of its own.
 import type { Logger } from 'pino';
 import { backoffMs } from '../../util/backoff.js';
 import type { Client } from './scripts.js';
@@ -23,6 +25,8 @@ export interface StreamReaderOptions {
   onResumed(): void;
   /** Breaks a BLOCK in progress (CLIENT UNBLOCK from another connection), when available. */
   unblock?: (clientId: number) => Promise<boolean>;
+  /** True while this worker's own appends to streams read here are not read back: read at once. */
+  owed?: () => boolean;
   /** The nudge stream of a stream read here (same slot), if it has one. */
   nudgeOf?: (key: string) => string | undefined;
   log?: Logger;
@@ -32,11 +36,19 @@ export interface StreamReaderOptions {
 const READ_COUNT = 1000;
 /** Nudges per stream per wait: all that came since the last wait, so old ones wake no second read. */
 const NUDGE_READ_COUNT = 100;
+/**
+ * The pace after a read for an own append, per ms of pace: the next tick's append asks again a
+ * pace later, and must come first, or a read on the pace would split the other workers' entries
+ * from this worker's into two frames. Entries nobody here appends wait this much longer.
+ */
+const PACE_AFTER_OWED = 1.25;
 
 export class StreamReader {
   private readonly cursors = new Map<string, string>();
   /** Nudge stream → the last id seen ('$' until one was). */
   private readonly nudges = new Map<string, string>();
+  /** Nudge stream → the stream it nudges for. */
+  private readonly nudgedStream = new Map<string, string>();
   private closed = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -45,6 +57,8 @@ export class StreamReader {
   private inFlight: number | undefined;
   private clientId: number | undefined;
   private connectedBefore = false;
+  /** Blocked on the nudge streams (the pace's wait), which only CLIENT UNBLOCK breaks. */
+  private waitingOnNudges = false;
 
   constructor(private readonly o: StreamReaderOptions) {
     o.conn.on('ready', () => {
@@ -85,7 +99,10 @@ export class StreamReader {
     if (this.cursors.has(key)) return;
     this.cursors.set(key, fromId);
     const nudge = this.o.nudgeOf?.(key);
-    if (nudge !== undefined) this.nudges.set(nudge, '$');
+    if (nudge !== undefined) {
+      this.nudges.set(nudge, '$');
+      this.nudgedStream.set(nudge, key);
+    }
     this.changed();
   }
 
@@ -93,7 +110,20 @@ export class StreamReader {
     if (!this.cursors.delete(key)) return;
     this.generation++;
     const nudge = this.o.nudgeOf?.(key);
-    if (nudge !== undefined) this.nudges.delete(nudge);
+    if (nudge !== undefined) {
+      this.nudges.delete(nudge);
+      this.nudgedStream.delete(nudge);
+    }
+  }
+
+  /**
+   * Ends the pace's wait: an own append is owed. Breaking a wait on the nudge streams needs
+   * `unblock`; without it the wait runs out first.
+   */
+  readSoon(): void {
+    if (this.closed) return;
+    this.wake?.();
+    if (this.waitingOnNudges && this.clientId !== undefined) void this.o.unblock?.(this.clientId).catch(() => false);
   }
 
   async close(): Promise<void> {
@@ -129,9 +159,10 @@ export class StreamReader {
         await this.idle(1000);
         continue;
       }
-      const wait = nextAt - performance.now();
+      const owed = this.o.owed?.() ?? false;
+      const wait = owed ? 0 : nextAt - performance.now();
       if (wait > 0) {
-        if (await this.nudged(wait)) nextAt = 0;
+        if (await this.waitForNudge(wait)) nextAt = 0;
         continue;
       }
       const keys = [...this.cursors.keys()];
@@ -162,15 +193,18 @@ export class StreamReader {
         this.o.onItems(key, items);
       }
       this.o.onReadDone();
-      nextAt = full ? 0 : started + this.o.paceMs();
+      nextAt = full ? 0 : started + this.o.paceMs() * (owed ? PACE_AFTER_OWED : 1);
     }
   }
 
   /**
    * The pace's wait: blocked on the nudge streams for `ms`; true when one got an entry (an
-   * urgent append to a stream read here), so the next read starts at once.
+   * urgent append to a stream read here) that was not read yet, so the next read starts at once.
+   * A nudge for an entry already read (this worker's own, read back at once; another's, read
+   * before its nudge came) ends the wait early but keeps the pace: else the next read would
+   * block for whatever comes next and publish it alone.
    */
-  private async nudged(ms: number): Promise<boolean> {
+  private async waitForNudge(ms: number): Promise<boolean> {
     const conn = this.o.conn;
     if (this.nudges.size === 0 || ms < 1) {
       await this.idle(ms);
@@ -179,20 +213,27 @@ export class StreamReader {
     const keys = [...this.nudges.keys()];
     const ids = keys.map((k) => this.nudges.get(k)!);
     let reply: Array<[Buffer, StreamItem[]]> | null;
+    this.waitingOnNudges = true;
     try {
       reply = (await conn.xreadBuffer('COUNT', NUDGE_READ_COUNT, 'BLOCK', Math.ceil(ms), 'STREAMS', ...keys, ...ids)) as Array<[Buffer, StreamItem[]]> | null;
     } catch {
       // Closed, or trouble the next paced read meets too and reports; this wait ends on time.
       if (!this.closed) await this.idle(ms);
       return false;
+    } finally {
+      this.waitingOnNudges = false;
     }
     if (!reply) return false;
+    let unread = false;
     for (const [keyBuf, items] of reply) {
       const key = keyBuf.toString();
       const last = items[items.length - 1];
       if (last && this.nudges.has(key)) this.nudges.set(key, last[0].toString());
+      const cursor = this.cursors.get(this.nudgedStream.get(key) ?? '');
+      // Fields: r, <room>, i, <the entry's id in the partition stream> (none from older nodes).
+      for (const [, fields] of items) unread ||= cursor === undefined || !(fields[3] && idAtMost(fields[3].toString(), cursor));
     }
-    return true;
+    return unread;
   }
 
   /** Waits `ms`, or until a key is added, the connection is ready, or close(). */
@@ -212,4 +253,11 @@ export class StreamReader {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Stream ids compare as (ms, seq) number pairs. */
+function idAtMost(id: string, cursor: string): boolean {
+  const [ms, seq] = id.split('-').map(Number) as [number, number];
+  const [cms, cseq] = cursor.split('-').map(Number) as [number, number];
+  return ms < cms || (ms === cms && seq <= cseq);
 }
