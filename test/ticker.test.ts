@@ -202,13 +202,13 @@ describe('Ticker', () => {
       t.start();
       t.wake();
       await vi.advanceTimersByTimeAsync(TICK); // the first tick: no interval to measure yet
-      fanout = 90; // each tick's frames take 90 ms
+      fanout = 60; // each tick's frames take 60 ms
       await vi.advanceTimersByTimeAsync(TICK);
       const quiet = t.effectiveMs;
       // Ingress keeps the loop 40% busy besides.
       for (let i = 0; i < 3; i++) {
-        fanout = 90;
-        busy = 0.4 + 90 / t.effectiveMs;
+        fanout = 60;
+        busy = 0.4 + 60 / t.effectiveMs;
         await vi.advanceTimersByTimeAsync(t.effectiveMs);
       }
       await t.stop();
@@ -216,12 +216,13 @@ describe('Ticker', () => {
     };
     // A listening room fed by the API: the fan-out takes what ingress leaves, 1 - 0.4 = 0.6.
     const api = await run(0);
-    expect(api.quiet).toBe(90 / TICK_SHARE); // a quiet loop: the tick's share of it
-    expect(api.loaded).toBeGreaterThanOrEqual(90 / 0.6 - 1);
+    expect(api.quiet).toBe(60 / TICK_SHARE); // a quiet loop: the tick's share of it
+    expect(api.loaded).toBeGreaterThanOrEqual(60 / 0.6 - 1);
     expect(api.loaded).toBeLessThan(200);
-    // Members storming: twice their share and a reserve, 1 - 0.1 - 2 × 0.4 = 0.1.
+    // Members storming: twice their share and a reserve, 1 - 0.7 - 2 × 0.4 < 0: the storm's
+    // floor, 0.07 (the quiet floor, 0.1, would give 600 ms).
     const storm = await run(1);
-    expect(storm.loaded).toBeGreaterThanOrEqual(800);
+    expect(storm.loaded).toBeGreaterThanOrEqual(60 / 0.07 - 5);
   });
 
   it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
@@ -248,6 +249,30 @@ describe('Ticker', () => {
     expect(ticks).toHaveLength(2);
     expect(ticks[1]! - urgentAt).toBeLessThanOrEqual(TICK);
     expect(ticks[1]! - first).toBeLessThan(300);
+    await t.stop();
+  });
+
+  it('lets a high-priority message wait up to half the stretched tick while the members storm', async () => {
+    let fanout = 300; // each tick's frames take 300 ms: with the storm's reserve, a 1,000 ms tick
+    const take = () => {
+      const ms = fanout;
+      fanout = 0;
+      return ms;
+    };
+    const { t, ticks } = ticker(async () => true, 0, take, () => 0, () => 1);
+    t.start();
+    t.wake();
+    await vi.advanceTimersByTimeAsync(TICK);
+    expect(t.effectiveMs).toBeCloseTo(1000);
+    // A gift: not within one configured tick (a tick, and a frame on every worker, per gift),
+    // but within half the stretched one.
+    const urgentAt = performance.now();
+    t.wake(true);
+    await vi.advanceTimersByTimeAsync(TICK * 2);
+    expect(ticks).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(ticks).toHaveLength(2);
+    expect(ticks[1]! - urgentAt).toBeLessThanOrEqual(500);
     await t.stop();
   });
 });

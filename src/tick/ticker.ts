@@ -47,10 +47,26 @@ export const TICK_SHARE = 1;
  * msgs/s: 8.4 frames per member per second with the weight at 2, 16.4 with 1).
  */
 const OTHER_WEIGHT = 1;
-/** While the members storm, this share of the loop is also kept back for their frames (pings, acks). */
-const STORM_RESERVE = 0.1;
-/** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway). */
+/**
+ * While the members storm, this share of the loop is also kept back for their own frames (their
+ * ingress, pings, acks), and the tick's share may fall to STORM_MIN_SHARE: a storm's fan-out
+ * costs a socket write per member per frame whatever the frame carries, so its members get
+ * fewer, fuller frames. storm (12k members, 30k inbound messages a second, two workers): with
+ * 0.1 and a floor of 0.1 the tick was ~300 ms, ~2 socket writes per inbound message, ~30 µs of
+ * server CPU per inbound message; with these ~600–800 ms, 0.8–1.2 writes and 19–23 µs, gifts
+ * within 2 ticks (bench/notes/storm.md, session 15).
+ */
+const STORM_RESERVE = 0.7;
+/** Ingress never squeezes the tick's share below this (maxTickMs caps the stretch anyway)... */
 const MIN_TICK_SHARE = 0.1;
+/** ...nor a storm below this one. */
+const STORM_MIN_SHARE = 0.07;
+/**
+ * A high-priority message waits at most one configured tick, or while the members storm this
+ * share of the stretched tick: gifts arriving every few hundred ms each forced a tick of their
+ * own, and with it a frame on every worker (bench/notes/storm.md, session 15).
+ */
+const STORM_URGENT_SHARE = 0.5;
 
 /** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
 const MAX_DECAY_STEPS = 50;
@@ -108,16 +124,23 @@ export class Ticker {
     // The smoothing as if the skipped ticks had run with nothing to do.
     const skipped = Math.min(MAX_DECAY_STEPS, Math.floor((this.now() - this.sleptAt) / this.effective));
     for (let i = 0; i < skipped && this.effective > this.o.tickMs; i++) this.effective = this.effective * 0.8 + this.o.tickMs * 0.2;
-    this.schedule(urgent ? Math.min(this.effective, this.o.tickMs) : this.effective, this.now());
+    this.schedule(urgent ? this.urgentMs() : this.effective, this.now());
   }
 
   /** Brings the next tick forward to at most one configured tick from now. */
   private hurry(): void {
     if (this.timer === undefined) return void (this.hurried = true); // a tick is running: the next one comes soon
     const now = this.now();
-    if (this.due - now <= this.o.tickMs) return;
+    const wait = this.urgentMs();
+    if (this.due - now <= wait) return;
     clearTimeout(this.timer);
-    this.schedule(this.o.tickMs, now);
+    this.schedule(wait, now);
+  }
+
+  /** How long a high-priority message may wait for its tick. */
+  private urgentMs(): number {
+    const talk = this.o.talking?.() ?? 0;
+    return Math.min(this.effective, Math.max(this.o.tickMs, this.effective * STORM_URGENT_SHARE * talk));
   }
 
   private sleep(): void {
@@ -155,7 +178,8 @@ export class Ticker {
     const used = this.o.loopBusy?.() ?? 0;
     const other = since > 0 ? Math.max(0, used - (work + fanout) / since) : 0;
     const talk = this.o.talking?.() ?? 0;
-    const share = Math.max(MIN_TICK_SHARE, TICK_SHARE - STORM_RESERVE * talk - OTHER_WEIGHT * (1 + talk) * other);
+    const floor = MIN_TICK_SHARE - (MIN_TICK_SHARE - STORM_MIN_SHARE) * talk;
+    const share = Math.max(floor, TICK_SHARE - STORM_RESERVE * talk - OTHER_WEIGHT * (1 + talk) * other);
     const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy / share));
     this.effective = wanted > this.effective ? wanted : this.effective * 0.8 + wanted * 0.2;
     this.o.onTick?.(work, this.effective);
@@ -168,7 +192,7 @@ export class Ticker {
     // The cadence is kept from when this tick was due, not from when the loop got to it: a tick
     // late behind socket writes must not push every later one back (a bare uWS server's
     // setInterval does not drift either; kept, a room of 5k got 17 frames per member per second, not 15).
-    const next = hurried ? start + Math.min(this.effective, this.o.tickMs) : due + this.effective;
+    const next = hurried ? start + this.urgentMs() : due + this.effective;
     const now = this.now();
     this.schedule(Math.max(0, next - now), now);
   }
