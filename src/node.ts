@@ -72,7 +72,8 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   new Gauge({ name: 'roomcast_dev_mode', help: '1 while the node runs in dev mode (no secret)', registers: [registry] }).set(devMode ? 1 : 0);
   const nodeId = config.nodeId ?? hostname();
   let paceMs = () => config.tickMs;
-  const bus = deps.bus ?? createBus(config, nodeId, { log, events: busEvents(metrics), paceMs: () => paceMs() });
+  let nudgeWaitMs = () => 0;
+  const bus = deps.bus ?? createBus(config, nodeId, { log, events: busEvents(metrics), paceMs: () => paceMs(), nudgeWaitMs: () => nudgeWaitMs() });
   const verifier = createVerifier(secret);
   const gateway = new Gateway({
     host,
@@ -103,6 +104,7 @@ export async function startNode(config: Config, deps: NodeDeps = {}): Promise<Ro
   const events = createEvents(config, { node: nodeId, apiKey, metrics, log, members, othersMembers: (room) => bus.members(room) });
   const engine = new Engine({ config, bus, publisher: gateway, metrics, log, nodeId, review, prefilter, verifier, users: deps.users, events, talking: () => gateway.talking });
   paceMs = () => engine.effectiveTickMs;
+  nudgeWaitMs = () => engine.stormWaitMs;
   if (devMode && config.apiKey === null) log.warn('DEV MODE: the /v1 API key is "dev".');
   if (apiKey === null) log.warn('no --api-key configured: every /v1 route answers 401');
   for (const r of apiRoutes({ control: engine, log: bus, apiKey, apiRate: config.apiRate })) gateway.route(r);

@@ -13,6 +13,8 @@ export interface BusDeps {
   events?: BusEvents;
   /** The worker's effective tick: the feed reads at most once per tick while entries flow. */
   paceMs?: () => number;
+  /** How long a nudged read may wait for this worker's own next read (its tick's). */
+  nudgeWaitMs?: () => number;
 }
 
 export function createBus(config: Config, workerName: string, deps: BusDeps): Bus {
@@ -28,6 +30,7 @@ export function createBus(config: Config, workerName: string, deps: BusDeps): Bu
     // A fresh id per process start: a restarted worker never inherits a dead one's counts.
     workerId: `${workerName}:${process.pid}:${randomBytes(3).toString('hex')}`,
     readPaceMs: deps.paceMs,
+    nudgeWaitMs: deps.nudgeWaitMs,
     events: deps.events,
     log: deps.log.child({ mod: 'bus' }),
   });

@@ -34,6 +34,11 @@ export interface RedisStreamsBusOptions {
   /** Least time between two reads that returned entries: the worker's (effective) tick. Default 50. */
   readPaceMs?: () => number;
   /**
+   * How long a nudged read may wait (default 0: at once): while the members storm a gift may
+   * wait this long for the worker's own next read, its tick's, and go out in that frame.
+   */
+  nudgeWaitMs?: () => number;
+  /**
    * An append without a reply for this long becomes an Error (UNAVAILABLE), at least: the
    * timeout grows with the slowest recent round trip, and a timer that fired late because
    * the process was starved gives the lost time back (redis/patience.ts). Default 2000.
@@ -250,6 +255,7 @@ export class RedisStreamsBus implements Bus {
       unblock: this.conns.cluster ? undefined : async (id) => Number(await this.main.client('UNBLOCK', id)) === 1,
       nudgeOf: (key) => this.keys.nudgeOf(key),
       owed: this.readsBack ? () => this.feed.owed() : undefined,
+      nudgeWaitMs: this.o.nudgeWaitMs,
       log: this.o.log,
     });
     this.readers.set(slot, reader);

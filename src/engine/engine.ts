@@ -213,6 +213,11 @@ export class Engine {
     this.lag.touch();
   }
 
+  /** How long a high-priority message may wait while the members storm (0 when they do not). */
+  get stormWaitMs(): number {
+    return this.ticker.stormWaitMs;
+  }
+
   /** The current (possibly stretched) tick. */
   get effectiveTickMs(): number {
     return this.ticker.effectiveMs;

@@ -139,8 +139,15 @@ export class Ticker {
 
   /** How long a high-priority message may wait for its tick. */
   private urgentMs(): number {
-    const talk = this.o.talking?.() ?? 0;
-    return Math.min(this.effective, Math.max(this.o.tickMs, this.effective * STORM_URGENT_SHARE * talk));
+    return Math.min(this.effective, Math.max(this.o.tickMs, this.stormWaitMs));
+  }
+
+  /**
+   * How long a high-priority message may wait while the members storm (0 when they do not): for
+   * its tick here, and for this worker's next frame when another worker appended it.
+   */
+  get stormWaitMs(): number {
+    return this.effective * STORM_URGENT_SHARE * (this.o.talking?.() ?? 0);
   }
 
   private sleep(): void {

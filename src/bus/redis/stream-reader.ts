@@ -27,6 +27,8 @@ export interface StreamReaderOptions {
   unblock?: (clientId: number) => Promise<boolean>;
   /** True while this worker's own appends to streams read here are not read back: read at once. */
   owed?: () => boolean;
+  /** How long after a nudge the read may come (default: at once); a read for an own append comes first. */
+  nudgeWaitMs?: () => number;
   /** The nudge stream of a stream read here (same slot), if it has one. */
   nudgeOf?: (key: string) => string | undefined;
   log?: Logger;
@@ -162,7 +164,7 @@ export class StreamReader {
       const owed = this.o.owed?.() ?? false;
       const wait = owed ? 0 : nextAt - performance.now();
       if (wait > 0) {
-        if (await this.waitForNudge(wait)) nextAt = 0;
+        if (await this.waitForNudge(wait)) nextAt = Math.min(nextAt, performance.now() + (this.o.nudgeWaitMs?.() ?? 0));
         continue;
       }
       const keys = [...this.cursors.keys()];
