@@ -117,7 +117,7 @@ async function storm(withEvents, redis) {
     workers: f.workers,
     redisUrl: redis?.url,
     args: ['--room-chat-budget', String(f.budget), ...eventArgs, ...f.serverArgs],
-    nodeArgs: f.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${f.cpuProf}`] : [],
+    nodeArgs: f.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${f.cpuProf}`] : undefined,
   });
   const room = 'storm';
   const gens = f.gens || Math.max(2, Math.ceil(members / 15_000));
