@@ -8,7 +8,7 @@
 import { parseFlags, main, log, writeResult, needPackages, needBuild, PEER_PACKAGES, commandLine } from './lib/common.mjs';
 import { addrsFor } from './lib/gen.mjs';
 import { launchRedis } from './lib/redis.mjs';
-import { runContender, ratios } from './lib/contender.mjs';
+import { runContender, ratios, summarize } from './lib/contender.mjs';
 import { ceilingPlan } from './lib/ceiling.mjs';
 import { checkLimits } from './lib/limits.mjs';
 
@@ -18,6 +18,7 @@ const f = parseFlags(
     workers: { type: 'numbers', default: [1], help: 'worker counts to run' },
     targets: { type: 'list', default: ['roomcast', 'uws'], help: 'contenders: roomcast,uws,ws,sio' },
     rates: { type: 'numbers', default: [], help: 'fixed sender rates (msgs/s) instead of the ceiling search' },
+    interleave: { type: 'boolean', default: false, help: 'with --rates: each rate on a fresh server per contender, the contenders taking turns rate by rate (the CPU per socket write drifts ~20 % between runs minutes apart)' },
     startDelivered: { type: 'number', default: 2_500_000, help: 'ceiling search: first step delivers this many msgs/s per worker (rate = it ÷ members per worker)' },
     startRate: { type: 'numbers', default: [], help: 'ceiling search: first rate per size (overrides --start-delivered)' },
     stepFactor: { type: 'number', default: 1.25, help: 'ceiling search: next rate = rate × this (≤ 1.25 locates the ceiling within 25%)' },
@@ -139,11 +140,9 @@ async function sweep() {
         // fixed rates: every one is measured and judged the same way
         return f.rates.length ? { ...p, next: (steps, stoppedAt) => (stoppedAt ? null : f.rates[steps.length] ?? null) } : p;
       };
-      const cs = [];
-      for (const kind of f.targets) {
-        const o = { ...common(members, workers, redis), plan: plan(), senderProcs: f.senderProcs, senderInflight: inflightFor(mpw) };
-        cs.push(await contender(kind, o));
-      }
+      const o = () => ({ ...common(members, workers, redis), plan: plan(), senderProcs: f.senderProcs, senderInflight: inflightFor(mpw) });
+      const cs = f.interleave ? await interleaved(o, plan) : [];
+      if (!f.interleave) for (const kind of f.targets) cs.push(await contender(kind, o()));
       contenders.push(...cs);
       const cmp = compare(members, workers, cs);
       comparisons.push(cmp);
@@ -160,6 +159,29 @@ async function sweep() {
     ratios: ratios(contenders.filter((c) => !c.error)),
   });
   log(`results: ${file}`);
+}
+
+/**
+ * The contenders take turns rate by rate, each rate on a fresh server and fleet: what drifts
+ * over minutes (the box's CPU per socket write) then falls on both sides of every ratio.
+ * Each contender's rows are merged into one result, as if run in one go.
+ */
+async function interleaved(o, plan) {
+  const byKind = new Map();
+  for (const rate of f.rates) {
+    for (const kind of f.targets) {
+      const merged = byKind.get(kind);
+      if (merged?.error || merged?.stoppedAt) continue;
+      const run = await contender(kind, { ...o(), plan: { next: (steps, stoppedAt) => (steps.length || stoppedAt ? null : rate), judge: plan().judge } });
+      if (!merged) byKind.set(kind, run);
+      else if (run.error) merged.error = run.error;
+      else {
+        merged.steps.push(...run.steps);
+        merged.stoppedAt = run.stoppedAt;
+      }
+    }
+  }
+  return [...byKind.values()].map((c) => (c.error ? c : summarize(c, plan())));
 }
 
 function describeCeiling(c) {
@@ -197,6 +219,7 @@ main(async () => {
   await needPackages(f.targets.flatMap((t) => PEER_PACKAGES[t] ?? []), `big-room with ${f.targets.join(',')}`);
   if (!['raw', 'http'].includes(f.poster)) throw new Error('--poster must be raw or http');
   if (f.stepFactor <= 1) throw new Error('--step-factor must be over 1');
+  if (f.interleave && !f.rates.length) throw new Error('--interleave needs --rates');
   if (f.stepFactor > 1.25) log(`note: --step-factor ${f.stepFactor} locates the ceiling only within ${Math.round((f.stepFactor - 1) * 100)}%`);
   await (f.rssOnly ? rssOnly() : sweep());
 }, 4 * 3_600_000);

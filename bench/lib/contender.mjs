@@ -96,20 +96,26 @@ export async function runContender(o) {
       log(describeRow(row));
       if (!row.ok) log(`  ${target.label} ×${o.workers} rate ${rate}: not sustained: ${row.note ?? 'misses'}`);
     }
-    if (plan.summary) out.ceiling = plan.summary(out.steps, out.stoppedAt);
-    const good = out.steps.filter((r) => r.ok);
-    // a located ceiling is the sustained step; otherwise the most delivered
-    const best = out.ceiling
-      ? good.find((r) => r.rate === out.ceiling.rate) ?? null
-      : good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
-    out.sustained = best
-      ? { rate: best.rate, deliveredMsgsPerSec: best.deliveredMsgsPerSec, framesPerSec: best.framesPerSec, p50: best.latencyMs.p50, p99: best.latencyMs.p99, max: best.latencyMs.max, serverCpuPct: best.serverCpuPct }
-      : null;
+    summarize(out, plan);
   } finally {
     await sender?.stop();
     await fleet?.stop();
     await target.stop();
   }
+  return out;
+}
+
+/** The ceiling (when the plan has one) and the sustained step of a contender's steps. */
+export function summarize(out, plan) {
+  if (plan.summary) out.ceiling = plan.summary(out.steps, out.stoppedAt);
+  const good = out.steps.filter((r) => r.ok);
+  // a located ceiling is the sustained step; otherwise the most delivered
+  const best = out.ceiling
+    ? good.find((r) => r.rate === out.ceiling.rate) ?? null
+    : good.reduce((b, r) => (!b || r.deliveredMsgsPerSec > b.deliveredMsgsPerSec ? r : b), null);
+  out.sustained = best
+    ? { rate: best.rate, deliveredMsgsPerSec: best.deliveredMsgsPerSec, framesPerSec: best.framesPerSec, p50: best.latencyMs.p50, p99: best.latencyMs.p99, max: best.latencyMs.max, serverCpuPct: best.serverCpuPct }
+    : null;
   return out;
 }
 
