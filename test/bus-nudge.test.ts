@@ -7,7 +7,7 @@ import { RedisStreamsBus } from '../src/bus/redis-streams-bus.js';
 import { seqsOf, startPipeline } from './pipeline-helpers.js';
 import { RedisCluster } from './redis-cluster.js';
 import { RedisServer } from './redis-server.js';
-import { sleep } from './helpers.js';
+import { holdsWithin as until } from './helpers.js';
 
 /** The reader's pace: far longer than any wait below, so a read on the pace cannot pass for a nudged one. */
 const PACE_MS = 4000;
@@ -43,15 +43,6 @@ async function worker(target: RedisTarget, prefix: string) {
     await pipeline.settled();
   };
   return { bus, pipeline, seqs: () => seqsOf(published), post };
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
 }
 
 describe('the nudge of a high-priority append', () => {

@@ -161,6 +161,16 @@ export async function joinedClient(node: RoomcastNode, uid: string, room: string
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `cond` every 10 ms: true once it holds, false if `ms` pass first (for "not yet" checks too). */
+export async function holdsWithin(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}
+
 /** Sum of a metric's samples whose labels include every `labels` pair. */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineScripts } from '../src/bus/redis/scripts.js';
 import { StreamReader, type StreamItem } from '../src/bus/redis/stream-reader.js';
 import { RedisServer } from './redis-server.js';
-import { sleep } from './helpers.js';
+import { holdsWithin as until, sleep } from './helpers.js';
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -16,15 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await redis?.close();
 });
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
-}
 
 /** A reader of stream `s` (nudges in `u`) whose reads come 4 s apart on the pace. */
 async function pacedReader(nudgeWaitMs?: number) {
