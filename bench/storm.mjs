@@ -133,7 +133,7 @@ async function storm(withEvents, redis) {
   const api = target.urls[0];
   await sender.start({ host: api.host, port: api.port, apiKey: target.apiKey, rooms: [room], rate: 0, kinds: ['system', 'gift'] });
   await baseline(target, fleet, [room]);
-  await fleet.ping(500);
+  await fleet.ping(100);
   const probe = await startPingProbe({ url: api, secret: target.secret, room });
 
   // responsiveness at idle
@@ -226,8 +226,8 @@ async function storm(withEvents, redis) {
     chatLatencyMs: w.lat.summary(),
     frameLatencyMs: w.frameLat.summary(),
     responsiveness: {
-      // pingRttMs: from a generator's socket (its own loop lag included); probePingRttMs: from
-      // one member socket in this process (bench/lib/ping-probe.mjs).
+      // pingRttMs: from generators' sockets (their own loop lag included); probePingRttMs: from
+      // the probe's member sockets in this process (bench/lib/ping-probe.mjs).
       idle: { httpMs: idleHttp.summary(), pingRttMs: idle.rtt.summary(), probePingRttMs: idleProbe },
       storm: { httpMs: stormHttp.summary(), pingRttMs: w.rtt.summary(), probePingRttMs: stormProbe },
     },
@@ -265,7 +265,7 @@ async function storm(withEvents, redis) {
   log(`likes (${f.likeRef ? 'with ref, acked' : 'no ref: sent less refused'}): ${result.likes.acked}, summed into batches ${result.likes.summedIntoBatchesAtMember0} → ${result.likes.aggregateExactly ? 'exact' : 'MISMATCH'}`);
   log(`server CPU ${result.serverCpuPct}%, generators ${result.generatorCpuPct}%; storm tick ${result.engine?.stormMeanTickMs} ms; server delivery latency ${JSON.stringify(result.engine?.serverDeliveryLatencyMs)}, tick work ${JSON.stringify(result.engine?.tickWorkMs)}, bus append ${JSON.stringify(result.engine?.busAppendMs)}, read lag ${JSON.stringify(result.engine?.busReadLagMs)}`);
   if (result.engine) log(`socket writes during the storm: ${result.engine.socketWrites.batches} batch, ${result.engine.socketWrites.replies} reply; ${result.engine.socketWrites.perInbound} per inbound message`);
-  log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms (generator socket), ${result.responsiveness.storm.probePingRttMs.p99} ms (probe socket)`);
+  log(`system/gift latency: ${JSON.stringify(result.hiLatencyMs)}; healthz idle p99 ${result.responsiveness.idle.httpMs.p99} ms, storm p99 ${result.responsiveness.storm.httpMs.p99} ms; ping rtt storm p99 ${result.responsiveness.storm.pingRttMs.p99} ms of ${result.responsiveness.storm.pingRttMs.n} (generator sockets), ${result.responsiveness.storm.probePingRttMs.p99} ms of ${result.responsiveness.storm.probePingRttMs.n} (probe sockets)`);
   log(`misses: ${JSON.stringify(result.misses)}; acks ${JSON.stringify(result.acks)}; errors ${JSON.stringify(result.errors)}`);
   await fleet.stop();
   await sender.stop();

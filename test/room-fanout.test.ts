@@ -2,10 +2,14 @@
 // the measured cost fits in the slice otherwise), frames in order, joiners placed after the
 // frames they joined with. The host here records instead of writing; test/ws-fanout.test.ts
 // runs the same over real uWS sockets.
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from '../src/gateway/room-fanout.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** A pass's second turn follows a poll for I/O: two immediates from where its frame was published. */
+const pollTurn = () => turn().then(turn);
 
 class Member implements ShardMember {
   shard: number | undefined;
@@ -58,12 +62,46 @@ describe('room fan-out shards', () => {
     let done: unknown;
     fanout.publish(frame('a', (d) => (done = d)));
     expect(writes).toEqual([{ frame: 'a', shard: 0 }]);
-    await turn();
+    await pollTurn();
     expect(writes.map((w) => w.shard)).toEqual([0, 1]);
     expect(done).toBeUndefined();
     await turn();
     expect(writes.map((w) => w.shard)).toEqual([0, 1, 2]);
     expect(done).toEqual({ receivers: 3, bytes: 3 });
+  });
+
+  it('a pass published from an I/O callback reads the sockets again before its second turn', async () => {
+    // Under a storm the bus read's callback writes a pass's first shard; its second must not
+    // follow in the same loop iteration, before the members' pings (sockets) are read again.
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const accepted: Socket[] = [];
+    server.on('connection', (s) => accepted.push(s));
+    const a = connect(port, '127.0.0.1');
+    await once(a, 'connect');
+    while (accepted.length < 1) await turn();
+    const b = connect(port, '127.0.0.1');
+    await once(b, 'connect');
+    while (accepted.length < 2) await turn();
+    const { fanout, writes, join, frame } = setup(1);
+    join();
+    join();
+    const readAfter: number[] = [];
+    accepted[1]!.on('data', () => readAfter.push(writes.length));
+    let done!: () => void;
+    const passed = new Promise<void>((resolve) => (done = resolve));
+    accepted[0]!.once('data', () => {
+      fanout.publish(frame('a', () => done()));
+      b.write('ping'); // in the server socket's buffer now: readable at the loop's next poll
+    });
+    a.write('go');
+    await passed;
+    await turn();
+    expect(readAfter).toEqual([1]); // read between the pass's two turns
+    for (const s of [a, b, ...accepted]) s.destroy();
+    server.close();
   });
 
   it('once a turn was timed, writes as many shards a turn as fit in the slice', async () => {
@@ -72,7 +110,7 @@ describe('room fan-out shards', () => {
     Array.from({ length: 8 }, cheap.join);
     cheap.fanout.publish(cheap.frame('a'));
     expect(cheap.writes.map((w) => w.shard)).toEqual([0]);
-    await turn();
+    await pollTurn();
     expect(cheap.writes.map((w) => w.shard)).toEqual([0, 1, 2, 3]);
     // the next frame: the whole pass in its first turn
     cheap.fanout.publish(cheap.frame('b'));
@@ -84,7 +122,7 @@ describe('room fan-out shards', () => {
     const costly = setup(2, 12, 10);
     Array.from({ length: 6 }, costly.join);
     costly.fanout.publish(costly.frame('a'));
-    await turn();
+    await pollTurn();
     expect(costly.writes.map((w) => w.shard)).toEqual([0, 1]);
     await turn();
     expect(costly.writes.map((w) => w.shard)).toEqual([0, 1, 2]);
@@ -105,7 +143,7 @@ describe('room fan-out shards', () => {
     join();
     fanout.publish(frame('a'));
     fanout.publish(frame('b'));
-    for (let i = 0; i < 4; i++) await turn();
+    for (let i = 0; i < 6; i++) await turn();
     expect(writes).toEqual([
       { frame: 'a', shard: 0 },
       { frame: 'a', shard: 1 },
@@ -123,10 +161,10 @@ describe('room fan-out shards', () => {
     expect(late.shard).toBe(-1);
     fanout.publish(frame('b')); // queued
     const later = join(); // its join covered 'b' too
-    await turn();
+    await pollTurn();
     expect(late.shard).toBe(2); // placed once 'a' reached every shard
     expect(later.shard).toBe(-1);
-    for (let i = 0; i < 4; i++) await turn();
+    for (let i = 0; i < 6; i++) await turn();
     expect(later.shard).toBe(3);
     const b = writes.filter((w) => w.frame === 'b').map((w) => w.shard);
     expect(b).toEqual([0, 1, 2]); // 'b' reached `late`, not `later`
@@ -138,7 +176,7 @@ describe('room fan-out shards', () => {
     const ms = Array.from({ length: 5 }, join);
     setRiders([ms[4]!, ms[0]!, ms[1]!]);
     fanout.publish(frame('a'));
-    await turn();
+    await pollTurn();
     await turn();
     expect(ridden).toEqual([
       { shard: 0, riders: 2 },
@@ -167,7 +205,7 @@ describe('room fan-out shards', () => {
     fanout.publish(frame('a', () => (done = true)));
     failOn(undefined);
     fanout.publish(frame('b'));
-    for (let i = 0; i < 4; i++) await turn();
+    for (let i = 0; i < 6; i++) await turn();
     expect(failures).toHaveLength(1);
     expect(done).toBe(true);
     expect(writes).toEqual([

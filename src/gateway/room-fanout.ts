@@ -50,6 +50,17 @@ export function sliceFor(sliceMs: number, talk: number): number {
   return sliceMs * (1 - talk);
 }
 
+/**
+ * Runs `fn` once the loop has polled for I/O again. A pass's first turn runs where its frame
+ * was published, often in an I/O callback (the bus read); an immediate set there runs in the
+ * same loop iteration, so the first two turns ran back to back with no socket read between
+ * them: under a storm, 100–150 ms in which no ping was answered (bench/notes/storm.md,
+ * session 16). An immediate set from an immediate runs after the next poll.
+ */
+function afterPoll(fn: () => void): void {
+  setImmediate(() => setImmediate(fn));
+}
+
 interface Pass {
   frame: FanoutFrame;
   /** Members that subscribed while this frame was queued or being written. */
@@ -142,7 +153,7 @@ export class RoomFanout<M extends ShardMember> {
         }
       } while (++shard < this.sizes.length && members + this.sizes[shard]! <= fit);
       if (this.sizes.length > 1) this.startTurn(at, members);
-      if (shard < this.sizes.length) return void setImmediate(step, true);
+      if (shard < this.sizes.length) return void (later ? setImmediate(step, true) : afterPoll(() => step(true)));
       if (this.turnMembers > 0) setImmediate(this.timeTurn); // the pass's last turn
       this.current = undefined;
       for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());

@@ -403,7 +403,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
 
   /** How much the members are talking, 0..1 (member-talk.ts): the fan-out and the tick yield to them. */
   get talking(): number {
-    return this.talk.level(performance.now());
+    return this.talk.level();
   }
 
   route(r: Route): void {
@@ -439,7 +439,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       },
       message: (ws, message, isBinary) => {
         const conn = connOf(ws);
-        this.talk.frames++;
+        this.talk.frame();
         // uWS neuters the buffer after this callback; the engine decodes synchronously.
         if (conn) this.handler?.frame(conn, new Uint8Array(message), isBinary);
       },
