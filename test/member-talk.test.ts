@@ -61,9 +61,10 @@ describe('member talk', () => {
     expect(t.level()).toBeCloseTo(0.1, 1);
   });
 
-  it('shortens the fan-out turn to one shard in a storm', () => {
+  it('shortens the fan-out turn to one shard from a quarter of a storm', () => {
     expect(sliceFor(250, 0)).toBe(250);
-    expect(sliceFor(250, 0.5)).toBe(125);
+    expect(sliceFor(250, 0.1)).toBe(150);
+    expect(sliceFor(250, 0.25)).toBe(0);
     expect(sliceFor(250, 1)).toBe(0);
   });
 });

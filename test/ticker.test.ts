@@ -1,7 +1,10 @@
 // The tick loop's scheduling on a fake clock: it sleeps (no timer at all) while nothing is
 // queued, a wake runs the next tick one tick later, work left over (chat under review) or a
 // wake during a tick keeps it going at the cadence, and stretched ticks still stretch.
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { TALKING } from '../src/gateway/member-talk.js';
 import { Ticker, TICK_SHARE } from '../src/tick/ticker.js';
 
 const TICK = 50;
@@ -174,19 +177,30 @@ describe('Ticker', () => {
     await busy.stop();
   });
 
-  it('stretches for the fan-out done outside the tick, counting a late start once', async () => {
-    let fanout = 0;
-    const { t } = ticker(async () => true, 0, () => {
-      const ms = fanout;
-      fanout = 0;
-      return ms;
-    });
-    t.start();
-    t.wake();
-    fanout = 100; // an append completed and its frames were written between two ticks
-    await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(100 / TICK_SHARE);
-    await t.stop();
+  it('stretches for the fan-out done outside the tick while the members talk, counting a late start once', async () => {
+    const run = async (talk: number) => {
+      let fanout = 0;
+      const { t } = ticker(
+        async () => true,
+        0,
+        () => {
+          const ms = fanout;
+          fanout = 0;
+          return ms;
+        },
+        () => 0,
+        () => talk,
+      );
+      t.start();
+      t.wake();
+      fanout = 100; // an append completed and its frames were written between two ticks
+      await vi.advanceTimersByTimeAsync(TICK);
+      await t.stop();
+      return t.effectiveMs;
+    };
+    expect(await run(1)).toBeGreaterThanOrEqual(100 / TICK_SHARE);
+    // A room that only listens: its frames follow its passes, the tick stays as configured.
+    expect(await run(0)).toBe(TICK);
   });
 
   it('stretches further while other work (ingress) keeps the loop busy, and further while members talk', async () => {
@@ -214,15 +228,19 @@ describe('Ticker', () => {
       await t.stop();
       return { quiet, loaded: t.effectiveMs };
     };
-    // A listening room fed by the API: the fan-out takes what ingress leaves, 1 - 0.4 = 0.6.
-    const api = await run(0);
-    expect(api.quiet).toBe(60 / TICK_SHARE); // a quiet loop: the tick's share of it
-    expect(api.loaded).toBeGreaterThanOrEqual(60 / 0.6 - 1);
-    expect(api.loaded).toBeLessThan(200);
+    // Members talking a little (a quarter of a storm): the fan-out takes what ingress leaves,
+    // 1 - 0.7 × 0.25 - 1.25 × 0.4 = 0.325, against 0.825 on a quiet loop.
+    const talk = await run(TALKING);
+    expect(talk.quiet).toBeCloseTo(60 / (TICK_SHARE - 0.7 * TALKING), 0);
+    expect(talk.loaded).toBeGreaterThanOrEqual(60 / 0.325 - 1);
+    expect(talk.loaded).toBeLessThan(250);
     // Members storming: twice their share and a reserve, 1 - 0.7 - 2 × 0.4 < 0: the storm's
     // floor, 0.07 (the quiet floor, 0.1, would give 600 ms).
     const storm = await run(1);
     expect(storm.loaded).toBeGreaterThanOrEqual(60 / 0.07 - 5);
+    // Only listening, ingress or not: the configured tick.
+    const listening = await run(0);
+    expect([listening.quiet, listening.loaded]).toEqual([TICK, TICK]);
   });
 
   it('runs a high-priority message within one configured tick while the tick is stretched', async () => {
@@ -232,11 +250,12 @@ describe('Ticker', () => {
       fanout = 0;
       return ms;
     };
-    const { t, ticks } = ticker(async () => true, 0, take); // traffic goes on
+    // traffic goes on; the members talk (a quarter of a storm), so the fan-out stretches the tick
+    const { t, ticks } = ticker(async () => true, 0, take, () => 0, () => TALKING);
     t.start();
     t.wake();
     await vi.advanceTimersByTimeAsync(TICK);
-    expect(t.effectiveMs).toBe(300 / TICK_SHARE);
+    expect(t.effectiveMs).toBeGreaterThanOrEqual(300 / TICK_SHARE);
     const first = ticks[0]!;
     // chat: the stretched cadence holds (the next tick is due 300 ms after the first was)
     t.wake();
@@ -274,5 +293,47 @@ describe('Ticker', () => {
     expect(ticks).toHaveLength(2);
     expect(ticks[1]! - urgentAt).toBeLessThanOrEqual(500);
     await t.stop();
+  });
+});
+
+describe('Ticker on the real event loop', () => {
+  it("runs a tick after the loop's poll: a request read on the timer's turn is in it", async () => {
+    vi.useRealTimers();
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const [conn] = (await once(server, 'connection')) as [Socket];
+    await once(client, 'connect');
+    let read = false;
+    conn.on('data', () => void (read = true));
+    const seen: boolean[] = [];
+    const t = new Ticker({
+      tickMs: 20,
+      maxTickMs: 1000,
+      run: async () => {
+        seen.push(read);
+        return false;
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    t.start();
+    t.wake(); // the tick is due in 20 ms
+    // A request arrives at the end of a turn busy past the tick's time (a fan-out pass): the
+    // next turn starts with the overdue timer, and its poll reads the request.
+    setTimeout(() => {
+      setImmediate(() => {
+        client.write('post');
+        for (const until = performance.now() + 40; performance.now() < until; );
+      });
+    }, 5);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await t.stop();
+    client.destroy();
+    conn.destroy();
+    server.close();
+    expect(seen).toEqual([true]);
   });
 });

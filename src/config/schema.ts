@@ -97,7 +97,7 @@ export const configSchema = z
       .number()
       .int()
       .min(0)
-      .default(2000)
+      .default(500)
       .describe("a room's local members per fan-out shard (the unit a frame's writes are split at between event-loop turns); 0 = one shard"),
     fanoutSliceMs: z
       .number()

@@ -18,6 +18,12 @@ const RISE_MS = 200;
 const FALL_MS = 1000;
 /** Member frames per second on one worker that count as a storm (storm bench: ~10k per worker). */
 export const STORM_FRAMES_PER_SEC = 5000;
+/**
+ * From this level (a quarter of a storm) the members talk: a pass's turns are one shard each
+ * (room-fanout.ts) and the tick stretches for the whole fan-out (tick/ticker.ts). Below it a
+ * room listens, and is written as a bare uWS server writes it.
+ */
+export const TALKING = 0.25;
 
 export class MemberTalk {
   private frames = 0;

@@ -1,5 +1,5 @@
 // One room's fan-out on this worker. Its local subscribers are spread over topic shards of at
-// most `shardSize` members (`fanoutShardMembers`, 2,000 by default; 0 = one shard), and a
+// most `shardSize` members (`fanoutShardMembers`, 500 by default; 0 = one shard), and a
 // frame is written over as few event-loop turns as fit its shards in `sliceMs`
 // (`fanoutSliceMs`) each: a socket write costs ~10 µs, so a pass over 17k members holds the
 // loop for ~200 ms of CPU, and seconds on a starved box (60 workers on 2 cores at 1M), while
@@ -12,6 +12,7 @@
 // every shard. A member that subscribes while frames are queued or being written waits for the
 // last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
 import type { Delivered } from '../rooms/connection.js';
+import { TALKING } from './member-talk.js';
 
 export interface FanoutFrame {
   plain: Uint8Array;
@@ -43,12 +44,17 @@ export interface ShardHost<M extends ShardMember> {
 
 /**
  * The wall time a turn may take: `sliceMs` while the members only listen, down to one shard per
- * turn while they talk (member-talk.ts). Under a storm of chat and likes their pings and acks are
- * answered between shards; a room that listens gets its frame at once, as from a bare uWS server.
+ * turn once they talk at a quarter of a storm (member-talk.ts). Under a storm of chat and likes
+ * their pings and acks are answered between shards; a room that listens gets its frame at once,
+ * as from a bare uWS server. Steep, because a storm's passes cost several times what the quiet
+ * turns measured (most members hold an ack to write with the frame, and the generators take half
+ * the cores): read linearly, a storm's first second wrote passes of ~6k members in one turn of
+ * 150–300 ms (bench/notes/storm.md, session 16).
  */
 export function sliceFor(sliceMs: number, talk: number): number {
-  return sliceMs * (1 - talk);
+  return sliceMs * Math.max(0, 1 - talk / TALKING);
 }
+
 
 /**
  * Runs `fn` once the loop has polled for I/O again. A pass's first turn runs where its frame

@@ -142,10 +142,12 @@ export class TickPipeline {
           this.o.onError?.(err);
           return false;
         })
-        // The fan-out waits at least for the next turn, so the replies the append just resolved
-        // (API 202s, acks that do not ride a batch) are written first, not after thousands of
-        // socket writes: a starved worker answered its POSTs only after its whole fan-out.
-        .then((followed) => (followed && this.o.bus.readsBack ? this.readBack() : nextTurn()))
+        // Own entries go out with the read that brings them back, or else at once: the tick
+        // runs after the loop's poll, and the replies the append just resolved (API 202s, acks
+        // that do not ride a batch) are written first (their microtasks run before this one),
+        // with the frame's first shard after them. Waiting for the next turn put the pass
+        // before written (its writes end the turn) between the tick and its frame.
+        .then((followed) => (followed && this.o.bus.readsBack ? this.readBack() : undefined))
         .finally(() => {
           this.appending.delete(done);
           this.deliver();

@@ -1,14 +1,20 @@
-// The adaptive tick loop. A tick's own work (outboxes, budgets, sending the append) runs
-// before the next one is scheduled; its round trip completes beside the next ticks. When that
-// work plus the fan-out (frames written to the sockets when appends and bus reads complete),
-// or the event loop being busy, outlasts its share of the tick (less under heavy ingress),
-// the next tick waits longer: batches grow and frames per member per second fall instead of
-// queues growing.
+// The adaptive tick loop. A tick's own work (outboxes, budgets, sending the append) runs after
+// the loop's poll, before the next one is scheduled; its round trip completes beside the next
+// ticks. When that work, plus the fan-out (frames written to the sockets when appends and bus
+// reads complete) while the members talk, or the event loop being busy, outlasts its share of
+// the tick (less under heavy ingress), the next tick waits longer: batches grow and frames per
+// member per second fall instead of queues growing. A room that only listens gets frames as
+// fast as its passes go, each with what came during the last one (the pipeline holds a room's
+// entries while its pass is written): stretched for its passes too, a listening room's ticks
+// outgrew them, its frames grew past uWS's 16 KB cork buffer, and the passes slowed until it
+// collapsed (18k members at 1,036 msgs/s; bench/notes/big-room.md, sessions 15 and 16).
 //
 // Idle, the loop sleeps: no timer at all until wake() says something was queued (ingress,
 // the API) or the bus handed over entries. The first tick after a wake runs one (effective)
 // tick later, so the first message after idle waits at most one tick, as before; wakes
 // while a tick is due keep the cadence, and a tick with nothing new puts the loop to sleep.
+import { TALKING } from '../gateway/member-talk.js';
+
 export interface TickerOptions {
   tickMs: number;
   maxTickMs: number;
@@ -70,6 +76,16 @@ const STORM_URGENT_SHARE = 0.5;
 
 /** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
 const MAX_DECAY_STEPS = 50;
+
+/**
+ * Resolves in the check phase of this loop iteration, after its poll. A timer fires before the
+ * poll, so a tick run there took the outboxes without what the poll was about to read (the
+ * requests that came during the fan-out pass just written), and its frame waited for that
+ * pass's writes: a message reached a listening room one pass later than from a bare uWS server
+ * (5k members at 1,907 msgs/s: p50 76 ms against 34; 36 ms after this; bench/notes/big-room.md,
+ * session 16).
+ */
+const afterPoll = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
@@ -164,8 +180,11 @@ export class Ticker {
 
   private async fire(due: number): Promise<void> {
     this.timer = undefined;
+    const late = Math.max(0, this.now() - due); // the loop was busy (socket writes, ingress)
+    this.running = afterPoll();
+    await this.running;
+    if (this.stopped) return;
     const start = this.now();
-    const late = Math.max(0, start - due); // the loop was busy (socket writes, ingress)
     let more = false;
     this.running = this.o.run().then(
       (m) => void (more = m),
@@ -176,7 +195,10 @@ export class Ticker {
     const work = this.now() - start;
     // Fan-out done just before this tick was due also made it late: counted once.
     const fanout = this.o.takeBusyMs?.() ?? 0;
-    const busy = work + Math.max(late, fanout);
+    const talk = this.o.talking?.() ?? 0;
+    // The fan-out stretches the tick only while the members talk: a listening room's frames
+    // follow its passes as a bare uWS server's do (the pipeline merges what comes during a pass).
+    const busy = work + Math.min(1, talk / TALKING) * Math.max(late, fanout);
     // The tick's work and fan-out take at most TICK_SHARE of the loop, less what else kept it
     // busy since the last tick (twice that, and a reserve, while the members storm): fewer frames
     // per member per second instead of a lagging loop. Smoothed to avoid oscillation.
@@ -184,7 +206,6 @@ export class Ticker {
     this.lastStart = start;
     const used = this.o.loopBusy?.() ?? 0;
     const other = since > 0 ? Math.max(0, used - (work + fanout) / since) : 0;
-    const talk = this.o.talking?.() ?? 0;
     const floor = MIN_TICK_SHARE - (MIN_TICK_SHARE - STORM_MIN_SHARE) * talk;
     const share = Math.max(floor, TICK_SHARE - STORM_RESERVE * talk - OTHER_WEIGHT * (1 + talk) * other);
     const wanted = Math.min(this.o.maxTickMs, Math.max(this.o.tickMs, busy / share));
