@@ -63,7 +63,7 @@ export function sliceFor(sliceMs: number, talk: number): number {
  * them: under a storm, 100–150 ms in which no ping was answered (bench/notes/storm.md,
  * session 16). An immediate set from an immediate runs after the next poll.
  */
-function afterPoll(fn: () => void): void {
+function afterNextPoll(fn: () => void): void {
   setImmediate(() => setImmediate(fn));
 }
 
@@ -159,7 +159,7 @@ export class RoomFanout<M extends ShardMember> {
         }
       } while (++shard < this.sizes.length && members + this.sizes[shard]! <= fit);
       if (this.sizes.length > 1) this.startTurn(at, members);
-      if (shard < this.sizes.length) return void (later ? setImmediate(step, true) : afterPoll(() => step(true)));
+      if (shard < this.sizes.length) return void (later ? setImmediate(step, true) : afterNextPoll(() => step(true)));
       if (this.turnMembers > 0) setImmediate(this.timeTurn); // the pass's last turn
       this.current = undefined;
       for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());
