@@ -124,8 +124,7 @@ export class TickPipeline {
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
    * entries are published with the bus read that brings them back (readsBack, within
-   * READ_BACK_MS), or else on the loop turn after the append, once the replies it resolved are
-   * written. The tick's own work is the synchronous part: the next tick may start while this
+   * READ_BACK_MS), or else as the append resolves, after the replies it resolved. The tick's own work is the synchronous part: the next tick may start while this
    * append is in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
    * connection), so a slow Redis round trip never stretches the tick; settled() waits for the
    * appends. Other workers' entries never wait for it: they go out when the bus read returns
