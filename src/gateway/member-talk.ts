@@ -25,6 +25,11 @@ export const STORM_FRAMES_PER_SEC = 5000;
  */
 export const TALKING = 0.25;
 
+/** How far the members talk, 0..1: 1 from a quarter of a storm (`level()`) up. */
+export function talkShare(level: number): number {
+  return Math.min(1, level / TALKING);
+}
+
 export class MemberTalk {
   private frames = 0;
   /** When the last read was, how many frames it had seen, and when the first one after it came. */

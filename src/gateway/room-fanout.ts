@@ -12,7 +12,8 @@
 // every shard. A member that subscribes while frames are queued or being written waits for the
 // last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
 import type { Delivered } from '../rooms/connection.js';
-import { TALKING } from './member-talk.js';
+import { talkShare } from './member-talk.js';
+import { afterNextPoll } from '../util/loop-phase.js';
 
 export interface FanoutFrame {
   plain: Uint8Array;
@@ -52,20 +53,9 @@ export interface ShardHost<M extends ShardMember> {
  * 150–300 ms (bench/notes/storm.md, session 16).
  */
 export function sliceFor(sliceMs: number, talk: number): number {
-  return sliceMs * Math.max(0, 1 - talk / TALKING);
+  return sliceMs * (1 - talkShare(talk));
 }
 
-
-/**
- * Runs `fn` once the loop has polled for I/O again. A pass's first turn runs where its frame
- * was published, often in an I/O callback (the bus read); an immediate set there runs in the
- * same loop iteration, so the first two turns ran back to back with no socket read between
- * them: under a storm, 100–150 ms in which no ping was answered (bench/notes/storm.md,
- * session 16). An immediate set from an immediate runs after the next poll.
- */
-function afterNextPoll(fn: () => void): void {
-  setImmediate(() => setImmediate(fn));
-}
 
 interface Pass {
   frame: FanoutFrame;

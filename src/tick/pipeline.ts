@@ -21,6 +21,7 @@ import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
 import { TokenBucket } from '../util/token-bucket.js';
+import { checkPhase } from '../util/loop-phase.js';
 import { RateMeter } from './rate-meter.js';
 import { RecentEntries } from './recent.js';
 
@@ -89,9 +90,6 @@ const REST_PER_PASS_MS = 0.5;
  * blocked wait's end, XREAD), longer when a fan-out pass holds the loop.
  */
 const READ_BACK_MS = 100;
-
-/** Resolves in the loop's check phase: after the microtasks queued now and this poll phase's other I/O. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class TickPipeline {
   private readonly budgets = new Map<string, { budget: TokenBucket; used: number }>();
@@ -176,7 +174,7 @@ export class TickPipeline {
         end();
       }
       if (this.passing.size === 0) return;
-      await nextTurn();
+      await checkPhase();
     }
   }
 

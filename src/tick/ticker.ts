@@ -13,7 +13,8 @@
 // the API) or the bus handed over entries. The first tick after a wake runs one (effective)
 // tick later, so the first message after idle waits at most one tick, as before; wakes
 // while a tick is due keep the cadence, and a tick with nothing new puts the loop to sleep.
-import { TALKING } from '../gateway/member-talk.js';
+import { talkShare } from '../gateway/member-talk.js';
+import { checkPhase } from '../util/loop-phase.js';
 
 export interface TickerOptions {
   tickMs: number;
@@ -77,15 +78,12 @@ const STORM_URGENT_SHARE = 0.5;
 /** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
 const MAX_DECAY_STEPS = 50;
 
-/**
- * Resolves in the check phase of this loop iteration, after its poll. A timer fires before the
- * poll, so a tick run there took the outboxes without what the poll was about to read (the
- * requests that came during the fan-out pass just written), and its frame waited for that
- * pass's writes: a message reached a listening room one pass later than from a bare uWS server
- * (5k members at 1,907 msgs/s: p50 76 ms against 34; 36 ms after this; bench/notes/big-room.md,
- * session 16).
- */
-const afterPoll = () => new Promise<void>((resolve) => setImmediate(resolve));
+// The tick runs in the check phase, after the poll (util/loop-phase.ts). A timer fires before the
+// poll, so a tick run there took the outboxes without what the poll was about to read (the
+// requests that came during the fan-out pass just written), and its frame waited for that
+// pass's writes: a message reached a listening room one pass later than from a bare uWS server
+// (5k members at 1,907 msgs/s: p50 76 ms against 34; 36 ms after this; bench/notes/big-room.md,
+// session 16).
 
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
@@ -181,7 +179,7 @@ export class Ticker {
   private async fire(due: number): Promise<void> {
     this.timer = undefined;
     const late = Math.max(0, this.now() - due); // the loop was busy (socket writes, ingress)
-    this.running = afterPoll();
+    this.running = checkPhase();
     await this.running;
     if (this.stopped) return;
     const start = this.now();
@@ -198,7 +196,7 @@ export class Ticker {
     const talk = this.o.talking?.() ?? 0;
     // The fan-out stretches the tick only while the members talk: a listening room's frames
     // follow its passes as a bare uWS server's do (the pipeline merges what comes during a pass).
-    const busy = work + Math.min(1, talk / TALKING) * Math.max(late, fanout);
+    const busy = work + talkShare(talk) * Math.max(late, fanout);
     // The tick's work and fan-out take at most TICK_SHARE of the loop, less what else kept it
     // busy since the last tick (twice that, and a reserve, while the members storm): fewer frames
     // per member per second instead of a lagging loop. Smoothed to avoid oscillation.
