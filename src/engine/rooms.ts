@@ -10,7 +10,7 @@ import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { TickPipeline } from '../tick/pipeline.js';
-import { encodeBatch } from '../tick/batch.js';
+import { encodeBatch, frameLength } from '../tick/batch.js';
 
 export interface RoomsOptions {
   bus: RoomLog & LiveFeed & Pick<Presence, 'members'>;
@@ -49,9 +49,8 @@ interface EncodedTail {
   frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
 }
 
-/** Replay frames hold at most this many entries or (roughly) bytes of messages. */
+/** Replay frames hold at most this many entries (and FRAME_MAX_BYTES of messages, tick/batch.ts). */
 const REPLAY_MAX_ENTRIES = 100;
-const REPLAY_MAX_BYTES = 64 * 1024;
 /** One page of the log per read: a replay holds at most one frame's worth of entries. */
 const RANGE_PAGE = REPLAY_MAX_ENTRIES;
 /** Longest wait for this worker's delivery to reach a joiner's `since`. */
@@ -285,21 +284,9 @@ export class Rooms {
 
 /** Splits consecutive entries into replay frames of bounded size. */
 function* chunks(entries: readonly LogEntry[]): Generator<LogEntry[]> {
-  let cur: LogEntry[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    const size = approxSize(e);
-    if (cur.length > 0 && (cur.length >= REPLAY_MAX_ENTRIES || bytes + size > REPLAY_MAX_BYTES)) {
-      yield cur;
-      cur = [];
-      bytes = 0;
-    }
-    cur.push(e);
-    bytes += size;
+  for (let i = 0; i < entries.length; ) {
+    const n = frameLength(entries, i, REPLAY_MAX_ENTRIES);
+    yield entries.slice(i, i + n);
+    i += n;
   }
-  if (cur.length > 0) yield cur;
-}
-
-function approxSize(e: LogEntry): number {
-  return 16 + e.packed.byteLength;
 }

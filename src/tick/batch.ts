@@ -9,6 +9,29 @@ import { arrayHeaderSize, hasRoom, HEAD_ROOM, itemsStart, TAIL_ROOM } from '../b
 const encoder = new Encoder({ ignoreUndefined: true });
 const MSGS_KEY = Uint8Array.from([0xa4, ...Buffer.from('msgs')]);
 const LIKES_KEY = Uint8Array.from([0xa5, ...Buffer.from('likes')]);
+/** A frame's own bytes (header, seqs, likes) counted per entry against FRAME_MAX_BYTES. */
+const ENTRY_OVERHEAD = 16;
+
+/**
+ * Bytes of messages one `batch` frame carries at most (live or replayed; a single bigger entry
+ * goes alone). A frame past what a socket's kernel buffer takes at once is copied into uWS's
+ * per-socket backlog and written out piece by piece, at a cost that grows with the frame: in a
+ * room of 5k members fed past what the box writes (~1.6 GB/s), uncapped frames grew to 4 MB
+ * while the bytes written per second fell to a third, and delivery collapsed (bench/notes/big-room.md,
+ * session 17). Capped, the room's frames keep the box's byte rate and queue what they can't carry.
+ */
+export const FRAME_MAX_BYTES = 64 * 1024;
+
+/** How many of `entries` from `from` go in one frame: at least one, then while within FRAME_MAX_BYTES and `maxEntries`. */
+export function frameLength(entries: readonly LogEntry[], from = 0, maxEntries = Infinity): number {
+  let n = 0;
+  let bytes = 0;
+  for (let i = from; i < entries.length && n < maxEntries; i++, n++) {
+    bytes += ENTRY_OVERHEAD + entries[i]!.packed.byteLength;
+    if (n > 0 && bytes > FRAME_MAX_BYTES) break;
+  }
+  return n;
+}
 
 /** One `batch` frame covering consecutive log entries, encoded. */
 export function encodeBatch(room: string, epoch: string, entries: readonly LogEntry[]): Uint8Array {

@@ -7,7 +7,8 @@
 // per tick, not one per appending worker; otherwise its own go out right after their append. With
 // fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
 // (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
-// meanwhile: a pass that can't finish in a tick stretches the room's tick to the pass. A pass
+// meanwhile, up to FRAME_MAX_BYTES (batch.ts; the rest is the frame after it): a pass that can't
+// finish in a tick stretches the room's tick to the pass. A pass
 // longer than the longest tick (`maxTickMs`) is followed by a rest of half its length, with or
 // without shards, so an overloaded worker merges more per frame instead of passing back to back.
 import type { Bus, EntryBody, LogEntry, PackedBody, RoomHead, AppendItem } from '../bus/bus.js';
@@ -16,7 +17,7 @@ import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.
 import { WireError } from '../protocol/errors.js';
 import { compressFrame } from '../protocol/codec.js';
 import type { Msg } from '../protocol/ops.js';
-import { encodeBatch } from './batch.js';
+import { encodeBatch, frameLength } from './batch.js';
 import type { RoomPublisher } from '../rooms/connection.js';
 import type { Outboxes, Outcome, Pending, RoomOutbox } from './outbox.js';
 import { sampleFairly } from './sampling.js';
@@ -408,8 +409,14 @@ export class TickPipeline {
         continue;
       }
       // Drop anything already delivered (a re-read after a reconnect to the bus).
-      const fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
+      let fresh = last.epoch === box.epoch ? box.entries.filter((e) => e.seq > last.seq) : box.entries;
       if (fresh.length === 0) continue;
+      // One frame at most FRAME_MAX_BYTES: the rest is the room's next frame, after this pass.
+      const n = frameLength(fresh);
+      if (n < fresh.length) {
+        this.inbox.set(room, { epoch: box.epoch, entries: fresh.slice(n) });
+        fresh = fresh.slice(0, n);
+      }
       step ??= this.passStarted(t, fresh[0]!.ts);
       try {
         this.publishBatch(room, box.epoch, fresh, t);
