@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { RoomFanout, type FanoutFrame, type ShardHost, type ShardMember } from '../src/gateway/room-fanout.js';
+import { RoomFanout, WRITE_OVERHEAD_BYTES, type FanoutFrame, type ShardHost, type ShardMember } from '../src/gateway/room-fanout.js';
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** A pass's second turn follows a poll for I/O: two immediates from where its frame was published. */
@@ -21,7 +21,8 @@ class Member implements ShardMember {
   }
 }
 
-function setup(shardSize: number, sliceMs = 0, costMs = 0) {
+/** `cost`: ms a shard's publish takes (a number, or one by the frame's bytes). */
+function setup(shardSize: number, sliceMs = 0, cost: number | ((bytes: number) => number) = 0) {
   const writes: Array<{ frame: string; shard: number }> = [];
   let riders: Member[] | undefined;
   const ridden: Array<{ shard: number; riders: number }> = [];
@@ -36,7 +37,8 @@ function setup(shardSize: number, sliceMs = 0, costMs = 0) {
     },
     publishShard: (_room, shard, frame, rs) => {
       if (shard === failOn) throw new Error(`shard ${shard} failed`);
-      for (const until = performance.now() + costMs; performance.now() < until; ); // a costly write
+      const ms = typeof cost === 'number' ? cost : cost(frame.plain.byteLength);
+      for (const until = performance.now() + ms; performance.now() < until; ); // a costly write
       writes.push({ frame: new TextDecoder().decode(frame.plain), shard });
       if (rs) ridden.push({ shard, riders: rs.length });
       return { receivers: 1, bytes: frame.plain.byteLength };
@@ -126,6 +128,27 @@ describe('room fan-out shards', () => {
     expect(costly.writes.map((w) => w.shard)).toEqual([0, 1]);
     await turn();
     expect(costly.writes.map((w) => w.shard)).toEqual([0, 1, 2]);
+  });
+
+  it('a frame much bigger than the ones timed is written over more turns', async () => {
+    // A member's write costs its bytes plus WRITE_OVERHEAD_BYTES (1 ms per 64 KiB of that here).
+    const msPer = (bytes: number) => (WRITE_OVERHEAD_BYTES + bytes) / 65536;
+    const f = setup(2, 25, (bytes) => 2 * msPer(bytes));
+    Array.from({ length: 16 }, f.join);
+    const small = 'a'.repeat(2000); // ~0.56 ms a shard of two
+    f.fanout.publish(f.frame(small));
+    await pollTurn();
+    await pollTurn();
+    f.fanout.publish(f.frame(small)); // timed: all 8 shards (~4.5 ms) fit in the 25 ms slice
+    expect(f.writes.filter((w) => w.frame === small).length).toBe(16);
+    // 200 KB: ~6.6 ms a shard of two, 53 ms for the 8: three shards fit in a turn, not all.
+    const big = 'b'.repeat(200_000);
+    f.fanout.publish(f.frame(big));
+    const firstTurn = f.writes.filter((w) => w.frame === big).length;
+    expect(firstTurn).toBeGreaterThanOrEqual(2);
+    expect(firstTurn).toBeLessThanOrEqual(4);
+    for (let i = 0; i < 8; i++) await pollTurn();
+    expect(f.writes.filter((w) => w.frame === big).map((w) => w.shard)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 
   it('a room of one shard is written at once, done included', () => {

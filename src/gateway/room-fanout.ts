@@ -57,6 +57,15 @@ export function sliceFor(sliceMs: number, talk: number): number {
 }
 
 
+/**
+ * What a socket write costs beyond its bytes, in bytes (~10 µs of system call at the ~1.5 GB/s
+ * this box writes): a turn's cost is predicted per member and per byte of its frame, so a frame
+ * much bigger than the ones timed goes over as many more turns. Timed per member alone, a 240 KB
+ * frame after 15 KB ones went to 18k members in one turn of seconds, the tick waited behind it,
+ * its next entry and frame grew again, and the room collapsed (bench/notes/big-room.md, session 17).
+ */
+export const WRITE_OVERHEAD_BYTES = 16 * 1024;
+
 interface Pass {
   frame: FanoutFrame;
   /** Members that subscribed while this frame was queued or being written. */
@@ -72,10 +81,13 @@ export class RoomFanout<M extends ShardMember> {
   private current: Pass | undefined;
   private busy = false;
 
-  /** Measured wall time per member of a turn (0: not measured yet), and the turn being timed. */
-  private msPerMember = 0;
+  /**
+   * Measured wall time of a turn per member and weighted byte (its frame's bytes plus
+   * WRITE_OVERHEAD_BYTES; 0: not measured yet), and the turn being timed.
+   */
+  private msPerUnit = 0;
   private turnAt = 0;
-  private turnMembers = 0;
+  private turnUnits = 0;
 
   constructor(
     readonly room: string,
@@ -128,13 +140,14 @@ export class RoomFanout<M extends ShardMember> {
     const riders = this.members > 0 ? this.ridersByShard() : undefined;
     const total: Delivered = { receivers: 0, bytes: 0 };
     let shard = 0;
+    const weight = WRITE_OVERHEAD_BYTES + pass.frame.plain.byteLength;
     const step = (later: boolean): void => {
       // A later step's turn follows the one that wrote the previous shards (the first step may
       // share its turn with the end of the previous pass, whose writes have not happened yet).
       if (later) this.timeTurn();
       const at = performance.now();
       // At least one shard a turn; more while the measured cost says they fit in the slice.
-      const fit = this.msPerMember > 0 ? this.sliceMs() / this.msPerMember : 0;
+      const fit = this.msPerUnit > 0 ? this.sliceMs() / (this.msPerUnit * weight) : 0;
       let members = 0;
       do {
         if (shard < this.sizes.length) {
@@ -148,9 +161,9 @@ export class RoomFanout<M extends ShardMember> {
           }
         }
       } while (++shard < this.sizes.length && members + this.sizes[shard]! <= fit);
-      if (this.sizes.length > 1) this.startTurn(at, members);
+      if (this.sizes.length > 1) this.startTurn(at, members * weight);
       if (shard < this.sizes.length) return void (later ? setImmediate(step, true) : afterNextPoll(() => step(true)));
-      if (this.turnMembers > 0) setImmediate(this.timeTurn); // the pass's last turn
+      if (this.turnUnits > 0) setImmediate(this.timeTurn); // the pass's last turn
       this.current = undefined;
       for (const m of pass.joiners ?? []) if (m.shardIn(this.room) === -1) m.enterShard(this.room, this.place());
       if (this.queue.length > 0) setImmediate(this.next);
@@ -163,17 +176,17 @@ export class RoomFanout<M extends ShardMember> {
     step(false);
   };
 
-  private startTurn(at: number, members: number): void {
+  private startTurn(at: number, units: number): void {
     this.turnAt = at;
-    this.turnMembers = members;
+    this.turnUnits = units;
   }
 
   /** Ends the turn being timed: its wall time, the writes uWS made when it ended included. */
   private readonly timeTurn = (): void => {
-    if (this.turnMembers === 0) return;
-    const perMember = (performance.now() - this.turnAt) / this.turnMembers;
-    this.msPerMember = this.msPerMember === 0 ? perMember : (this.msPerMember + perMember) / 2;
-    this.turnMembers = 0;
+    if (this.turnUnits === 0) return;
+    const perUnit = (performance.now() - this.turnAt) / this.turnUnits;
+    this.msPerUnit = this.msPerUnit === 0 ? perUnit : (this.msPerUnit + perUnit) / 2;
+    this.turnUnits = 0;
   };
 
   private ridersByShard(): Map<number, M[]> | undefined {
