@@ -62,6 +62,7 @@ describe('request validation', () => {
     // MessagePack decoders refuse this key: members would get frames they cannot read.
     ['a __proto__ key in body', '{"kind":"gift","body":{"__proto__":{"x":1},"rose":1}}'],
     ['a __proto__ key in x', '{"kind":"system","body":"hi","x":{"a":{"__proto__":2}}}'],
+    ['a __proto__ key spelled with escapes', '{"kind":"gift","body":{"\\u005f_proto\\u005f_":{"x":1}}}'],
   ])('POST messages with %s -> 400 BAD_REQUEST', async (what, raw) => {
     expectError(await api(node, 'POST', messages, undefined, { raw }), 400, 'BAD_REQUEST', what);
   });

@@ -1,6 +1,6 @@
 // The server API (PROTOCOL §6) for business backends: JSON over HTTP on the worker's port,
 // every /v1 route behind the bearer API key. Handlers talk to a narrow RoomControl.
-import { encode } from '@msgpack/msgpack';
+import { Encoder } from '@msgpack/msgpack';
 import type { z } from 'zod';
 import { json, jsonError, type HttpReply, type HttpReq, type Route } from '../gateway/http.js';
 import { ERRORS, WireError } from '../protocol/errors.js';
@@ -56,11 +56,17 @@ class ApiError extends Error {
 function parse<T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> {
   let raw: unknown;
   let proto = false;
+  const text = req.body.toString('utf8');
+  // A reviver costs a call per key; only a body that spells the key, plainly or with \u escapes,
+  // can hold it.
+  const mayHoldProto = text.includes('__proto__') || text.includes('\\u');
   try {
-    raw = JSON.parse(req.body.toString('utf8'), (key, value: unknown) => {
-      if (key === '__proto__') proto = true;
-      return value;
-    });
+    raw = mayHoldProto
+      ? JSON.parse(text, (key, value: unknown) => {
+          if (key === '__proto__') proto = true;
+          return value;
+        })
+      : JSON.parse(text);
   } catch {
     throw new ApiError(400, 'BAD_REQUEST', 'body must be JSON');
   }
@@ -90,12 +96,16 @@ function depth(v: unknown, limit: number): number {
   return max + 1;
 }
 
+/** One encoder for the size checks: msgpack's encode() builds an Encoder and its buffer per call. */
+const sizer = new Encoder();
+const encodedSize = (v: unknown): number => sizer.encodeSharedRef(v).byteLength;
+
 function checkSizes(m: { body: unknown; x?: Record<string, unknown> }): void {
   if (depth(m.body, MAX_DEPTH) > MAX_DEPTH || (m.x !== undefined && depth(m.x, MAX_DEPTH) > MAX_DEPTH)) {
     throw new ApiError(400, 'BAD_REQUEST', `body and x may nest at most ${MAX_DEPTH} levels`);
   }
-  if (encode(m.body).byteLength > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
-  if (m.x !== undefined && encode(m.x).byteLength > MAX_X_ENCODED) throw new ApiError(413, 'TOO_LARGE', `x over ${MAX_X_ENCODED} bytes encoded`);
+  if (encodedSize(m.body) > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
+  if (m.x !== undefined && encodedSize(m.x) > MAX_X_ENCODED) throw new ApiError(413, 'TOO_LARGE', `x over ${MAX_X_ENCODED} bytes encoded`);
 }
 
 function outcomeReply(o: Outcome): HttpReply {
