@@ -56,13 +56,12 @@ export function sliceFor(sliceMs: number, talk: number): number {
   return sliceMs * (1 - talkShare(talk));
 }
 
-
 /**
  * What a socket write costs beyond its bytes, in bytes (~10 µs of system call at the ~1.5 GB/s
  * this box writes): a turn's cost is predicted per member and per byte of its frame, so a frame
- * much bigger than the ones timed goes over as many more turns. Timed per member alone, a 240 KB
- * frame after 15 KB ones went to 18k members in one turn of seconds, the tick waited behind it,
- * its next entry and frame grew again, and the room collapsed (bench/notes/big-room.md, session 17).
+ * much bigger than the ones timed goes over as many more turns. Timed per member alone, the 240 KB
+ * frames of the 18k collapse, after 15 KB ones, would go to every member in one turn lasting
+ * seconds, with the tick (and so its next entry) waiting behind it (bench/notes/big-room.md, session 17).
  */
 export const WRITE_OVERHEAD_BYTES = 16 * 1024;
 
