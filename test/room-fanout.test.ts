@@ -132,20 +132,21 @@ describe('room fan-out shards', () => {
 
   it('a frame much bigger than the ones timed is written over more turns', async () => {
     // A member's write costs its bytes plus WRITE_OVERHEAD_BYTES (1 ms per 64 KiB of that here).
+    // A busy box only makes the timed cost higher, so the fits below are upper bounds.
     const msPer = (bytes: number) => (WRITE_OVERHEAD_BYTES + bytes) / 65536;
-    const f = setup(2, 25, (bytes) => 2 * msPer(bytes));
+    const f = setup(2, 50, (bytes) => 2 * msPer(bytes));
     Array.from({ length: 16 }, f.join);
     const small = 'a'.repeat(2000); // ~0.56 ms a shard of two
     f.fanout.publish(f.frame(small));
     await pollTurn();
     await pollTurn();
-    f.fanout.publish(f.frame(small)); // timed: all 8 shards (~4.5 ms) fit in the 25 ms slice
+    f.fanout.publish(f.frame(small)); // timed: all 8 shards (~4.5 ms) fit in the 50 ms slice
     expect(f.writes.filter((w) => w.frame === small).length).toBe(16);
-    // 200 KB: ~6.6 ms a shard of two, 53 ms for the 8: three shards fit in a turn, not all.
-    const big = 'b'.repeat(200_000);
+    // 600 KB: ~19 ms a shard of two, 150 ms for the 8: two shards fit in a turn, not all
+    // (timed per member alone, all 8 went in this first turn).
+    const big = 'b'.repeat(600_000);
     f.fanout.publish(f.frame(big));
     const firstTurn = f.writes.filter((w) => w.frame === big).length;
-    expect(firstTurn).toBeGreaterThanOrEqual(2);
     expect(firstTurn).toBeLessThanOrEqual(4);
     for (let i = 0; i < 8; i++) await pollTurn();
     expect(f.writes.filter((w) => w.frame === big).map((w) => w.shard)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
