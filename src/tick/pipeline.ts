@@ -8,9 +8,9 @@
 // fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
 // (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
 // meanwhile, up to FRAME_MAX_BYTES (batch.ts; the rest is the frame after it): a pass that can't
-// finish in a tick stretches the room's tick to the pass. A pass
-// longer than the longest tick (`maxTickMs`) is followed by a rest of half its length, with or
-// without shards, so an overloaded worker merges more per frame instead of passing back to back.
+// finish in a tick stretches the room's tick to the pass. A pass longer than the longest tick
+// (`maxTickMs`) is followed by a rest of half its length, with or without shards, so an
+// overloaded worker merges more per frame instead of passing back to back.
 import type { Bus, EntryBody, LogEntry, PackedBody, RoomHead, AppendItem } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
@@ -123,13 +123,13 @@ export class TickPipeline {
   /**
    * One tick: starts the append of what the outboxes hold (one round trip); this worker's own
    * entries are published with the bus read that brings them back (readsBack, within
-   * READ_BACK_MS), or else as the append resolves, after the replies it resolved. The tick's own work is the synchronous part: the next tick may start while this
-   * append is in flight (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus
-   * connection), so a slow Redis round trip never stretches the tick; settled() waits for the
-   * appends. Other workers' entries never wait for it: they go out when the bus read returns
-   * them (deliverRead). Chat under review never
-   * holds the tick up either: the webhook runs beside the ticks, and what it passes is
-   * appended by the tick after its answer.
+   * READ_BACK_MS), or else as the append resolves, after the replies it resolved. The tick's
+   * own work is the synchronous part: the next tick may start while this append is in flight
+   * (at most MAX_APPENDS_IN_FLIGHT; replies come back in order on the bus connection), so a slow
+   * Redis round trip never stretches the tick; settled() waits for the appends. Other workers'
+   * entries never wait for it: they go out when the bus read returns them (deliverRead). Chat
+   * under review never holds the tick up either: the webhook runs beside the ticks, and what
+   * it passes is appended by the tick after its answer.
    * Returns true when a later tick has work: chat under review, or what the outboxes keep
    * while the appends in flight are at their cap.
    */

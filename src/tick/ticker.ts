@@ -78,13 +78,6 @@ const STORM_URGENT_SHARE = 0.5;
 /** At most this many skipped idle ticks are replayed into the smoothing on a wake. */
 const MAX_DECAY_STEPS = 50;
 
-// The tick runs in the check phase, after the poll (util/loop-phase.ts). A timer fires before the
-// poll, so a tick run there took the outboxes without what the poll was about to read (the
-// requests that came during the fan-out pass just written), and its frame waited for that
-// pass's writes: a message reached a listening room one pass later than from a bare uWS server
-// (5k members at 1,907 msgs/s: p50 76 ms against 34; 36 ms after this; bench/notes/big-room.md,
-// session 16).
-
 export class Ticker {
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
@@ -179,6 +172,10 @@ export class Ticker {
   private async fire(due: number): Promise<void> {
     this.timer = undefined;
     const late = Math.max(0, this.now() - due); // the loop was busy (socket writes, ingress)
+    // The tick runs after the poll: run on the timer, it took the outboxes without what the poll
+    // was about to read (requests that came during the pass just written), and its frame waited
+    // for that pass's writes, one pass later than from a bare uWS server (5k members at 1,907
+    // msgs/s: p50 76 ms against 34; 36 ms after this; bench/notes/big-room.md, session 16).
     this.running = checkPhase();
     await this.running;
     if (this.stopped) return;
