@@ -3,6 +3,7 @@
 // HTTP framing. The oracle: only 200/202/400/401/404/413/429, never 500; every error is
 // {error:{code,message}} with a documented code and status; an accepted (202) message is
 // delivered (acknowledged means not lost); and the worker keeps ticking and serving afterwards.
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExtData } from '@msgpack/msgpack';
 import type { RoomcastNode } from '../src/node.js';
@@ -301,6 +302,25 @@ describe('HTTP framing (uWS) on the API port', () => {
     const res2 = await rawHttp(node.port, post('Transfer-Encoding: chunked\r\n', chunked(big)));
     expect(res2.status).toBe(413);
     expect(JSON.parse(res2.body)).toMatchObject({ error: { code: 'TOO_LARGE' } });
+  });
+
+  it('a body that arrives in two writes is read whole', async () => {
+    const body = JSON.stringify({ kind: 'system', body: 'two halves '.repeat(40) });
+    const half = body.length >> 1;
+    const res = await new Promise<string>((resolve, reject) => {
+      const s = net.connect({ port: node.port, host: '127.0.0.1' });
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('\r\n\r\n')) s.end();
+      });
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+      s.write(post(`Content-Type: application/json\r\nContent-Length: ${body.length}\r\n`, body.slice(0, half)));
+      setTimeout(() => s.write(body.slice(half)), 50);
+    });
+    // Half a body is not JSON: a 202 means both writes were joined.
+    expect(res).toMatch(/^HTTP\/1\.1 202 /);
   });
 
   it('a declared Content-Length over 64 KiB is refused (413) before the body is read', async () => {

@@ -1,8 +1,9 @@
 // Bearer API key check in constant time: both sides are hashed first so neither the
 // content nor the length of the key leaks through timing.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+// One-shot hash(): half the cost of a Hash object, and it runs on every API request.
+const digest = (s: string) => hash('sha256', s, 'buffer');
 
 export function createKeyCheck(apiKey: string | null): (authorization: string | undefined) => boolean {
   const expected = apiKey === null ? null : digest(apiKey);

@@ -2,7 +2,7 @@
 // every /v1 route behind the bearer API key. Handlers talk to a narrow RoomControl.
 import { Encoder } from '@msgpack/msgpack';
 import type { z } from 'zod';
-import { json, jsonError, type HttpReply, type HttpReq, type Route } from '../gateway/http.js';
+import { json, jsonError, type HeaderReader, type HttpReply, type HttpReq, type Route } from '../gateway/http.js';
 import { ERRORS, WireError } from '../protocol/errors.js';
 import type { Outcome } from '../tick/outbox.js';
 import { RateLimiter } from '../util/token-bucket.js';
@@ -122,8 +122,8 @@ export function apiRoutes(o: ApiOptions): Route[] {
   const limiter = new RateLimiter({ rate: o.apiRate, burst: Math.max(1, o.apiRate) });
   setInterval(() => limiter.sweep(), 30_000).unref();
   // Checked as soon as the headers are in: an unauthenticated body is never read.
-  const precheck = (headers: Record<string, string>) =>
-    authorized(headers.authorization) ? undefined : jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
+  const precheck = (headers: HeaderReader) =>
+    authorized(headers.getHeader('authorization')) ? undefined : jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
   const guard =
     (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
     async (req: HttpReq): Promise<HttpReply> => {

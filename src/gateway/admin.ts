@@ -27,19 +27,9 @@ export async function startAdminServer(
       res.end(reply.body);
     };
     if (!route) return send(jsonError(404, 'NOT_FOUND', 'no such route'));
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
     Promise.resolve()
       .then(() =>
-        route.handler({
-          method: 'GET',
-          path: url.pathname,
-          params: {},
-          query: url.searchParams,
-          headers,
-          body: Buffer.alloc(0),
-          remoteAddress: req.socket.remoteAddress ?? '',
-        }),
+        route.handler({ params: {}, query: url.searchParams, body: Buffer.alloc(0) }),
       )
       .then(send, () => send(jsonError(500, 'INTERNAL', 'internal error')));
   });

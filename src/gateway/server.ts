@@ -10,7 +10,7 @@ import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
 import { ConnState, type Connection, type Delivered, type InitialJoin, type RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
-import { conflictingLength, mount, refuseFraming, statusLine, type Route } from './http.js';
+import { contentLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import { freePort } from './free-port.js';
 import { createClientIp, type ClientIp } from './client-ip.js';
@@ -412,7 +412,6 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       onDone: (route, status) => this.metrics.httpRequests.inc({ route, status: String(status) }),
       onError: (err) => this.o.log.error({ err }, 'http handler failed'),
       stopped: () => this.shut,
-      clientIp: this.clientIp,
     });
   }
 
@@ -463,7 +462,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     });
     this.app.any('/*', (res, req) => {
       if (this.shut) return void res.close();
-      if (conflictingLength(req)) return refuseFraming(res);
+      if (Number.isNaN(contentLength(req))) return refuseFraming(res);
       res.writeStatus(statusLine(404)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
     });
