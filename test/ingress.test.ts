@@ -101,7 +101,7 @@ function worker(config: Record<string, unknown> = {}) {
   });
   const connect = (over: Partial<Credentials> = {}) => {
     const c = new RecordingConn({ uid: 'u1', role: 'viewer', guest: false, exp: clock.t / 1000 + 3_600, ...over });
-    sessions.open(c);
+    sessions.open(c, c.sid);
     c.sent.length = 0; // the welcome
     return c;
   };
@@ -194,6 +194,10 @@ describe('ingress decision order', () => {
     // Over the budget, even a text frame is refused for the rate, not for its type.
     w.ingress.frame(c, new TextEncoder().encode('{}'), false);
     expect(c.last()).toMatchObject({ op: 'error', code: 'RATE_LIMITED', retryMs: expect.any(Number) });
+    // The budget is the connection's own: the same user's second socket still gets its pong.
+    const c2 = w.connect();
+    w.frame(c2, { op: 'ping', ref: 2 });
+    expect(code(c2.last())).toBe('pong');
     w.frame(c, { op: 'ping' });
     expect(c.closes).toEqual([]);
     w.frame(c, { op: 'ping' }); // the fourth bad frame of the minute (badFrameLimit 3)

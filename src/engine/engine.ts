@@ -230,8 +230,8 @@ export class Engine {
   // ---- connections, as the gateway calls them ----
 
   /** A new connection; `initial` is the join requested in the upgrade's query. */
-  open(c: Connection, initial?: InitialJoin): void {
-    this.sessions.open(c);
+  open(c: Connection, sid: string, initial?: InitialJoin): void {
+    this.sessions.open(c, sid);
     if (initial) this.ingress.initialJoin(c, initial);
   }
 

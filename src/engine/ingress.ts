@@ -53,8 +53,8 @@ export class Ingress {
   private readonly decoder: IngressDecoder;
   private readonly validateLimits: ValidateLimits;
   private readonly limits: { chat: RateLimiter; like: RateLimiter };
-  /** Inbound frames per connection (by sid): every op counts, pings and refused ones too. */
-  private readonly frameBudget: RateLimiter;
+  /** Inbound frames per connection: every op counts, pings and refused ones too. */
+  private readonly frameBudget: RateLimiter<Connection>;
 
   constructor(private readonly o: IngressOptions) {
     const c = o.config;
@@ -70,7 +70,7 @@ export class Ingress {
 
   /** One inbound WebSocket message. Never throws: bad input becomes an `error` frame. */
   frame(c: Connection, data: Uint8Array, isBinary: boolean): void {
-    const wait = this.frameBudget.take(c.sid);
+    const wait = this.frameBudget.take(c);
     if (wait > 0) return this.badFrame(c, new WireError('RATE_LIMITED', 'too many frames on this connection', wait));
     if (!isBinary) return this.badFrame(c, new WireError('BAD_FRAME', 'frames must be binary'));
     const shedLagMs = this.o.config.shedLagMs;

@@ -46,14 +46,14 @@ export class Sessions {
     return undefined;
   }
 
-  /** A new connection: registered, counted, welcomed. */
-  open(c: Connection): void {
+  /** A new connection: registered, counted, welcomed with its session id. */
+  open(c: Connection, sid: string): void {
     c.open = true;
     this.o.membership.addConnection(c);
     if (!c.creds.guest) this.o.users.opened(c.creds.uid);
     this.o.expiry.schedule(c);
     this.o.metrics.connections.inc();
-    c.send({ op: 'welcome', sid: c.sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
+    c.send({ op: 'welcome', sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
   }
 
   closed(c: Connection): void {

@@ -21,7 +21,8 @@ import { RoomFanout, sliceFor, type FanoutFrame, type ShardHost, type ShardMembe
 
 /** What the gateway calls into (the engine). */
 export interface GatewayHandler {
-  open(c: Connection, initial?: InitialJoin): void;
+  /** `sid` is the session id for the welcome; the connection does not keep it (~40 bytes a member). */
+  open(c: Connection, sid: string, initial?: InitialJoin): void;
   frame(c: Connection, data: Uint8Array, isBinary: boolean): void;
   closed(c: Connection): void;
   /** Refuses an authenticated user's upgrade (banned, too many sockets); undefined admits it. */
@@ -124,7 +125,6 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   constructor(
     private readonly ws: WebSocket<UserData>,
     private readonly gw: Gateway,
-    readonly sid: string,
     public creds: Credentials,
     readonly compress: boolean,
   ) {
@@ -429,12 +429,12 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       open: (ws) => {
         const d = ws.getUserData();
         const u = d.c as Upgraded;
-        const conn = new SocketConnection(ws, this, u.sid, u.creds, u.compress);
+        const conn = new SocketConnection(ws, this, u.creds, u.compress);
         const initial = u.initial;
         d.c = conn; // the connection holds what it needs; the user data only finds it
         this.sockets.add(conn);
         this.metrics.connects.inc();
-        this.handler?.open(conn, initial);
+        this.handler?.open(conn, u.sid, initial);
       },
       message: (ws, message, isBinary) => {
         const conn = connOf(ws);

@@ -27,7 +27,6 @@ export class ConnState extends RoomSet {
 }
 
 export interface Connection extends ConnState {
-  readonly sid: string;
   /** Replaced by a successful `refresh`. */
   creds: Credentials;
   /** Asked for compressed (`z`) frames. */

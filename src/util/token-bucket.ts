@@ -39,15 +39,15 @@ export interface BucketSpec {
 }
 
 /**
- * One bucket per key (user, IP, room), full until first used. A key holds one number, not a
+ * One bucket per key (user, IP, room, connection), full until first used. A key holds one number, not a
  * TokenBucket: the time its bucket is full again (the tokens it lacks, drained at the rate).
  * Every member holds a join bucket for a while after connecting, and an object with two heap
  * numbers was ~70 bytes per member.
  */
 const TOKEN_SLACK = 1e-6;
 
-export class RateLimiter {
-  private readonly fullAt = new Map<string, number>();
+export class RateLimiter<K = string> {
+  private readonly fullAt = new Map<K, number>();
 
   constructor(
     private readonly spec: BucketSpec,
@@ -61,7 +61,7 @@ export class RateLimiter {
    * The burst never drops below one token nor below the cost asked, so every share can still
    * act (a frame of several likes included), at its share of the rate.
    */
-  take(key: string, share = 1, cost = 1): number {
+  take(key: K, share = 1, cost = 1): number {
     if (cost > Math.max(1, this.spec.burst) + TOKEN_SLACK) return Infinity;
     const t = this.now();
     const rate = this.spec.rate * share;
