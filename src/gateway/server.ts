@@ -8,7 +8,7 @@ import { compressFrame, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
-import { ConnState, type Connection, type Delivered, type InitialJoin, type RoomPublisher } from '../rooms/connection.js';
+import { CONN_BITS_FREE, ConnState, type Connection, type Delivered, type InitialJoin, type RoomPublisher } from '../rooms/connection.js';
 import { loadUws, type HttpRequest, type HttpResponse, type TemplatedApp, type WebSocket, type us_listen_socket, type us_socket_context_t } from './uws.js';
 import { contentLength, mount, refuseFraming, statusLine, type Route } from './http.js';
 import { RateLimiter } from '../util/token-bucket.js';
@@ -87,11 +87,13 @@ const REPLY_QUEUE_BYTES = 1024 * 1024;
  * 22-byte pong holds ~200 bytes of heap, so the cap counts this too. */
 const QUEUED_FRAME_OVERHEAD = 256;
 
-const enum Wait {
-  None,
-  Batch,
-  Turn,
-}
+/** SocketConnection's flags in ConnState's `bits`. The held replies wait for the next fan-out
+ * (WAIT_BATCH) or for this turn's end (WAIT_TURN), never both. */
+const CLOSED = CONN_BITS_FREE;
+const COMPRESS = CONN_BITS_FREE << 1;
+const WAIT_BATCH = CONN_BITS_FREE << 2;
+const WAIT_TURN = CONN_BITS_FREE << 3;
+const WAITS = WAIT_BATCH | WAIT_TURN;
 
 /** A socket that fell behind: replies uWS refused over the backpressure limit, and drain waiters. */
 class Backlog {
@@ -103,7 +105,6 @@ class Backlog {
 
 /** The engine's state and room set are this object's own fields (ConnState): no objects of their own. */
 class SocketConnection extends ConnState implements Connection, ShardMember, Linked<SocketConnection> {
-  closed = false;
   /** Its neighbours in the gateway's list of open sockets. */
   prev: SocketConnection | undefined = undefined;
   next: SocketConnection | undefined = undefined;
@@ -115,10 +116,8 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   private subRoom: string | undefined;
   private subShard = 0;
   private subMore: Map<string, number> | undefined;
-  /** Replies not written yet (one frame, or several), in order. */
+  /** Replies not written yet (one frame, or several), in order; what they wait for is in `bits`. */
   private held: Uint8Array | Uint8Array[] | undefined;
-  /** What the held replies wait for: nothing held, the next fan-out, or this turn's end. */
-  private waits: Wait = Wait.None;
   /** Created on first use and dropped once empty: most sockets never queue a reply nor wait for a drain. */
   private backlog: Backlog | undefined;
 
@@ -126,9 +125,23 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
     private readonly ws: WebSocket<UserData>,
     private readonly gw: Gateway,
     public creds: Credentials,
-    readonly compress: boolean,
+    compress: boolean,
   ) {
     super();
+    if (compress) this.bits |= COMPRESS;
+  }
+
+  /** uWS closed the socket (set by the gateway's close handler). */
+  get closed(): boolean {
+    return (this.bits & CLOSED) !== 0;
+  }
+
+  markClosed(): void {
+    this.bits |= CLOSED;
+  }
+
+  get compress(): boolean {
+    return (this.bits & COMPRESS) !== 0;
   }
 
   send(op: ServerOp): void {
@@ -139,8 +152,8 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   sendWithBatch(op: ServerOp, room: string): void {
     if (this.closed) return;
     this.hold(this.encode(op));
-    if (this.waits !== Wait.None) return; // written with the fan-out, or sooner
-    this.waits = Wait.Batch;
+    if ((this.bits & WAITS) !== 0) return; // written with the fan-out, or sooner
+    this.bits |= WAIT_BATCH;
     this.gw.ride(this, room);
   }
 
@@ -158,8 +171,8 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   sendEncoded(frame: Uint8Array): void {
     if (this.closed) return;
     this.hold(frame);
-    if (this.waits === Wait.Turn) return;
-    this.waits = Wait.Turn;
+    if ((this.bits & WAIT_TURN) !== 0) return;
+    this.bits = (this.bits & ~WAITS) | WAIT_TURN;
     this.gw.hold(this);
   }
 
@@ -184,7 +197,7 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   flushWith(batch: Uint8Array | undefined): number {
     const held = this.held;
     this.held = undefined;
-    this.waits = Wait.None;
+    this.bits &= ~WAITS;
     if (this.closed) return 0;
     // As uWS publish does, a socket over maxBackpressure misses the batch (it recovers with `since`).
     const frame = batch && this.ws.getBufferedAmount() <= this.gw.maxBackpressure ? batch : undefined;
@@ -287,11 +300,11 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
   /** Holds replies for the next fan-out, and `room`'s would be one. */
   ridesWith(room: string): boolean {
     // In a shard, not just in the room: a joiner gets its replay before any batch.
-    return this.waits === Wait.Batch && !this.closed && (this.shardIn(room) ?? -1) >= 0;
+    return (this.bits & (WAIT_BATCH | CLOSED)) === WAIT_BATCH && (this.shardIn(room) ?? -1) >= 0;
   }
 
   waitsForBatch(): boolean {
-    return this.waits === Wait.Batch && !this.closed;
+    return (this.bits & (WAIT_BATCH | CLOSED)) === WAIT_BATCH;
   }
 
   /** Gets the room's frames: in a shard, or waiting for one (it gets every frame not yet in hand). */
@@ -452,7 +465,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
         const conn = connOf(ws);
         if (!conn) return;
         this.metrics.disconnects.inc({ code: closeCodeLabel(code) });
-        conn.closed = true;
+        conn.markClosed();
         conn.leaveShards();
         conn.onDrain();
         this.sockets.delete(conn);

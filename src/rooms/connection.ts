@@ -3,6 +3,10 @@ import type { Credentials } from '../auth/tokens.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { RoomSet } from './room-set.js';
 
+const OPEN_BIT = 1;
+/** The lowest bit of ConnState's `bits` a subclass may use. */
+export const CONN_BITS_FREE = 2;
+
 /**
  * The engine's per-connection state, as fields of the connection object itself: a connection
  * class extends it, and it is the connection's own room set. Objects of their own (this state,
@@ -10,8 +14,11 @@ import { RoomSet } from './room-set.js';
  * member holds (bench/notes/big-room.md).
  */
 export class ConnState extends RoomSet {
-  /** Set by the engine when the connection opens (Sessions), cleared when it closes. */
-  open = false;
+  /**
+   * Small per-connection flags packed into one small integer: `open` here, and the gateway's
+   * own (bits from CONN_BITS_FREE up). A boolean field costs 8 bytes per member.
+   */
+  protected bits = 0;
   /** Bad frames in the window `badWindow` (ingress counts them). */
   badFrames = 0;
   /** The fixed window those frames fell in: a window number stays a small integer, where a
@@ -19,6 +26,15 @@ export class ConnState extends RoomSet {
   badWindow = 0;
   /** The slot of its next token deadline (engine/deadlines.ts; a Map entry per socket cost ~46 bytes). */
   deadlineSlot: number | undefined = undefined;
+
+  /** Set by the engine when the connection opens (Sessions), cleared when it closes. */
+  get open(): boolean {
+    return (this.bits & OPEN_BIT) !== 0;
+  }
+
+  set open(v: boolean) {
+    this.bits = v ? this.bits | OPEN_BIT : this.bits & ~OPEN_BIT;
+  }
 
   /** Rooms this connection is in (Membership adds and deletes them). */
   get rooms(): RoomSet {
