@@ -10,6 +10,7 @@ import { addrsFor } from './lib/gen.mjs';
 import { launchRedis } from './lib/redis.mjs';
 import { runContender, ratios, summarize } from './lib/contender.mjs';
 import { ceilingPlan } from './lib/ceiling.mjs';
+import { mergeRuns, upperMedian } from './lib/repeats.mjs';
 import { checkLimits } from './lib/limits.mjs';
 
 const f = parseFlags(
@@ -24,6 +25,7 @@ const f = parseFlags(
     stepFactor: { type: 'number', default: 1.25, help: 'ceiling search: next rate = rate × this (≤ 1.25 locates the ceiling within 25%)' },
     maxRate: { type: 'number', default: 50_000, help: 'ceiling search: never offer more msgs/s than this' },
     maxSteps: { type: 'number', default: 16, help: 'ceiling search: steps per contender at most' },
+    repeats: { type: 'number', default: 1, help: 'ceiling search and --rss-only: run each contender this many times, taking turns; each rate (and RSS) is the median of the runs (lib/repeats.mjs)' },
     minDelivered: { type: 'number', default: 0.95, help: 'sustained: delivered msgs/s ≥ this × rate × members (and posted ≥ this × rate)' },
     maxP99Ms: { type: 'number', default: 2000, help: 'sustained: p99 latency ≤ this' },
     stepS: { type: 'number', default: 15, help: 'measured seconds per rate' },
@@ -131,6 +133,8 @@ async function sweep() {
   const redis = f.workers.some((w) => w > 1) || f.targets.includes('sio') ? await launchRedis() : null;
   const contenders = [];
   const comparisons = [];
+  /** With --repeats: every run as measured, before the merge. */
+  const repeatRuns = [];
   for (const [i, mpw] of f.membersPerWorker.entries()) {
     for (const workers of f.workers) {
       const members = mpw * workers;
@@ -141,8 +145,8 @@ async function sweep() {
         return f.rates.length ? { ...p, next: (steps, stoppedAt) => (stoppedAt ? null : f.rates[steps.length] ?? null) } : p;
       };
       const o = () => ({ ...common(members, workers, redis), plan: plan(), senderProcs: f.senderProcs, senderInflight: inflightFor(mpw) });
-      const cs = f.interleave ? await interleaved(o, plan) : [];
-      if (!f.interleave) for (const kind of f.targets) cs.push(await contender(kind, o()));
+      const cs = f.interleave ? await interleaved(o, plan) : f.repeats > 1 ? await repeated(o, plan, repeatRuns) : [];
+      if (!f.interleave && f.repeats <= 1) for (const kind of f.targets) cs.push(await contender(kind, o()));
       contenders.push(...cs);
       const cmp = compare(members, workers, cs);
       comparisons.push(cmp);
@@ -156,6 +160,7 @@ async function sweep() {
     command: commandLine('big-room'),
     contenders,
     comparisons,
+    ...(f.repeats > 1 ? { repeatRuns } : {}),
     ratios: ratios(contenders.filter((c) => !c.error)),
   });
   log(`results: ${file}`);
@@ -184,6 +189,28 @@ async function interleaved(o, plan) {
   return [...byKind.values()].map((c) => (c.error ? c : summarize(c, plan())));
 }
 
+/**
+ * Each contender's whole search, --repeats times, the contenders taking turns (what drifts
+ * over minutes falls on both sides); each contender's runs merged rate by rate (medians).
+ */
+async function repeated(o, plan, keep) {
+  const runs = new Map(f.targets.map((kind) => [kind, []]));
+  for (let i = 0; i < f.repeats; i++) {
+    for (const kind of f.targets) {
+      log(`--- repeat ${i + 1} of ${f.repeats}`);
+      const run = await contender(kind, o());
+      keep.push({ ...run, repeat: i + 1 });
+      if (!run.error) runs.get(kind).push(run);
+      log(`${kind} run ${i + 1}: ceiling ${describeCeiling(run.ceiling ?? {})}`);
+    }
+  }
+  return f.targets.map((kind) => {
+    const ok = runs.get(kind);
+    if (!ok.length) return { kind, workers: o().workers, members: o().members, error: 'every run failed', steps: [] };
+    return summarize(mergeRuns(ok), plan());
+  });
+}
+
 function describeCeiling(c) {
   if (c.rate === null || c.rate === undefined) return `none: no rate sustained${c.firstFailAbove ? ` down to ${c.firstFailAbove}/s` : ''}`;
   const where = c.located ? `; ${c.firstFailAbove}/s not sustained (+${c.withinPct}%)` : '; not located (no failing rate above it)';
@@ -193,24 +220,36 @@ function describeCeiling(c) {
 async function rssOnly() {
   const redis = f.workers.some((w) => w > 1) ? await launchRedis() : null;
   const runs = [];
+  const medians = [];
   for (const workers of f.workers) {
     const perWorker = Math.ceil(f.members / workers);
     if (perWorker > FD_CAP - 500) throw new Error(`${perWorker} members per worker is over the open-file cap; use more --workers`);
     const o = { ...common(f.members, workers, redis), rates: [] };
     await checkLimits({ members: f.members, perProcess: perWorker, processes: workers + o.gens }, { strict: false });
-    const cs = [];
-    for (const kind of f.targets) cs.push(await contender(kind, o));
-    const rss = rssRatio(cs.find((c) => c.kind === 'roomcast' && !c.error), cs.find((c) => c.kind === 'uws' && !c.error));
-    runs.push({
-      workers,
-      members: f.members,
-      contenders: cs.map((c) => ({ kind: c.kind, label: c.label ?? c.kind, error: c.error, connect: c.connect, serverRssMiB: c.serverRssMiB, serverRssEachMiB: c.serverRssEachMiB, serverRssPerMemberKiB: c.serverRssPerMemberKiB, serverRssTotalPerMemberKiB: c.serverRssTotalPerMemberKiB })),
-      rss,
-    });
-    for (const c of cs) log(`${c.label ?? c.kind} ×${workers}, ${c.connect?.opened ?? 0} members: server RSS ${c.error ? `failed: ${c.error}` : `${c.serverRssMiB.before} → ${c.serverRssMiB.after} MiB, ${c.serverRssPerMemberKiB} KiB/member over the empty baseline; per process ${c.serverRssEachMiB?.before.join('/')} → ${c.serverRssEachMiB?.after.join('/')} MiB`}`);
-    if (rss?.ratio) log(`  roomcast ÷ raw uWS RSS/member: ×${rss.ratio}`);
+    const ratios = [];
+    for (let i = 0; i < f.repeats; i++) {
+      const cs = [];
+      for (const kind of f.targets) cs.push(await contender(kind, o));
+      const rss = rssRatio(cs.find((c) => c.kind === 'roomcast' && !c.error), cs.find((c) => c.kind === 'uws' && !c.error));
+      if (rss?.ratio) ratios.push(rss);
+      runs.push({
+        workers,
+        members: f.members,
+        ...(f.repeats > 1 ? { repeat: i + 1 } : {}),
+        contenders: cs.map((c) => ({ kind: c.kind, label: c.label ?? c.kind, error: c.error, connect: c.connect, serverRssMiB: c.serverRssMiB, serverRssEachMiB: c.serverRssEachMiB, serverRssPerMemberKiB: c.serverRssPerMemberKiB, serverRssTotalPerMemberKiB: c.serverRssTotalPerMemberKiB })),
+        rss,
+      });
+      for (const c of cs) log(`${c.label ?? c.kind} ×${workers}, ${c.connect?.opened ?? 0} members: server RSS ${c.error ? `failed: ${c.error}` : `${c.serverRssMiB.before} → ${c.serverRssMiB.after} MiB, ${c.serverRssPerMemberKiB} KiB/member over the empty baseline; per process ${c.serverRssEachMiB?.before.join('/')} → ${c.serverRssEachMiB?.after.join('/')} MiB`}`);
+      if (rss?.ratio) log(`  roomcast ÷ raw uWS RSS/member: ×${rss.ratio}`);
+    }
+    if (ratios.length > 1) {
+      // each side's median over the runs, and the median of the runs' ratios
+      const median = { roomcastKiB: upperMedian(ratios.map((r) => r.roomcastKiB)), uwsKiB: upperMedian(ratios.map((r) => r.uwsKiB)), ratio: upperMedian(ratios.map((r) => r.ratio)), runs: ratios.length };
+      medians.push({ workers, members: f.members, ...median });
+      log(`  median of ${ratios.length} runs: roomcast ${median.roomcastKiB} KiB, raw uWS ${median.uwsKiB} KiB per member; ratio ×${median.ratio}`);
+    }
   }
-  const file = writeResult('big-room-rss', { flags: f, command: commandLine('big-room'), runs });
+  const file = writeResult('big-room-rss', { flags: f, command: commandLine('big-room'), runs, ...(medians.length ? { medians } : {}) });
   log(`results: ${file}`);
 }
 
@@ -220,6 +259,7 @@ main(async () => {
   if (!['raw', 'http'].includes(f.poster)) throw new Error('--poster must be raw or http');
   if (f.stepFactor <= 1) throw new Error('--step-factor must be over 1');
   if (f.interleave && !f.rates.length) throw new Error('--interleave needs --rates');
+  if (f.repeats > 1 && (f.interleave || f.rates.length)) throw new Error('--repeats is for the ceiling search and --rss-only (fixed --rates: use --interleave)');
   if (f.stepFactor > 1.25) log(`note: --step-factor ${f.stepFactor} locates the ceiling only within ${Math.round((f.stepFactor - 1) * 100)}%`);
   await (f.rssOnly ? rssOnly() : sweep());
 }, 4 * 3_600_000);

@@ -146,7 +146,11 @@ function bigRoom(r) {
     out.push(
       `Ceiling search: rates step ×${f.stepFactor} from the first rate until a step is not sustained and the next rate up confirms it. ` +
         `Sustained: no misses, delivered msgs/s ≥ ${f.minDelivered} × rate × members, posted ≥ ${f.minDelivered} × rate, p99 ≤ ${fmt(f.maxP99Ms)} ms. ` +
-        `Posted by ${f.senderProcs} sender processes, one keep-alive connection per post in flight.\n`,
+        `Posted by ${f.senderProcs} sender processes, one keep-alive connection per post in flight.` +
+        (f.repeats > 1
+          ? ` Each contender's search ran ${f.repeats} times, the contenders taking turns; each rate's row is the median of the runs that measured it (p99: upper median; delivered: lower median; sustained in most runs), and so is each side's server RSS.`
+          : '') +
+        '\n',
     );
     const rows = [];
     for (const x of cmp) {

@@ -26,6 +26,12 @@ interface Plan { next(steps: Row[], stoppedAt?: unknown): number | null; judge(r
 interface CeilingModule {
   ceilingPlan(o: { start: number; factor?: number; minDelivered: number; maxP99Ms?: number; maxRate?: number; maxSteps?: number }): Plan;
 }
+interface Merged { steps: (Row & { runs: { p99: number | null; ok: boolean }[] })[]; stoppedAt?: { rate: number }; repeats: number; serverRssPerMemberKiB?: number }
+interface RepeatsModule {
+  mergeRuns(runs: { steps: Row[]; stoppedAt?: { rate: number }; serverRssPerMemberKiB?: number }[]): Merged;
+  upperMedian(v: number[]): number;
+  lowerMedian(v: number[]): number;
+}
 type Answer = (err: Error | null, status?: number, body?: string) => void;
 interface RawModule {
   RawPool: new (o: { host: string; port: number; max: number; timeoutMs?: number }) => {
@@ -37,6 +43,7 @@ interface RawModule {
 // bench/ is plain JavaScript without type declarations; the shapes above are what it exports.
 const load = async <T>(path: string): Promise<T> => (await import(path)) as T;
 const { ceilingPlan } = await load<CeilingModule>('../bench/lib/ceiling.mjs');
+const { mergeRuns, upperMedian, lowerMedian } = await load<RepeatsModule>('../bench/lib/repeats.mjs');
 const { RawPool } = await load<RawModule>('../bench/lib/raw-http.mjs');
 
 const MEMBERS = 1000;
@@ -97,6 +104,42 @@ describe('big-room ceiling search', () => {
       expect(r.ok, JSON.stringify(over)).toBe(reason === null);
       if (reason) expect(r.note).toContain(reason);
     }
+  });
+});
+
+describe('big-room repeated runs', () => {
+  it('takes each side\'s doubt against it: upper median p99, lower median delivered', () => {
+    expect(upperMedian([3, 1, 2])).toBe(2);
+    expect(upperMedian([1, 4])).toBe(4);
+    expect(lowerMedian([1, 4])).toBe(1);
+    expect(lowerMedian([5])).toBe(5);
+  });
+
+  it('merges runs rate by rate: median p99 and delivered, sustained by majority, in rate order', () => {
+    const p99 = (v: number) => ({ latencyMs: { p99: v } });
+    const merged = mergeRuns([
+      { steps: [row(100, 1000, p99(90)), row(125, 1000, { ...p99(300), ok: false, deliveredMsgsPerSec: 80_000 })], serverRssPerMemberKiB: 1.4 },
+      { steps: [row(100, 1000, p99(200)), row(125, 1000, p99(110)), row(156, 1000, { ...p99(900), ok: false })], serverRssPerMemberKiB: 1.2 },
+      { steps: [row(125, 1000, p99(120)), row(100, 1000, p99(100))], serverRssPerMemberKiB: 1.3 },
+    ]);
+    expect(merged.repeats).toBe(3);
+    expect(merged.steps.map((s) => [s.rate, s.latencyMs.p99, s.ok])).toEqual([
+      [100, 100, true],
+      [125, 120, true], // one failed run of three
+      [156, 900, false], // measured once, failed
+    ]);
+    expect(merged.steps[1]!.deliveredMsgsPerSec).toBe(125 * MEMBERS); // lower median of 80k, 125k, 125k
+    expect(merged.steps[1]!.runs.map((r) => r.ok)).toEqual([false, true, true]);
+    expect(merged.serverRssPerMemberKiB).toBe(1.3);
+  });
+
+  it('fails a rate sustained in only half the runs, and keeps a stop only when most runs stopped', () => {
+    const merged = mergeRuns([
+      { steps: [row(100, 1000), row(125, 1000, { ok: false })], stoppedAt: { rate: 156 } },
+      { steps: [row(100, 1000), row(125, 1000)] },
+    ]);
+    expect(merged.steps.map((s) => s.ok)).toEqual([true, false]);
+    expect(merged.stoppedAt).toBeUndefined();
   });
 });
 
