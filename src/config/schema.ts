@@ -103,7 +103,10 @@ export const configSchema = z
       .number()
       .int()
       .min(0)
-      .default(250)
+      // 400, not 250: a pass over 18k members (~180-250 ms of writes) then stays one turn, as a bare
+      // uWS publish is; split in two, its frames waited for both turns (p99 ~450-560 ms against
+      // ~230-260 ms at 271-530 msgs/s; bench/notes/big-room.md, session 19). Storms shrink it (sliceFor).
+      .default(400)
       .describe("wall time a frame's writes may hold the event loop per turn: shards that fit at the measured cost go in one turn; 0 = one shard per turn"),
     idleTimeoutSec: z.number().int().min(8).max(960).default(240).describe('close sockets silent this long (welcome.hb); uWS pings a silent socket before'),
     membersPushMs: z.number().int().min(100).default(2000).describe('interval of members pushes (only on change)'),
