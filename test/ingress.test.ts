@@ -100,7 +100,7 @@ function worker(config: Record<string, unknown> = {}) {
     now,
   });
   const connect = (over: Partial<Credentials> = {}) => {
-    const c = new RecordingConn({ uid: 'u1', role: 'viewer', guest: false, exp: clock.t / 1000 + 3_600, ...over });
+    const c = new RecordingConn({ uid: 'u1', role: 'viewer', exp: clock.t / 1000 + 3_600, ...over });
     sessions.open(c, c.sid);
     c.sent.length = 0; // the welcome
     return c;
@@ -119,7 +119,7 @@ describe('ingress decision order', () => {
 
     // A guest is refused first, though it is also not in the room and the room is muted.
     w.moderation.mute(ROOM, undefined, w.clock.t + 60_000);
-    const guest = w.connect({ uid: 'g1', guest: true });
+    const guest = w.connect({ uid: 'g1', role: 'guest' });
     chat(guest);
     expect(code(guest.last())).toBe('FORBIDDEN');
 

@@ -8,7 +8,7 @@ import type { Credentials } from '../src/auth/tokens.js';
 import type { Connection } from '../src/rooms/connection.js';
 
 const conn = (uid: string): Connection => {
-  const creds: Credentials = { uid, role: 'viewer', guest: false, exp: Infinity };
+  const creds: Credentials = { uid, role: 'viewer', exp: Infinity };
   return { creds, compress: false, rooms: new RoomSet() } as unknown as Connection;
 };
 

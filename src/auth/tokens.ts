@@ -5,13 +5,18 @@ import { isUid, UID_MAX } from '../protocol/ops.js';
 
 export type Role = 'viewer' | 'moderator';
 
+/**
+ * What a connection may do, kept for its lifetime: ~56 bytes a member, so a guest is a role
+ * rather than a boolean of its own and `name` is left out when the token has none (each field
+ * is 8 bytes per member).
+ */
 export interface Credentials {
   uid: string;
   name?: string;
   /** Allowed rooms; entries ending in `*` are prefixes. Undefined = any room. */
   rooms?: readonly string[];
-  role: Role;
-  guest: boolean;
+  /** `guest`: a read-only guest connection (PROTOCOL §1), never a token's claim. */
+  role: Role | 'guest';
   /**
    * Token expiry, the `exp` claim: seconds since epoch (Infinity for guests). Seconds stay a
    * small integer in the object, where milliseconds would be a 16-byte heap number per member.
@@ -67,14 +72,11 @@ function toCredentials(p: Record<string, unknown>): Credentials {
     throw new AuthError('claims', 'rooms must be a list of room ids');
   }
   if (role !== undefined && role !== 'viewer' && role !== 'moderator') throw new AuthError('claims', 'role must be viewer or moderator');
-  return {
-    uid: sub,
-    name: name as string | undefined,
-    rooms: rooms === undefined ? undefined : sharedRooms(rooms as string[]),
-    role: (role as Role | undefined) ?? 'viewer',
-    guest: false,
-    exp,
-  };
+  const shared = rooms === undefined ? undefined : sharedRooms(rooms as string[]);
+  const r: Role = (role as Role | undefined) ?? 'viewer';
+  // Two literals, so each shape is allocated at its exact size (a property added later goes to
+  // a backing store of its own).
+  return name === undefined ? { uid: sub, rooms: shared, role: r, exp } : { uid: sub, name: name as string, rooms: shared, role: r, exp };
 }
 
 /** Distinct `rooms` claims kept for sharing; beyond it claims are not shared (never evicted). */
@@ -96,7 +98,7 @@ function sharedRooms(rooms: string[]): readonly string[] {
 
 /** A read-only guest, limited to `rooms` (the deployment's guestRooms, in the rooms claim syntax). */
 export function guestCredentials(sid: string, rooms: readonly string[]): Credentials {
-  return { uid: `guest:${sid}`, rooms, role: 'viewer', guest: true, exp: Infinity };
+  return { uid: `guest:${sid}`, rooms, role: 'guest', exp: Infinity };
 }
 
 /** Whether a token's `rooms` claim lets it join `room`. */

@@ -146,7 +146,7 @@ export class Ingress {
       this.o.metrics.roomStats.count(op.room, 'refused', n);
       throw e;
     };
-    if (c.creds.guest) refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
+    if (c.creds.role === 'guest') refuse(new WireError('FORBIDDEN', 'guests are read-only'), 'forbidden');
     if (!c.rooms.has(op.room)) refuse(new WireError('NOT_JOINED'), 'invalid');
     const muted = this.o.moderation.mutedFor(op.room, c.creds.uid, c.creds.role === 'moderator');
     if (muted > 0) refuse(new WireError('MUTED', 'muted in this room', muted), 'muted');

@@ -50,7 +50,7 @@ export class Sessions {
   open(c: Connection, sid: string): void {
     c.open = true;
     this.o.membership.addConnection(c);
-    if (!c.creds.guest) this.o.users.opened(c.creds.uid);
+    if (c.creds.role !== 'guest') this.o.users.opened(c.creds.uid);
     this.o.expiry.schedule(c);
     this.o.metrics.connections.inc();
     c.send({ op: 'welcome', sid, uid: c.creds.uid, node: this.o.nodeId, hb: this.o.config.idleTimeoutSec });
@@ -60,7 +60,7 @@ export class Sessions {
     if (!c.open) return;
     c.open = false;
     this.o.expiry.forget(c);
-    if (!c.creds.guest) this.o.users.closed(c.creds.uid);
+    if (c.creds.role !== 'guest') this.o.users.closed(c.creds.uid);
     this.o.rooms.dropped(c);
     this.o.metrics.connections.dec();
     this.o.metrics.rooms.set(this.o.membership.roomCount);
@@ -85,7 +85,7 @@ export class Sessions {
     } catch (err) {
       return refused('bad_token', new WireError('BAD_TOKEN', err instanceof AuthError ? err.message : undefined));
     }
-    if (c.creds.guest || creds.uid !== c.creds.uid) refused('forbidden', new WireError('FORBIDDEN', 'the token is for another user'));
+    if (c.creds.role === 'guest' || creds.uid !== c.creds.uid) refused('forbidden', new WireError('FORBIDDEN', 'the token is for another user'));
     c.creds = creds;
     for (const room of [...c.rooms]) {
       if (mayJoin(creds, room)) continue;
