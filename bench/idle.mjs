@@ -18,6 +18,7 @@ const f = parseFlags(
     idleS: { type: 'number', default: 0, help: 'idle measurement window, seconds (0 = max(60, idleTimeoutSec): one keep-alive ping per member falls in it)' },
     settleS: { type: 'number', default: 10, help: 'wait after the connect phase before measuring' },
     idleTimeoutSec: { type: 'number', default: 0, help: '--idle-timeout-sec of the server (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s (from 32 s up)' },
+    sdkPingS: { type: 'number', default: 0, help: 'every member sends a `ping` op this often, as the SDK does in a silent room (0 = none; the SDK uses min(30, hb/2) s)' },
     profile: { type: 'boolean', default: false, help: 'run the workers with --cpu-prof (profiles in bench/results/prof-<ts>/)' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
@@ -60,8 +61,14 @@ main(async () => {
     const conn = await fleet.waitConnected({ timeoutMs: 300_000 });
     result.connected = conn.opened;
     await sleep(f.settleS * 1000);
+    if (f.sdkPingS > 0) {
+      // heartbeats start spread evenly: one whole interval passes before the window opens
+      await fleet.heartbeats(f.sdkPingS * 1000);
+      await sleep(f.sdkPingS * 1000);
+    }
     const ticks = async () => promSum(await target.metrics(), 'roomcast_tick_duration_seconds_count') ?? 0;
     const workerPids = target.workerPids();
+    await fleet.window(true);
     const t0 = await ticks();
     const r0 = await redis.counters();
     const c0 = mark(target.pids());
@@ -69,6 +76,7 @@ main(async () => {
     await sleep(idleS * 1000);
     const cpu = diff(c0);
     const gen = diff(g0);
+    const heard = await fleet.window(true);
     const r1 = await redis.counters();
     const t1 = await ticks();
     const perMember = f.members / f.workers;
@@ -84,14 +92,17 @@ main(async () => {
       // CPU µs per member per second: (% of a core / 100) × 1e6 µs / members in that worker
       usPerMemberPerSec: +((meanPct / 100) * 1e6 / perMember).toFixed(3),
       generatorCpuPct: gen.cpuPct,
+      sdkPings: { sent: heard.sent.ping, pongs: heard.pongs },
       redis: redis.rate(r0, r1),
       ticksPerSec: +((t1 - t0) / cpu.secs).toFixed(2),
       workerRssMiB: workers.map((e) => e.rssMiB),
     };
     log(`idle: worker CPU ${result.idle.workerCpuPct.join(', ')} % of a core (mean ${result.idle.workerCpuPctMean} %), ${result.idle.usPerMemberPerSec} µs per member per second; supervisor ${result.idle.supervisorCpuPct} %`);
+    if (f.sdkPingS > 0) log(`idle: SDK heartbeats ${heard.sent.ping} pings, ${heard.pongs} pongs`);
     log(`idle: Redis ${result.idle.redis.opsPerSec} commands/s ${JSON.stringify(result.idle.redis.perCommand)}; ${result.idle.ticksPerSec} ticks/s; generators ${gen.cpuPct} %`);
 
     // after the idle window: one message must still reach every member
+    await fleet.heartbeats(0);
     await fleet.expect(await target.finalSeqs([ROOM]));
     await fleet.window(true);
     const t = Date.now();

@@ -35,7 +35,7 @@ const W = {
   acks: { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 },
   // errors without a ref: only ref-less likes get those (chat and pings carry refs)
   unrefErrors: 0,
-  errors: {}, sent: { chat: 0, like: 0, likeFrames: 0, ping: 0 }, closes: {}, other: 0, membersFrames: 0,
+  errors: {}, sent: { chat: 0, like: 0, likeFrames: 0, ping: 0 }, closes: {}, other: 0, membersFrames: 0, pongs: 0,
 };
 const lat = new Hist(); // per message, sampled members
 const frameLat = new Hist(); // per frame: its oldest message, every member
@@ -124,6 +124,7 @@ function onPayload(i, buf, s, e, opcode) {
     if (R.ref === -1) W.unrefErrors++;
   }
   else if (op === OP_PONG) {
+    W.pongs++;
     const at = pingSent.get(R.ref);
     if (at !== undefined) {
       rtt.record(curNow - at);
@@ -494,6 +495,23 @@ function startPinging() {
   }, C.pingEveryMs);
 }
 
+let heartbeatTimer;
+let heartbeatNext = 0;
+/**
+ * The SDK's heartbeat in a silent room: every member sends a `ping` op (with a ref, as the SDK
+ * does) once per `everyMs`, spread evenly over the members.
+ */
+function startHeartbeats(everyMs) {
+  let credit = 0;
+  let last = Date.now();
+  heartbeatTimer = setInterval(() => {
+    const now = Date.now();
+    credit += (N * (now - last)) / everyMs;
+    last = now;
+    for (; credit >= 1; credit--) if (sendOp(heartbeatNext++ % N, { op: 'ping', ref: ++refSeq * 2 })) W.sent.ping++;
+  }, 100);
+}
+
 // ---- stats and commands ----
 
 function counts() {
@@ -519,7 +537,7 @@ function windowStats(reset) {
   };
   if (reset) {
     windowAt = now;
-    for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other', 'membersFrames']) W[k] = 0;
+    for (const k of ['frames', 'msgs', 'bytes', 'gapEvents', 'missed', 'dups', 'chat0', 'likes0', 'msgs0', 'lastFrameAt', 'firstFrameAt', 'other', 'membersFrames', 'pongs']) W[k] = 0;
     W.acks = { chatShown: 0, chatHidden: 0, likeShown: 0, likeHidden: 0 };
     W.unrefErrors = 0;
     W.errors = {};
@@ -576,6 +594,7 @@ function stopAll() {
   clearInterval(connectTimer);
   clearInterval(sendTimer);
   clearInterval(pingTimer);
+  clearInterval(heartbeatTimer);
   for (let i = 0; i < N; i++) {
     const s = socks[i];
     if (!s) continue;
@@ -643,6 +662,11 @@ process.on('message', async (m) => {
       C.pingEveryMs = m.everyMs;
       clearInterval(pingTimer);
       if (m.everyMs > 0) startPinging();
+      reply({ ok: true });
+      break;
+    case 'heartbeat':
+      clearInterval(heartbeatTimer);
+      if (m.everyMs > 0) startHeartbeats(m.everyMs);
       reply({ ok: true });
       break;
     case 'stop':

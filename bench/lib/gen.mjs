@@ -227,6 +227,11 @@ export class Fleet {
     return this.ask(0, { type: 'ping', everyMs });
   }
 
+  /** Every member sends an SDK heartbeat (`ping` op) once per everyMs (0 stops them). */
+  heartbeats(everyMs) {
+    return this.all({ type: 'heartbeat', everyMs });
+  }
+
   async stop() {
     if (this.stopping) return;
     this.stopping = true;
