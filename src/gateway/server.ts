@@ -417,7 +417,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   /** Sockets uWS reported drained, answered after the callback returns (see drainLater). */
   private drainedNow = new Set<SocketConnection>();
   /** Skip counts by shard for the room whose turn is being written (see skips). */
-  private turnSkips: { room: string; by: Map<number, [number, number]> } | undefined;
+  private turnSkips: { room: string; last: number; by: Map<number, [number, number]> } | undefined;
   private readonly answerDrains = () => {
     const conns = this.drainedNow;
     this.drainedNow = new Set();
@@ -717,10 +717,12 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
    */
   private skips(room: string, shard: number): readonly [number, number] {
     let counted = this.turnSkips;
-    if (counted === undefined || counted.room !== room) {
+    // A turn publishes its shards in increasing order: a shard again is a later pass.
+    if (counted === undefined || counted.room !== room || shard <= counted.last) {
       if (counted === undefined) queueMicrotask(this.endTurnSkips);
-      counted = this.turnSkips = { room, by: this.countSkips(room) };
+      counted = this.turnSkips = { room, last: shard, by: this.countSkips(room) };
     }
+    counted.last = shard;
     const n = counted.by.get(shard);
     if (n === undefined) return NO_SKIPS;
     this.metrics.backpressureDrops.inc(n[0] + n[1]);
