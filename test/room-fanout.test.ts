@@ -35,6 +35,7 @@ function setup(shardSize: number, sliceMs = 0, cost: number | ((bytes: number) =
       riders = undefined;
       return r;
     },
+    turnStarted: () => undefined,
     publishShard: (_room, shard, frame, rs) => {
       if (shard === failOn) throw new Error(`shard ${shard} failed`);
       const ms = typeof cost === 'number' ? cost : cost(frame.plain.byteLength);

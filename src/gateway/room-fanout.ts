@@ -35,6 +35,8 @@ export interface ShardMember {
 export interface ShardHost<M extends ShardMember> {
   /** Sockets holding replies to write with this room's next frame (taken once per pass). */
   takeRiders(room: string): M[] | undefined;
+  /** A turn of the room's pass begins: publishShard calls for its shards follow in the same synchronous run. */
+  turnStarted(room: string): void;
   /** Publishes to one shard; its riders get the frame and their replies in one write. */
   publishShard(room: string, shard: number, frame: FanoutFrame, riders: readonly M[] | undefined): Delivered;
   /** The room has no subscriber and nothing queued: its fan-out can go. */
@@ -148,6 +150,7 @@ export class RoomFanout<M extends ShardMember> {
       // At least one shard a turn; more while the measured cost says they fit in the slice.
       const fit = this.msPerUnit > 0 ? this.sliceMs() / (this.msPerUnit * weight) : 0;
       let members = 0;
+      this.host.turnStarted(this.room);
       do {
         if (shard < this.sizes.length) {
           members += this.sizes[shard]!;

@@ -417,7 +417,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   /** Sockets uWS reported drained, answered after the callback returns (see drainLater). */
   private drainedNow = new Set<SocketConnection>();
   /** Skip counts by shard for the room whose turn is being written (see skips). */
-  private turnSkips: { room: string; last: number; by: Map<number, [number, number]> } | undefined;
+  private turnSkips: { room: string; by: Map<number, [number, number]> } | undefined;
   private readonly answerDrains = () => {
     const conns = this.drainedNow;
     this.drainedNow = new Set();
@@ -709,24 +709,21 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
    * Missed: skips of a socket never seen slow before, within the second its first backlog
    * builds up without a drain.
    *
-   * Counted for all of the room's shards at its turn's first publish, and kept until the turn's
-   * synchronous run ends (a microtask): a socket's buffer changes only through its own writes
-   * and the loop's, so the counts stay exact for that turn's shards. Counted per shard, each
+   * Counted for all of the room's shards when its turn starts (turnStarted), in one look per
+   * candidate: a socket's buffer changes only through its own writes and the loop's, so the
+   * counts stay exact for that turn's shards. Counted per shard, each
    * shard looked at every candidate: at the top rates nearly every member is one, and a pass
    * over 5k members in 10 shards made 50k looks (bench/notes/big-room.md, session 20).
    */
   private skips(room: string, shard: number): readonly [number, number] {
-    let counted = this.turnSkips;
-    // A turn publishes its shards in increasing order: a shard again is a later pass.
-    if (counted === undefined || counted.room !== room || shard <= counted.last) {
-      if (counted === undefined) queueMicrotask(this.endTurnSkips);
-      counted = this.turnSkips = { room, last: shard, by: this.countSkips(room) };
-    }
-    counted.last = shard;
-    const n = counted.by.get(shard);
+    const n = this.turnSkips?.room === room ? this.turnSkips.by.get(shard) : undefined;
     if (n === undefined) return NO_SKIPS;
     this.metrics.backpressureDrops.inc(n[0] + n[1]);
     return n;
+  }
+
+  turnStarted(room: string): void {
+    this.turnSkips = { room, by: this.countSkips(room) };
   }
 
   private countSkips(room: string): Map<number, [number, number]> {
@@ -741,10 +738,6 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     }
     return by;
   }
-
-  private readonly endTurnSkips = (): void => {
-    this.turnSkips = undefined;
-  };
 
   get connectionCount(): number {
     return this.sockets.size;
