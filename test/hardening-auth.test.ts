@@ -267,6 +267,9 @@ describe('the API key', () => {
     for (const bad of [undefined, '', 'k3y', 'Bearer', 'Bearer ', 'Bearer k3', 'Bearer k3yy', 'Bearer K3Y', 'Basic k3y', 'Bearerk3y', 'Bearer k3y\u0000', 'Bearer\tk3y']) {
       expect(check(bad), JSON.stringify(bad)).toBe(false);
     }
+    // Passed headers are remembered: the same header passes again, near misses still fail.
+    expect(check('Bearer k3y')).toBe(true);
+    for (const bad of ['Bearer k3', 'Bearer k3yy', 'Bearer K3Y', 'Bearer k3y ']) expect(check(bad), JSON.stringify(bad)).toBe(false);
     const none = createKeyCheck(null);
     for (const any of [undefined, '', 'Bearer ', 'Bearer null', 'Bearer dev', 'Bearer \u0000no key configured']) expect(none(any), JSON.stringify(any)).toBe(false);
   });

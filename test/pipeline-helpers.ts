@@ -27,7 +27,7 @@ export async function startPipeline(bus: Bus, o: { deliverReads?: boolean; passM
     bus,
     outboxes,
     publisher: {
-      publish: (_room, plain, _z, done) => {
+      publish: (_room, plain, done) => {
         const f = decode(plain) as Published;
         published.push({ from: f.from, to: f.to, msgs: f.msgs, at: performance.now() });
         const end = () => done?.({ receivers: 1, bytes: plain.byteLength });
@@ -38,7 +38,6 @@ export async function startPipeline(bus: Bus, o: { deliverReads?: boolean; passM
     restAfterMs: o.restAfterMs,
     metrics: createMetrics(new Registry()),
     roomChatBudget: 1000,
-    compressThreshold: 1 << 20,
     budgetShare: () => 1,
   });
   const handler: BusHandler = {

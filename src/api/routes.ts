@@ -8,17 +8,9 @@ import type { Outcome } from '../tick/outbox.js';
 import { RateLimiter } from '../util/token-bucket.js';
 import type { RoomLog } from '../bus/bus.js';
 import { createKeyCheck } from './auth.js';
+import { apiMessage, fastMessage, type ApiMessage } from './message-body.js';
 import { readHistory } from './history.js';
 import { broadcastBody, disconnectBody, historyQuery, kickBody, MAX_BODY_ENCODED, MAX_DEPTH, MAX_X_ENCODED, messageBody, muteBody, roomId, topQuery, userId } from './schemas.js';
-
-export interface ApiMessage {
-  kind: string;
-  body: unknown;
-  uid?: string;
-  name?: string;
-  priority: 'high' | 'normal';
-  x?: Record<string, unknown>;
-}
 
 /** What the API needs from the engine. */
 export interface RoomControl {
@@ -53,10 +45,11 @@ class ApiError extends Error {
   }
 }
 
-function parse<T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> {
+/** The body as JSON; a `__proto__` key anywhere is refused. */
+function bodyJson(req: HttpReq): unknown {
   let raw: unknown;
   let proto = false;
-  const text = req.body.toString('utf8');
+  const text = req.text;
   // A reviver costs a call per key; only a body that spells the key, plainly or with \u escapes,
   // can hold it.
   const mayHoldProto = text.includes('__proto__') || text.includes('\\u');
@@ -73,12 +66,27 @@ function parse<T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> {
   // MessagePack decoders (clients' included) refuse a __proto__ key: such a body would reach
   // members as frames they cannot read.
   if (proto) throw new ApiError(400, 'BAD_REQUEST', 'body: a key named __proto__ is not allowed');
+  return raw;
+}
+
+function check<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
   const res = schema.safeParse(raw);
   if (!res.success) {
     const issue = res.error.issues[0];
     throw new ApiError(400, 'BAD_REQUEST', `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid'}`);
   }
   return res.data;
+}
+
+const parse = <T extends z.ZodType>(schema: T, req: HttpReq): z.infer<T> => check(schema, bodyJson(req));
+
+/** The post's message: the hand check first (message-body.ts), the schema for the rest and for the error. */
+function message(req: HttpReq): ApiMessage {
+  const raw = bodyJson(req);
+  const m = fastMessage(raw);
+  if (m) return m;
+  const d = check(messageBody, raw);
+  return apiMessage(d.kind, d.body, d.uid, d.name, d.priority, d.x);
 }
 
 function room(req: HttpReq): string {
@@ -99,12 +107,18 @@ function depth(v: unknown, limit: number): number {
 /** One encoder for the size checks: msgpack's encode() builds an Encoder and its buffer per call. */
 const sizer = new Encoder();
 const encodedSize = (v: unknown): number => sizer.encodeSharedRef(v).byteLength;
+/** A string's is its UTF-8 bytes and msgpack's 1-5 byte header: the common body is not encoded to be measured. */
+const bodySize = (v: unknown): number => {
+  if (typeof v !== 'string') return encodedSize(v);
+  const n = Buffer.byteLength(v, 'utf8');
+  return n + (n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5);
+};
 
 function checkSizes(m: { body: unknown; x?: Record<string, unknown> }): void {
   if (depth(m.body, MAX_DEPTH) > MAX_DEPTH || (m.x !== undefined && depth(m.x, MAX_DEPTH) > MAX_DEPTH)) {
     throw new ApiError(400, 'BAD_REQUEST', `body and x may nest at most ${MAX_DEPTH} levels`);
   }
-  if (encodedSize(m.body) > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
+  if (bodySize(m.body) > MAX_BODY_ENCODED) throw new ApiError(413, 'TOO_LARGE', `body over ${MAX_BODY_ENCODED} bytes encoded`);
   if (m.x !== undefined && encodedSize(m.x) > MAX_X_ENCODED) throw new ApiError(413, 'TOO_LARGE', `x over ${MAX_X_ENCODED} bytes encoded`);
 }
 
@@ -116,6 +130,15 @@ function outcomeReply(o: Outcome): HttpReply {
   return o.shown ? json(202, { seq: o.seq, shown: true }) : json(202, { shown: false });
 }
 
+/** An API or wire error as its reply; anything else is a bug, and mount answers 500. */
+function errorReply(err: unknown): HttpReply {
+  if (err instanceof WireError) return jsonError(ERRORS[err.code].status, err.code, err.message);
+  if (!(err instanceof ApiError)) throw err;
+  const reply = jsonError(err.status, err.code, err.message);
+  if (err.retryMs !== undefined) reply.headers = { 'Retry-After': String(Math.ceil(err.retryMs / 1000)) };
+  return reply;
+}
+
 export function apiRoutes(o: ApiOptions): Route[] {
   const authorized = createKeyCheck(o.apiKey);
   // A burst below one token would never allow anything.
@@ -124,17 +147,15 @@ export function apiRoutes(o: ApiOptions): Route[] {
   // Checked as soon as the headers are in: an unauthenticated body is never read.
   const precheck = (headers: HeaderReader) =>
     authorized(headers.getHeader('authorization')) ? undefined : jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
+  // Not an async wrapper: a post's reply is one promise hop after its outcome, not three.
   const guard =
     (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
-    async (req: HttpReq): Promise<HttpReply> => {
+    (req: HttpReq): Promise<HttpReply> | HttpReply => {
       try {
-        return await fn(req);
+        const out = fn(req);
+        return out instanceof Promise ? out.catch(errorReply) : out;
       } catch (err) {
-        if (err instanceof WireError) return jsonError(ERRORS[err.code].status, err.code, err.message);
-        if (!(err instanceof ApiError)) throw err;
-        const reply = jsonError(err.status, err.code, err.message);
-        if (err.retryMs !== undefined) reply.headers = { 'Retry-After': String(Math.ceil(err.retryMs / 1000)) };
-        return reply;
+        return errorReply(err);
       }
     };
   const limit = (key: string) => {
@@ -146,13 +167,12 @@ export function apiRoutes(o: ApiOptions): Route[] {
     {
       method: 'post',
       pattern: '/v1/rooms/:room/messages',
-      handler: guard(async (req) => {
+      handler: guard((req) => {
         const r = room(req);
-        const m = parse(messageBody, req);
+        const m = message(req);
         checkSizes(m);
         limit(r);
-        const high = m.kind === 'system' || m.kind === 'gift';
-        return outcomeReply(await o.control.post(r, { ...m, priority: m.priority ?? (high ? 'high' : 'normal') }));
+        return o.control.post(r, m).then(outcomeReply);
       }),
     },
     {
@@ -172,7 +192,7 @@ export function apiRoutes(o: ApiOptions): Route[] {
         const m = parse(broadcastBody, req);
         checkSizes(m);
         limit('\0broadcast');
-        const res = await o.control.broadcast({ ...m, priority: 'high' });
+        const res = await o.control.broadcast(apiMessage(m.kind, m.body, undefined, undefined, 'high', m.x));
         if (res.rooms > 0 && res.failed === res.rooms) return jsonError(503, 'UNAVAILABLE', ERRORS.UNAVAILABLE.message);
         return json(202, res);
       }),
@@ -221,7 +241,7 @@ export function apiRoutes(o: ApiOptions): Route[] {
         const uid = req.params.uid ?? '';
         if (!userId.safeParse(uid).success) throw new ApiError(400, 'BAD_REQUEST', 'uid must be 1-64 chars');
         // An empty body is {}: every field is optional.
-        const b = req.body.byteLength === 0 ? {} : parse(disconnectBody, req);
+        const b = req.text === '' ? {} : parse(disconnectBody, req);
         await o.control.disconnect(uid, b.seconds, b.reason);
         return json(200, { ok: true });
       }),

@@ -7,10 +7,13 @@ export const MAX_X_ENCODED = 1024;
 /** MessagePack encoders refuse depth > 100; a batch adds a few levels around a body. */
 export const MAX_DEPTH = 32;
 
+export const KIND_RE = /^[a-z0-9_-]{1,32}$/;
+export const NAME_MAX = 32;
+
 export const roomId = z.string().regex(ROOM_RE, 'room id must be 1-64 chars of A-Z a-z 0-9 _ . : -');
 const kind = z
   .string()
-  .regex(/^[a-z0-9_-]{1,32}$/, 'kind must be 1-32 chars of a-z 0-9 _ -')
+  .regex(KIND_RE, 'kind must be 1-32 chars of a-z 0-9 _ -')
   .refine((k) => k !== 'like', 'likes are aggregated counts; the API cannot send them');
 const body = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
 const extras = z.record(z.string(), z.unknown());
@@ -21,7 +24,7 @@ export const messageBody = z
     kind,
     body,
     uid: uid.optional(),
-    name: z.string().min(1).max(32).optional(),
+    name: z.string().min(1).max(NAME_MAX).optional(),
     priority: z.enum(['high', 'normal']).optional(),
     x: extras.optional(),
   })

@@ -1,6 +1,6 @@
 // What the server API asks of a worker beyond moderation: messages into a room's next tick,
 // broadcasts to every room with members, and a room's state.
-import type { ApiMessage } from '../api/routes.js';
+import type { ApiMessage } from '../api/message-body.js';
 import type { Bus } from '../bus/bus.js';
 import { WireError } from '../protocol/errors.js';
 import type { Msg } from '../protocol/ops.js';

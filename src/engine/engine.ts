@@ -5,7 +5,7 @@
 // member-counts.ts. The engine wires them, starts and drains them, and is what the gateway
 // (open, frame, closed, admit) and the API (RoomControl) call.
 import type { Logger } from 'pino';
-import type { ApiMessage } from '../api/routes.js';
+import type { ApiMessage } from '../api/message-body.js';
 import type { TokenVerifier } from '../auth/tokens.js';
 import type { Bus } from '../bus/bus.js';
 import type { Config } from '../config/schema.js';
@@ -84,7 +84,6 @@ export class Engine {
       publisher: o.publisher,
       metrics: o.metrics,
       roomChatBudget: c.roomChatBudget,
-      compressThreshold: c.compressThreshold,
       budgetShare: (room) => this.counts.budgetShare(room),
       review: o.review,
       events: o.events,

@@ -29,7 +29,7 @@ export async function startAdminServer(
     if (!route) return send(jsonError(404, 'NOT_FOUND', 'no such route'));
     Promise.resolve()
       .then(() =>
-        route.handler({ params: {}, query: url.searchParams, body: Buffer.alloc(0) }),
+        route.handler({ params: {}, query: url.searchParams, text: '' }),
       )
       .then(send, () => send(jsonError(500, 'INTERNAL', 'internal error')));
   });

@@ -7,7 +7,8 @@ export interface HttpReq {
   params: Record<string, string>;
   /** The query string's parameters. */
   readonly query: URLSearchParams;
-  body: Buffer;
+  /** The body, decoded as UTF-8 (invalid bytes become U+FFFD); '' when there is none. */
+  text: string;
 }
 
 export interface HttpReply {
@@ -101,7 +102,7 @@ export function refuseFraming(res: HttpResponse): void {
 
 /** What a handler gets; the query string is parsed only when a handler reads it (most never do). */
 class UwsReq implements HttpReq {
-  body: Buffer = EMPTY;
+  text = '';
   private parsed: URLSearchParams | undefined;
   constructor(
     readonly params: Record<string, string>,
@@ -112,8 +113,6 @@ class UwsReq implements HttpReq {
     return (this.parsed ??= new URLSearchParams(this.rawQuery));
   }
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /**
  * Registers a route on the uWS app. Every API post passes here, so it reads from uWS only what
@@ -151,8 +150,8 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
     const params: Record<string, string> = {};
     for (let i = 0; i < paramNames.length; i++) params[paramNames[i] as string] = safeDecode(req.getParameter(i) ?? '');
     const r = new UwsReq(params, req.getQuery() ?? '');
-    const run = (body: Buffer) => {
-      r.body = body;
+    const run = (text: string) => {
+      r.text = text;
       let out: HttpReply | Promise<HttpReply>;
       try {
         out = route.handler(r);
@@ -167,7 +166,7 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
         });
       } else finish(out);
     };
-    if (!hasBody) return run(EMPTY);
+    if (!hasBody) return run('');
     if (declared > o.maxBodyBytes) return finish(jsonError(413, 'TOO_LARGE', `body over ${o.maxBodyBytes} bytes`));
     let chunks: Buffer[] | undefined;
     let size = 0;
@@ -179,12 +178,12 @@ export function mount(app: TemplatedApp, route: Route, o: MountOptions): void {
         refused = true;
         return finish(jsonError(413, 'TOO_LARGE', `body over ${o.maxBodyBytes} bytes`));
       }
-      // uWS neuters the chunk after this callback: keep a copy. A body in one chunk (the usual
-      // post) is copied once, not gathered and joined.
-      const copy = Buffer.from(chunk.slice(0));
-      if (isLast && !chunks) return run(copy);
-      (chunks ??= []).push(copy);
-      if (isLast) run(Buffer.concat(chunks));
+      // uWS neuters the chunk after this callback. A body in one chunk (the usual post) is
+      // decoded from uWS's own bytes, with no copy in between: an ArrayBuffer per post cost a
+      // malloc, a memset and a free (bench/notes/big-room.md, session 21). Others are gathered.
+      if (isLast && !chunks) return run(Buffer.from(chunk).toString('utf8'));
+      (chunks ??= []).push(Buffer.from(chunk.slice(0)));
+      if (isLast) run(Buffer.concat(chunks).toString('utf8'));
     });
   });
 }

@@ -171,7 +171,7 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
 
   private encode(op: ServerOp): Uint8Array {
     const plain = encodeFrame(op);
-    return this.compress && plain.byteLength > this.gw.compressThreshold ? compressFrame(plain) : plain;
+    return this.compress ? this.gw.compressed(plain) : plain;
   }
 
   /**
@@ -370,7 +370,7 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
 export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   readonly app: TemplatedApp;
   readonly metrics: Metrics;
-  readonly compressThreshold: number;
+  private readonly compressThreshold: number;
   readonly maxBackpressure: number;
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
@@ -638,12 +638,17 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     if (writes > 0) this.wrote();
   }
 
+  /** A frame as members that asked for compressed frames get it: deflated when over the threshold. */
+  compressed(plain: Uint8Array): Uint8Array {
+    return plain.byteLength > this.compressThreshold ? compressFrame(plain) : plain;
+  }
+
   // ---- RoomPublisher ----
 
   /** Queued behind the room's frames in hand, and written one shard per loop turn (room-fanout.ts). */
-  publish(room: string, plain: Uint8Array, z?: Uint8Array, done?: (d: Delivered) => void): void {
+  publish(room: string, plain: Uint8Array, done?: (d: Delivered) => void): void {
     const f = this.fanouts.get(room);
-    if (f) f.publish({ plain, z, done });
+    if (f) f.publish({ plain, done });
     else done?.({ receivers: 0, bytes: 0 });
   }
 
@@ -662,7 +667,6 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
 
   publishShard(room: string, shard: number, frame: FanoutFrame, riders: readonly SocketConnection[] | undefined): Delivered {
     const { plain } = frame;
-    const z = frame.z ?? plain;
     const p = topic(room, false, shard);
     const c = topic(room, true, shard);
     const np = this.app.numSubscribers(p);
@@ -678,6 +682,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       else if (r.waitsForBatch()) this.flushAll([r]);
     }
     if (riding) for (const r of riding) r.standAside(room, shard);
+    const z = nc > 0 || riding?.some((r) => r.compress) ? (frame.z ??= this.compressed(plain)) : plain;
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z, true);
     if (riding) {

@@ -77,8 +77,8 @@ export interface Delivered {
  * go out in order; a big room's are written over several loop turns, so `done` may come later.
  */
 export interface RoomPublisher {
-  /** `z` is the compressed variant for members that asked for it (absent: they get `plain`). */
-  publish(room: string, plain: Uint8Array, z?: Uint8Array, done?: (d: Delivered) => void): void;
+  /** Members that asked for compressed frames get it deflated (once, when it is big enough). */
+  publish(room: string, plain: Uint8Array, done?: (d: Delivered) => void): void;
 }
 
 /** The join requested in the upgrade's query string (`room`, `since`, `epoch`, `last`), unvalidated. */

@@ -1,7 +1,7 @@
 // A worker's pipeline: (1) each tick applies each room's budget to its outbox and appends one
 // log entry per room to the bus in one round trip, replying to senders when the append
 // resolves; (2) what the bus delivers for each followed room is spliced from the entries'
-// bytes into one `batch` frame (batch.ts; compressed once when big), and handed to uWS publish as
+// bytes into one `batch` frame (batch.ts), and handed to uWS publish as
 // each bus read returns. A bus that reads at once after an append (`readsBack`: one Redis) brings
 // this worker's own entries back with the other workers' of the moment, so a room gets one frame
 // per tick, not one per appending worker; otherwise its own go out right after their append. With
@@ -15,7 +15,6 @@ import type { Bus, EntryBody, LogEntry, PackedBody, RoomHead, AppendItem } from 
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
 import { WireError } from '../protocol/errors.js';
-import { compressFrame } from '../protocol/codec.js';
 import type { Msg } from '../protocol/ops.js';
 import { encodeBatch, frameLength } from './batch.js';
 import type { RoomPublisher } from '../rooms/connection.js';
@@ -35,7 +34,6 @@ export interface PipelineOptions {
   publisher: RoomPublisher;
   metrics: Metrics;
   roomChatBudget: number;
-  compressThreshold: number;
   /** This worker's share (0..1] of a room's chat budget. */
   budgetShare: (room: string) => number;
   review?: Reviewer;
@@ -436,11 +434,10 @@ export class TickPipeline {
 
   private publishBatch(room: string, epoch: string, entries: LogEntry[], t: number): void {
     const plain = encodeBatch(room, epoch, entries);
-    const z = plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined;
     const f = this.passStarted(t, entries[0]!.ts);
     this.passing.add(room);
     const started = this.now();
-    this.o.publisher.publish(room, plain, z, (d) => {
+    this.o.publisher.publish(room, plain, (d) => {
       this.passEnded(f);
       const took = this.now() - started;
       this.rest(room, took > (this.o.restAfterMs ?? Infinity) ? took * REST_PER_PASS_MS : 0);
