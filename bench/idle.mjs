@@ -2,7 +2,9 @@
 // Idle cost: --members real WebSocket members in one room over --workers roomcast workers on
 // Redis, then nothing at all for --idleS seconds. Measures each server process's CPU (% of one
 // core, and µs of CPU per member per second), Redis commands/s and the ticks run while idle,
-// then checks that a message sent after the idle window still reaches every member.
+// then checks that a message sent after the idle window still reaches every member. Then the
+// same members idle on a bare uWS server (bench/peers/uws-peer.mjs, same idle timeout) for the
+// same window: the box's own floor for that many idle sockets, and the ratio against it.
 import { parseFlags, main, log, writeResult, sleep, needBuild, commandLine } from './lib/common.mjs';
 import { Fleet, sourceAddrs } from './lib/gen.mjs';
 import { launchRedis } from './lib/redis.mjs';
@@ -19,6 +21,7 @@ const f = parseFlags(
     settleS: { type: 'number', default: 10, help: 'wait after the connect phase before measuring' },
     idleTimeoutSec: { type: 'number', default: 0, help: '--idle-timeout-sec of the server (0 = its default); uWS pings a silent member every idleTimeoutSec - 16 s (from 32 s up)' },
     sdkPingS: { type: 'number', default: 0, help: 'every member sends a `ping` op this often, as the SDK does in a silent room (0 = none; the SDK uses min(30, hb/2) s)' },
+    baseline: { type: 'boolean', default: true, help: 'then the same members idle on raw uWS for the same window (not with --sdk-ping-s: the peer does not answer pings)' },
     profile: { type: 'boolean', default: false, help: 'run the workers with --cpu-prof (profiles in bench/results/prof-<ts>/)' },
     label: { type: 'string', default: '', help: 'free text stored with the results' },
   },
@@ -119,6 +122,41 @@ main(async () => {
     await fleet.stop();
     await target.stop();
   }
+  if (f.baseline && f.sdkPingS === 0) {
+    result.baseline = await rawUwsIdle(addrs, gens);
+    result.ratio = +(result.idle.workerCpuPctMean / Math.max(0.01, result.baseline.serverCpuPct)).toFixed(2);
+    log(`raw uWS: ${result.baseline.serverCpuPct} % of a core, ${result.baseline.usPerMemberPerSec} µs per member per second; roomcast's worker ×${result.ratio}`);
+  }
   const file = writeResult('idle', { flags: f, command: commandLine('idle'), result });
   log(`results: ${file}`);
-}, 15 * 60_000);
+}, 20 * 60_000);
+
+/** The same members, settle and window on one raw uWS process (no Redis, no ticks, no API). */
+async function rawUwsIdle(addrs, gens) {
+  const target = await startTarget('uws', { workers: 1, peerArgs: ['--idle-timeout-sec', String(idleTimeoutSec)] });
+  const fleet = new Fleet({
+    procs: gens, members: f.members, proto: target.proto, client: 'lite', urls: target.urls, rooms: [ROOM], addrs,
+    uidPrefix: 'idle-', tokenTtlSec: 7200, latencySample: 0, connectRate: 5000,
+    maxPending: 2000, connectTimeoutMs: 30_000, retries: 3, maxMs: 1_800_000,
+  });
+  try {
+    await fleet.start();
+    const conn = await fleet.waitConnected({ timeoutMs: 300_000 });
+    await sleep(f.settleS * 1000);
+    await fleet.window(true);
+    const c0 = mark(target.pids());
+    await sleep(idleS * 1000);
+    const cpu = diff(c0);
+    return {
+      kind: 'uws',
+      connected: conn.opened,
+      secs: +cpu.secs.toFixed(1),
+      serverCpuPct: cpu.cpuPct,
+      usPerMemberPerSec: +((cpu.cpuPct / 100) * 1e6 / f.members).toFixed(3),
+      rssMiB: cpu.each.map((e) => e.rssMiB),
+    };
+  } finally {
+    await fleet.stop();
+    await target.stop();
+  }
+}

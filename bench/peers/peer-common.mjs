@@ -10,7 +10,7 @@ const parent = process.ppid;
 setInterval(() => process.ppid !== parent && process.exit(0), 2000).unref();
 
 export function peerFlags(argv = process.argv.slice(2)) {
-  const o = { port: 0, index: 0, workers: 1, redis: null, tickMs: 50, maxBackpressure: 256 * 1024, host: '127.0.0.1', asyncUpgrade: 0 };
+  const o = { port: 0, index: 0, workers: 1, redis: null, tickMs: 50, maxBackpressure: 256 * 1024, host: '127.0.0.1', asyncUpgrade: 0, idleTimeoutSec: 60 };
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_m, c) => c.toUpperCase());
     const v = argv[i + 1];

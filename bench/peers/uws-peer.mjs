@@ -20,7 +20,7 @@ const r = await relay({
 app.ws('/ws', {
   compression: uws.DISABLED,
   maxPayloadLength: 16 * 1024,
-  idleTimeout: 60,
+  idleTimeout: o.idleTimeoutSec,
   maxBackpressure: o.maxBackpressure,
   closeOnBackpressureLimit: 0,
   sendPingsAutomatically: true,
