@@ -305,10 +305,11 @@ function idleRuns(runs) {
     const x = r.result;
     return [
       r.flags.label || '–', fmt(x.connected), x.idleTimeoutSec ? `${x.idleTimeoutSec} s` : '–', `${fmt(x.idle.workerCpuPctMean, 2)}%`, `${fmt(x.idle.supervisorCpuPct, 2)}%`,
-      fmt(x.idle.usPerMemberPerSec, 3), fmt(x.idle.ticksPerSec, 1), fmt(x.idle.redis.opsPerSec, 1), `${r.date.slice(0, 16)} (load ${r.machine.loadavgAtStart?.[0] ?? '?'})`,
+      fmt(x.idle.usPerMemberPerSec, 3), fmt(x.idle.ticksPerSec, 1), fmt(x.idle.redis.opsPerSec, 1),
+      x.baseline ? `${fmt(x.baseline.serverCpuPct, 1)}% (×${x.ratio})` : '–', `${r.date.slice(0, 16)} (load ${r.machine.loadavgAtStart?.[0] ?? '?'})`,
     ];
   });
-  return table(['run', 'members', 'idle timeout', 'worker CPU (of a core)', 'supervisor CPU', 'worker µs per member per s', 'ticks/s', 'Redis cmds/s', 'date'], rows);
+  return table(['run', 'members', 'idle timeout', 'worker CPU (of a core)', 'supervisor CPU', 'worker µs per member per s', 'ticks/s', 'Redis cmds/s', 'raw uWS, same members (roomcast ÷ it)', 'date'], rows);
 }
 
 function million(r) {
