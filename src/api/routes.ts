@@ -147,7 +147,7 @@ export function apiRoutes(o: ApiOptions): Route[] {
   // Checked as soon as the headers are in: an unauthenticated body is never read.
   const precheck = (headers: HeaderReader) =>
     authorized(headers.getHeader('authorization')) ? undefined : jsonError(401, 'UNAUTHORIZED', 'missing or wrong API key');
-  // Not an async wrapper: a post's reply is one promise hop after its outcome, not three.
+  // Not an async wrapper: its awaits added two promise resumes to every post's reply.
   const guard =
     (fn: (req: HttpReq) => Promise<HttpReply> | HttpReply) =>
     (req: HttpReq): Promise<HttpReply> | HttpReply => {
