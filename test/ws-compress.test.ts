@@ -87,6 +87,29 @@ describe('compress=deflate', () => {
     await closeAll(z, talker);
   });
 
+  it('a join with last: the shared tail reaches a plain joiner plain and a compressing one as z frames', async () => {
+    const room = uniq('zlast');
+    const { c: talker } = await member(node, uniq('talker'), room);
+    for (let i = 0; i < 3; i++) await request(talker, { op: 'send', room, kind: 'chat', body: `${i}`.repeat(120) });
+    // The plain joiner first: the tail's frames are encoded for it, the z variant made later for the other.
+    const joiners: Client[] = [];
+    for (const compress of [false, true]) {
+      const c = await user(node, uniq(compress ? 'zl' : 'pl'), { compress });
+      const j = await request(c, { op: 'join', room, last: 3 });
+      expect(j).toMatchObject({ op: 'joined' });
+      await waitUntil(() => c.batches(room).some((b) => b.to === j.seq), 3000, 'tail');
+      expect(c.batches(room).every((b) => (b.viaZ === true) === compress)).toBe(true);
+      checkFrames(c, compress);
+      joiners.push(c);
+    }
+    const [p, z] = joiners as [Client, Client];
+    const pi = p.frames.findIndex((f) => f.op === 'batch');
+    const zi = z.frames.findIndex((f) => f.op === 'batch');
+    const inflated = inflateRawSync((decode(z.rawFrames[zi]!) as Frame).data as Uint8Array);
+    expect(Buffer.compare(inflated, p.rawFrames[pi]!)).toBe(0);
+    await closeAll(talker, p, z);
+  });
+
   it('an unknown compress value is ignored (no z)', async () => {
     const room = uniq('zgzip');
     const t = await token(node, { uid: uniq('g') });

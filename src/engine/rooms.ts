@@ -4,7 +4,7 @@
 // stream is contiguous and in order. A join with `last` gets the room's recent entries the same
 // way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
-import { compressFrame } from '../protocol/codec.js';
+import { compressOver } from '../protocol/codec.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
@@ -46,6 +46,7 @@ export interface JoinRequest {
 /** A tail's frames, encoded once for every joiner of the same tick. */
 interface EncodedTail {
   key: string;
+  /** `z` is made for the first joiner that asked for compressed frames. */
   frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
 }
 
@@ -98,7 +99,7 @@ export class Rooms {
           return undefined;
         }
         if (!this.goesOn(c, room, guard)) return undefined;
-        c.sendEncoded(c.compress && f.z ? f.z : f.plain);
+        c.sendEncoded(c.compress ? (f.z ??= compressOver(f.plain, this.o.compressThreshold)) : f.plain);
       }
       await this.catchUp(c, room, last.epoch, last.seq, guard);
       return undefined;
@@ -190,7 +191,7 @@ export class Rooms {
         if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
         if (!this.goesOn(c, room, guard)) return;
         const plain = encodeBatch(room, epoch, frame);
-        c.sendEncoded(c.compress && plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : plain);
+        c.sendEncoded(c.compress ? compressOver(plain, this.o.compressThreshold) : plain);
         after = frame[frame.length - 1]!.seq;
       }
     }
@@ -224,14 +225,13 @@ export class Rooms {
     return pending;
   }
 
-  /** The last `n` entries up to `upTo` as replay frames, encoded (and compressed) once per room and head. */
+  /** The last `n` entries up to `upTo` as replay frames, encoded once per room and head. */
   private tailFrames(room: string, upTo: RoomHead, n: number): EncodedTail['frames'] {
     const key = `${upTo.epoch}:${upTo.seq}:${n}`;
     const memo = this.tails.get(room);
     if (memo?.key === key) return memo.frames;
     const frames = [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => {
-      const plain = encodeBatch(room, upTo.epoch, entries);
-      return { plain, z: plain.byteLength > this.o.compressThreshold ? compressFrame(plain) : undefined };
+      return { plain: encodeBatch(room, upTo.epoch, entries) };
     });
     this.tails.set(room, { key, frames });
     return frames;

@@ -18,7 +18,7 @@ import { afterNextPoll } from '../util/loop-phase.js';
 export interface FanoutFrame {
   plain: Uint8Array;
   /**
-   * For members that asked for compressed frames: made by the gateway at the first shard that
+   * For members that asked for compressed frames: made (compressOver) at the first shard that
    * has one, so a room where none did never deflates (each frame over 1 KiB was, ~0.3 % of a
    * 5k room's loop; bench/notes/big-room.md, session 20).
    */

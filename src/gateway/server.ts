@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AuthError, guestCredentials, type Credentials, type TokenVerifier } from '../auth/tokens.js';
 import { closeCodeLabel, type Metrics } from '../metrics/metrics.js';
-import { compressFrame, encodeFrame } from '../protocol/codec.js';
+import { compressOver, encodeFrame } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
@@ -171,7 +171,7 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
 
   private encode(op: ServerOp): Uint8Array {
     const plain = encodeFrame(op);
-    return this.compress ? this.gw.compressed(plain) : plain;
+    return this.compress ? compressOver(plain, this.gw.compressThreshold) : plain;
   }
 
   /**
@@ -370,7 +370,7 @@ class SocketConnection extends ConnState implements Connection, ShardMember, Lin
 export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
   readonly app: TemplatedApp;
   readonly metrics: Metrics;
-  private readonly compressThreshold: number;
+  readonly compressThreshold: number;
   readonly maxBackpressure: number;
   private listenSocket: us_listen_socket | undefined;
   private handler: GatewayHandler | undefined;
@@ -638,11 +638,6 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
     if (writes > 0) this.wrote();
   }
 
-  /** A frame as members that asked for compressed frames get it: deflated when over the threshold. */
-  compressed(plain: Uint8Array): Uint8Array {
-    return plain.byteLength > this.compressThreshold ? compressFrame(plain) : plain;
-  }
-
   // ---- RoomPublisher ----
 
   /** Queued behind the room's frames in hand, and written one shard per loop turn (room-fanout.ts). */
@@ -682,7 +677,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       else if (r.waitsForBatch()) this.flushAll([r]);
     }
     if (riding) for (const r of riding) r.standAside(room, shard);
-    const z = nc > 0 || riding?.some((r) => r.compress) ? (frame.z ??= this.compressed(plain)) : plain;
+    const z = nc > 0 || riding?.some((r) => r.compress) ? (frame.z ??= compressOver(plain, this.compressThreshold)) : plain;
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z, true);
     if (riding) {

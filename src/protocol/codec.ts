@@ -12,8 +12,13 @@ export function encodeFrame(op: ServerOp): Uint8Array {
 }
 
 /** Wraps an encoded frame in a `z` frame: deflate-raw of the MessagePack bytes. */
-export function compressFrame(encoded: Uint8Array): Uint8Array {
+function compressFrame(encoded: Uint8Array): Uint8Array {
   return encoder.encode({ op: 'z', data: deflateRawSync(encoded) });
+}
+
+/** The frame as a member that asked for compressed frames gets it: a `z` frame when over `threshold` bytes. */
+export function compressOver(encoded: Uint8Array, threshold: number): Uint8Array {
+  return encoded.byteLength > threshold ? compressFrame(encoded) : encoded;
 }
 
 export function inflateZ(data: Uint8Array): Uint8Array {
