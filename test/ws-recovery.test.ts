@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomcastNode } from '../src/node.js';
+import { REPLAY_FRAME_BYTES } from '../src/engine/rooms.js';
 import { NO_FRAME_BUDGET, sleep, startTestNode, token, wsUrl, type Client, type Frame } from './helpers.js';
 import { closeAll, gaps, member, members, pauseReading, quiet, replyTo, request, resumeReading, summarize, uniq, user, waitUntil } from './ws-helpers.js';
 
@@ -244,6 +245,19 @@ describe('recovery of a long gap by a client on a slow link', () => {
     expect(lastTo(c, room), summary).toBe(head);
     await closeAll(c, stay);
   }, 40_000);
+
+  it('replay frames stay under uWS\'s cork buffer: a recovery leaves no per-socket backlog behind', async () => {
+    // 40 entries of 1 KB: 40 KB of replay, one frame under the live cap (FRAME_MAX_BYTES, 64 KiB).
+    const { room, uid, joined, stay, head } = await missedWhileAway(node, 'cork-replay', 40, 1000);
+    const c = await user(node, uid);
+    expect(await request(c, { op: 'join', room, since: joined.seq, epoch: joined.epoch })).toMatchObject({ recovered: true, seq: head });
+    await waitUntil(() => lastTo(c, room) >= head, 5000, 'the replay');
+    const frames = c.batches(room);
+    expect(gaps(frames, joined.seq as number)).toEqual([]);
+    expect(frames.length).toBeGreaterThanOrEqual(3);
+    for (const f of frames) expect(bodies([f]).join('').length).toBeLessThanOrEqual(REPLAY_FRAME_BYTES);
+    await closeAll(c, stay);
+  });
 
   it('a client reading in gulps from another process gets the whole replay of entries larger than the replay buffer', async () => {
     // Each gulp lets uWS write all it held, and its drain event resumes the replay, whose next

@@ -50,8 +50,16 @@ interface EncodedTail {
   frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
 }
 
-/** Replay frames hold at most this many entries (and FRAME_MAX_BYTES of messages, tick/batch.ts). */
+/** Replay frames (recovery and `last`) hold at most this many entries, and REPLAY_FRAME_BYTES of messages. */
 const REPLAY_MAX_ENTRIES = 100;
+/**
+ * Under uWS's 16 KiB cork buffer (LoopData::CORK_BUFFER_SIZE), with room for the frame's header:
+ * uWS formats a smaller message in its loop's one shared buffer, a bigger one in the socket's own
+ * backlog string, which it resizes to the frame and never shrinks (BackPressure::clear keeps the
+ * capacity). A mass recovery in live-sized frames (FRAME_MAX_BYTES, tick/batch.ts) would leave
+ * every member's socket holding ~64 KiB for its life (bench/notes/big-room.md, session 22).
+ */
+export const REPLAY_FRAME_BYTES = 15 * 1024;
 /** One page of the log per read: a replay holds at most one frame's worth of entries. */
 const RANGE_PAGE = REPLAY_MAX_ENTRIES;
 /** Longest wait for this worker's delivery to reach a joiner's `since`. */
@@ -285,7 +293,7 @@ export class Rooms {
 /** Splits consecutive entries into replay frames of bounded size. */
 function* chunks(entries: readonly LogEntry[]): Generator<LogEntry[]> {
   for (let i = 0; i < entries.length; ) {
-    const n = frameLength(entries, i, REPLAY_MAX_ENTRIES);
+    const n = frameLength(entries, i, REPLAY_MAX_ENTRIES, REPLAY_FRAME_BYTES);
     yield entries.slice(i, i + n);
     i += n;
   }

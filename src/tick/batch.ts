@@ -22,13 +22,13 @@ const ENTRY_OVERHEAD = 16;
  */
 export const FRAME_MAX_BYTES = 64 * 1024;
 
-/** How many of `entries` from `from` go in one frame: at least one, then while within FRAME_MAX_BYTES and `maxEntries`. */
-export function frameLength(entries: readonly LogEntry[], from = 0, maxEntries = Infinity): number {
+/** How many of `entries` from `from` go in one frame: at least one, then while within `maxBytes` and `maxEntries`. */
+export function frameLength(entries: readonly LogEntry[], from = 0, maxEntries = Infinity, maxBytes = FRAME_MAX_BYTES): number {
   let n = 0;
   let bytes = 0;
   for (let i = from; i < entries.length && n < maxEntries; i++, n++) {
     bytes += ENTRY_OVERHEAD + entries[i]!.packed.byteLength;
-    if (n > 0 && bytes > FRAME_MAX_BYTES) break;
+    if (n > 0 && bytes > maxBytes) break;
   }
   return n;
 }
