@@ -8,9 +8,9 @@
 // fan-out shards on (`fanoutShardMembers`), a big room's frame is written over several loop turns
 // (gateway/room-fanout.ts); the room's next frame waits for it and takes everything delivered
 // meanwhile, up to FRAME_MAX_BYTES (batch.ts; the rest is the frame after it): a pass that can't
-// finish in a tick stretches the room's tick to the pass. A pass longer than the longest tick
-// (`maxTickMs`) is followed by a rest of half its length, with or without shards, so an
-// overloaded worker merges more per frame instead of passing back to back.
+// finish in a tick stretches the room's tick to the pass. A second pass in a row longer than the
+// longest tick (`maxTickMs`) is followed by a rest of half its length, with or without shards, so
+// an overloaded worker merges more per frame instead of passing back to back.
 import type { Bus, EntryBody, LogEntry, PackedBody, RoomHead, AppendItem } from '../bus/bus.js';
 import { packEntry } from '../bus/entry.js';
 import { kindLabel, type MessageResult, type Metrics } from '../metrics/metrics.js';
@@ -42,7 +42,8 @@ export interface PipelineOptions {
   onError?: (err: unknown) => void;
   /**
    * A pass (one frame written to every local member of a room) that took longer than this,
-   * the longest tick, is followed by a rest before the room's next frame (REST_PER_PASS_MS).
+   * the longest tick, after one that did too, is followed by a rest before the room's next
+   * frame (REST_PER_PASS_MS).
    * Default: no rest.
    */
   restAfterMs?: number;
@@ -96,6 +97,8 @@ export class TickPipeline {
   private readonly delivered = new Map<string, RoomHead>();
   /** Rooms whose last frame is still being written, or resting after it: their entries wait in the inbox and merge. */
   private readonly passing = new Set<string>();
+  /** Rooms whose last pass was longer than `restAfterMs`. */
+  private readonly longPassed = new Set<string>();
   /** The rests in progress, by room: settled() ends them early. */
   private readonly resting = new Map<string, { timer: NodeJS.Timeout; end: () => void }>();
   private fanning: Fanning | undefined;
@@ -216,6 +219,7 @@ export class TickPipeline {
 
   unfollowed(room: string): void {
     this.delivered.delete(room);
+    this.longPassed.delete(room);
     this.inbox.delete(room);
     this.recent.drop(room);
   }
@@ -440,7 +444,12 @@ export class TickPipeline {
     this.o.publisher.publish(room, plain, (d) => {
       this.passEnded(f);
       const took = this.now() - started;
-      this.rest(room, took > (this.o.restAfterMs ?? Infinity) ? took * REST_PER_PASS_MS : 0);
+      const long = took > (this.o.restAfterMs ?? Infinity);
+      // Only a second long pass in a row rests: one alone (the first frames over 16 KiB, which
+      // fault in uWS's per-socket buffers; a GC) says nothing of the next.
+      this.rest(room, long && this.longPassed.has(room) ? took * REST_PER_PASS_MS : 0);
+      if (long) this.longPassed.add(room);
+      else this.longPassed.delete(room);
       const m = this.o.metrics;
       m.batchesPublished.inc();
       m.deliveries.inc(d.receivers);
