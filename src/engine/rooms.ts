@@ -56,8 +56,9 @@ const REPLAY_MAX_ENTRIES = 100;
  * Under uWS's 16 KiB cork buffer (LoopData::CORK_BUFFER_SIZE), with room for the frame's header:
  * uWS formats a smaller message in its loop's one shared buffer, a bigger one in the socket's own
  * backlog string, which it resizes to the frame and never shrinks (BackPressure::clear keeps the
- * capacity). A mass recovery in live-sized frames (FRAME_MAX_BYTES, tick/batch.ts) would leave
- * every member's socket holding ~64 KiB for its life (bench/notes/big-room.md, session 22).
+ * capacity), as it keeps what a slow reader has not taken yet. A reconnect wave of 5k members
+ * replaying 40 KB each left 33–35 KiB per member with these frames, 43–44 with live-sized ones
+ * (FRAME_MAX_BYTES; bench/recovery-wave.mjs, bench/notes/big-room.md, session 22).
  */
 export const REPLAY_FRAME_BYTES = 15 * 1024;
 /** One page of the log per read: a replay holds at most one frame's worth of entries. */

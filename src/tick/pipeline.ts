@@ -76,8 +76,8 @@ const BUDGET_IDLE_MS = 10_000;
 const MAX_APPENDS_IN_FLIGHT = 2;
 
 /**
- * The rest after a pass longer than the longest tick, per ms of the pass: the pass then takes
- * two thirds of the room's frame interval. A worker that cannot write a frame to all its
+ * The rest after a pass longer than the longest tick (the second in a row), per ms of the pass:
+ * the pass then takes two thirds of the room's frame interval. A worker that cannot write a frame to all its
  * members within a tick would otherwise pass back to back; resting, it merges what comes
  * meanwhile into the next frame and leaves a third of its loop (and of the box) to API
  * requests, acks, pongs and the members' own reading (bench/notes/million-curve.md, session 10).
