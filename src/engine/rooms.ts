@@ -11,6 +11,7 @@ import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { TickPipeline } from '../tick/pipeline.js';
 import { encodeBatch, frameLength } from '../tick/batch.js';
+import { ReplayFrames, type EncodedFrame } from './replay-frames.js';
 
 export interface RoomsOptions {
   bus: RoomLog & LiveFeed & Pick<Presence, 'members'>;
@@ -46,8 +47,7 @@ export interface JoinRequest {
 /** A tail's frames, encoded once for every joiner of the same tick. */
 interface EncodedTail {
   key: string;
-  /** `z` is made for the first joiner that asked for compressed frames. */
-  frames: Array<{ plain: Uint8Array; z?: Uint8Array }>;
+  frames: EncodedFrame[];
 }
 
 /** Replay frames (recovery and `last`) hold at most this many entries, and REPLAY_FRAME_BYTES of messages. */
@@ -71,6 +71,7 @@ export class Rooms {
   /** One shared log read per room to fill the tail with what came before it was followed. */
   private readonly priming = new Map<string, Promise<void>>();
   private readonly tails = new Map<string, EncodedTail>();
+  private readonly replays = new ReplayFrames();
 
   constructor(private readonly o: RoomsOptions) {}
 
@@ -199,8 +200,8 @@ export class Rooms {
       for (const frame of chunks(next)) {
         if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
         if (!this.goesOn(c, room, guard)) return;
-        const plain = encodeBatch(room, epoch, frame);
-        c.sendEncoded(c.compress ? compressOver(plain, this.o.compressThreshold) : plain);
+        const f = this.replays.get(room, epoch, frame);
+        c.sendEncoded(c.compress ? (f.z ??= compressOver(f.plain, this.o.compressThreshold)) : f.plain);
         after = frame[frame.length - 1]!.seq;
       }
     }
