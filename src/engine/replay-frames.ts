@@ -1,15 +1,11 @@
-// Replay frames encoded once for every member that recovers the same range: in a reconnect wave
-// thousands of members replay the same entries, and each one's encode was a copy of the frame
+// Replay frames (recovery and `last` tails) encoded once for every member that gets the same
+// range: in a reconnect wave thousands of members replay the same entries, and a crowd joining
+// with `last` takes the same tail, and each one's encode was a copy of the frame
 // (5,000 members × 40 KB in ~1.2 s; bench/notes/big-room.md, session 22). A frame's bytes depend
 // only on its room, epoch and seq range: entries never change within an epoch.
 import type { LogEntry } from '../bus/bus.js';
+import type { EncodedFrame } from '../protocol/codec.js';
 import { encodeBatch } from '../tick/batch.js';
-
-export interface EncodedFrame {
-  plain: Uint8Array;
-  /** Made (compressOver) for the first member that asked for compressed frames. */
-  z?: Uint8Array;
-}
 
 /** The most recent frames kept, across rooms: ~1 MB at REPLAY_FRAME_BYTES each (plus their `z`). */
 const KEPT = 64;

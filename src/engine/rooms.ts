@@ -4,14 +4,14 @@
 // stream is contiguous and in order. A join with `last` gets the room's recent entries the same
 // way, from the pipeline's in-memory tail.
 import type { LiveFeed, LogEntry, Presence, RoomHead, RoomLog } from '../bus/bus.js';
-import { compressOver } from '../protocol/codec.js';
+import { frameBytes, type EncodedFrame } from '../protocol/codec.js';
 import { CLOSE, WireError } from '../protocol/errors.js';
 import { MAX_LAST } from '../protocol/ops.js';
 import type { Connection } from '../rooms/connection.js';
 import type { Membership } from '../rooms/membership.js';
 import type { TickPipeline } from '../tick/pipeline.js';
-import { encodeBatch, frameLength } from '../tick/batch.js';
-import { ReplayFrames, type EncodedFrame } from './replay-frames.js';
+import { frameLength } from '../tick/batch.js';
+import { ReplayFrames } from './replay-frames.js';
 
 export interface RoomsOptions {
   bus: RoomLog & LiveFeed & Pick<Presence, 'members'>;
@@ -44,12 +44,6 @@ export interface JoinRequest {
   ref?: number;
 }
 
-/** A tail's frames, encoded once for every joiner of the same tick. */
-interface EncodedTail {
-  key: string;
-  frames: EncodedFrame[];
-}
-
 /** Replay frames (recovery and `last`) hold at most this many entries, and REPLAY_FRAME_BYTES of messages. */
 const REPLAY_MAX_ENTRIES = 100;
 /**
@@ -70,7 +64,6 @@ export class Rooms {
   private readonly following = new Map<string, Promise<RoomHead>>();
   /** One shared log read per room to fill the tail with what came before it was followed. */
   private readonly priming = new Map<string, Promise<void>>();
-  private readonly tails = new Map<string, EncodedTail>();
   private readonly replays = new ReplayFrames();
 
   constructor(private readonly o: RoomsOptions) {}
@@ -109,7 +102,7 @@ export class Rooms {
           return undefined;
         }
         if (!this.goesOn(c, room, guard)) return undefined;
-        c.sendEncoded(c.compress ? (f.z ??= compressOver(f.plain, this.o.compressThreshold)) : f.plain);
+        c.sendEncoded(frameBytes(f, c.compress, this.o.compressThreshold));
       }
       await this.catchUp(c, room, last.epoch, last.seq, guard);
       return undefined;
@@ -201,7 +194,7 @@ export class Rooms {
         if (!(await this.drainedWithin(c))) return c.close(CLOSE.TOO_SLOW, 'replay made no progress; reconnect and recover');
         if (!this.goesOn(c, room, guard)) return;
         const f = this.replays.get(room, epoch, frame);
-        c.sendEncoded(c.compress ? (f.z ??= compressOver(f.plain, this.o.compressThreshold)) : f.plain);
+        c.sendEncoded(frameBytes(f, c.compress, this.o.compressThreshold));
         after = frame[frame.length - 1]!.seq;
       }
     }
@@ -235,16 +228,9 @@ export class Rooms {
     return pending;
   }
 
-  /** The last `n` entries up to `upTo` as replay frames, encoded once per room and head. */
-  private tailFrames(room: string, upTo: RoomHead, n: number): EncodedTail['frames'] {
-    const key = `${upTo.epoch}:${upTo.seq}:${n}`;
-    const memo = this.tails.get(room);
-    if (memo?.key === key) return memo.frames;
-    const frames = [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => {
-      return { plain: encodeBatch(room, upTo.epoch, entries) };
-    });
-    this.tails.set(room, { key, frames });
-    return frames;
+  /** The last `n` entries up to `upTo` as replay frames, each encoded once for every joiner that takes it. */
+  private tailFrames(room: string, upTo: RoomHead, n: number): EncodedFrame[] {
+    return [...chunks(this.o.pipeline.recent.tail(room, upTo, n))].map((entries) => this.replays.get(room, upTo.epoch, entries));
   }
 
   /** Whether the member's socket drained within replayStallMs. */
@@ -287,7 +273,6 @@ export class Rooms {
   private unfollow(room: string): void {
     this.o.bus.unfollow(room);
     this.o.pipeline.unfollowed(room);
-    this.tails.delete(room);
   }
 
 }

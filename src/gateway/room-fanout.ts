@@ -11,18 +11,17 @@
 // ×1.5–2.4 its p99; bench/notes/big-room.md). Frames of a room go out in order: the next one starts once the previous one reached
 // every shard. A member that subscribes while frames are queued or being written waits for the
 // last of them to finish: what it joined with (its `joined` seq, its replay) already covers them.
+import type { EncodedFrame } from '../protocol/codec.js';
 import type { Delivered } from '../rooms/connection.js';
 import { talkShare } from './member-talk.js';
 import { afterNextPoll } from '../util/loop-phase.js';
 
-export interface FanoutFrame {
-  plain: Uint8Array;
-  /**
-   * For members that asked for compressed frames: made (compressOver) at the first shard that
-   * has one, so a room where none did never deflates (each frame over 1 KiB was, ~0.3 % of a
-   * 5k room's loop; bench/notes/big-room.md, session 20).
-   */
-  z?: Uint8Array;
+/**
+ * Its `z` form is made (frameBytes) at the first shard that has a member that asked for
+ * compressed frames, so a room where none did never deflates (each frame over 1 KiB was, ~0.3 %
+ * of a 5k room's loop; bench/notes/big-room.md, session 20).
+ */
+export interface FanoutFrame extends EncodedFrame {
   /** Called once every shard has it (synchronously when the room has one shard). */
   done?: (d: Delivered) => void;
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AuthError, guestCredentials, type Credentials, type TokenVerifier } from '../auth/tokens.js';
 import { closeCodeLabel, type Metrics } from '../metrics/metrics.js';
-import { compressOver, encodeFrame } from '../protocol/codec.js';
+import { compressOver, encodeFrame, frameBytes } from '../protocol/codec.js';
 import type { ServerOp } from '../protocol/ops.js';
 import { CLOSE } from '../protocol/errors.js';
 import { WS_PROTOCOL, WS_TOKEN_PROTOCOL_PREFIX } from '../protocol/ops.js';
@@ -677,7 +677,7 @@ export class Gateway implements RoomPublisher, ShardHost<SocketConnection> {
       else if (r.waitsForBatch()) this.flushAll([r]);
     }
     if (riding) for (const r of riding) r.standAside(room, shard);
-    const z = nc > 0 || riding?.some((r) => r.compress) ? (frame.z ??= compressOver(plain, this.compressThreshold)) : plain;
+    const z = frameBytes(frame, nc > 0 || riding?.some((r) => r.compress) === true, this.compressThreshold);
     if (np > 0) this.app.publish(p, plain, true);
     if (nc > 0) this.app.publish(c, z, true);
     if (riding) {

@@ -21,6 +21,17 @@ export function compressOver(encoded: Uint8Array, threshold: number): Uint8Array
   return encoded.byteLength > threshold ? compressFrame(encoded) : encoded;
 }
 
+/** An encoded frame, and its `z` form once a member that asked for compressed frames needed it. */
+export interface EncodedFrame {
+  plain: Uint8Array;
+  z?: Uint8Array;
+}
+
+/** The bytes of `f` for a member: its `z` form (made once, compressOver) when `compress`. */
+export function frameBytes(f: EncodedFrame, compress: boolean, threshold: number): Uint8Array {
+  return compress ? (f.z ??= compressOver(f.plain, threshold)) : f.plain;
+}
+
 export function inflateZ(data: Uint8Array): Uint8Array {
   return inflateRawSync(data);
 }
